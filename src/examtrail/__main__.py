@@ -1,0 +1,3 @@
+from examtrail.cli.main import app
+
+app()

@@ -1,0 +1,98 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from examtrail import __version__
+from examtrail.auth.api import router as auth_router
+from examtrail.core.errors import install_error_handlers
+from examtrail.core.responses import JSONResponse
+from examtrail.core.settings import Settings, get_settings
+from examtrail.exports.api import router as exports_router
+from examtrail.ingest.api import router as ingest_router
+from examtrail.queue.worker import BackgroundWorker
+from examtrail.runtime import Runtime, build_runtime, set_runtime
+from examtrail.storage.api import router as storage_router
+from examtrail.webhooks.api import router as webhooks_router
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Keeps every event registered on a candidate during an exam and exports them per test.
+
+Compatible with Inspera's *Test events export API*: get a token, order an export of
+`/v1/test/{testId}/events`, poll it with the `jobId`, download the JSON file through a
+pre-signed URL that stays valid for the lifetime of the access token.
+"""
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings)
+        await run_in_threadpool(rt.store.ensure_ready)
+        set_runtime(rt)
+        app.state.runtime = rt
+        worker = BackgroundWorker(rt) if rt.embedded_worker else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            if runtime is None:
+                rt.close()
+
+    app = FastAPI(
+        title="Examtrail",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(ingest_router)
+    app.include_router(exports_router)
+    app.include_router(webhooks_router)
+    app.include_router(storage_router)
+
+    @app.get("/healthz", tags=["health"], summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="Database, object store and broker are reachable")
+    def readyz() -> JSONResponse:
+        rt: Runtime = app.state.runtime
+        checks: dict[str, Any] = {}
+
+        def probe(name: str, action: Any) -> None:
+            try:
+                action()
+                checks[name] = "ok"
+            except Exception as exc:
+                log.warning("readiness check %s failed: %s", name, exc)
+                checks[name] = "unavailable"
+
+        def database() -> None:
+            with rt.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        probe("database", database)
+        probe("objectStore", rt.store.check)
+        probe("broker", rt.queue.check)
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+    return app

@@ -1,0 +1,79 @@
+"""Tenants, API clients and token issuance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from examtrail.auth import repository
+from examtrail.auth.models import ApiClient
+from examtrail.core import security
+from examtrail.core.db import utcnow
+
+
+class InvalidCredentials(Exception):
+    """Unknown client, revoked client or wrong key; deliberately not more specific."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewClient:
+    client_id: str
+    api_key: str
+    tenant_id: int
+    tenant_name: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    expires_at: datetime
+    expires_in: int
+
+
+def create_client(session: Session, *, tenant_name: str, scopes: frozenset[str], name: str = "") -> NewClient:
+    unknown = scopes - set(security.SCOPES)
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be a non-empty subset of {', '.join(security.SCOPES)}")
+    tenant = repository.get_tenant_by_name(session, tenant_name) or repository.add_tenant(session, tenant_name)
+    api_key = security.new_api_key()
+    client = ApiClient(
+        client_id=security.new_client_id(),
+        tenant_id=tenant.id,
+        name=name,
+        key_hash=security.hash_api_key(api_key),
+        scopes=",".join(sorted(scopes)),
+    )
+    repository.add_client(session, client)
+    return NewClient(client.client_id, api_key, tenant.id, tenant.name, scopes)
+
+
+def revoke_client(session: Session, client_id: str) -> bool:
+    client = repository.get_client(session, client_id)
+    if client is None or client.revoked_at is not None:
+        return False
+    client.revoked_at = utcnow()
+    return True
+
+
+def authenticate(session: Session, client_id: str, api_key: str) -> ApiClient:
+    client = repository.get_client(session, client_id)
+    # Hash even for unknown clients so timing does not reveal which client ids exist.
+    stored = client.key_hash if client is not None else "0" * 64
+    if not security.api_key_matches(api_key, stored) or client is None or client.revoked_at is not None:
+        raise InvalidCredentials
+    return client
+
+
+def issue_token(session: Session, signing_key: bytes, ttl_seconds: int, client_id: str, api_key: str) -> IssuedToken:
+    client = authenticate(session, client_id, api_key)
+    token, expires_at = security.issue_token(
+        signing_key,
+        tenant_id=client.tenant_id,
+        client_id=client.client_id,
+        scopes=client.scope_set,
+        ttl_seconds=ttl_seconds,
+    )
+    return IssuedToken(token, expires_at, ttl_seconds)

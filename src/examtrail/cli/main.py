@@ -1,0 +1,192 @@
+"""The ``examtrail`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from examtrail.core.settings import get_settings
+
+app = typer.Typer(help="Examtrail: exam event storage and Inspera-compatible exports.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+clients_app = typer.Typer(help="API clients of tenants.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(clients_app, name="clients")
+
+console = Console()
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, help="API processes (needs a broker URL when more than 1)."),
+) -> None:
+    """Serve the HTTP API (with the in-process worker when no broker URL is set)."""
+    import uvicorn
+
+    settings = get_settings()
+    if workers > 1 and not settings.broker_url:
+        raise typer.BadParameter("several API processes need EXAMTRAIL_BROKER_URL (and PostgreSQL)")
+    _logging()
+    uvicorn.run(
+        "examtrail.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+
+
+@app.command()
+def worker(threads: int = typer.Option(0, help="Worker threads (default: EXAMTRAIL_WORKER_THREADS).")) -> None:
+    """Run background workers on the configured broker (Redis or RabbitMQ)."""
+    from examtrail.queue.worker import BackgroundWorker
+    from examtrail.runtime import build_runtime, set_runtime
+
+    settings = get_settings()
+    if not settings.broker_url:
+        raise typer.BadParameter("set EXAMTRAIL_BROKER_URL (redis://... or amqp://...) to run standalone workers")
+    _logging()
+    runtime = build_runtime(settings)
+    runtime.store.ensure_ready()
+    set_runtime(runtime)
+    background = BackgroundWorker(runtime, threads or None)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    background.start()
+    console.print(f"[green]worker running[/] ({background.threads} threads); Ctrl-C to stop")
+    stop.wait()
+    background.stop()
+    runtime.close()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from examtrail.core.migrate import current, upgrade
+
+    settings = get_settings()
+    upgrade(settings, revision)
+    console.print(f"database at revision [bold]{current(settings)}[/]")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's migration revision."""
+    from examtrail.core.migrate import current
+
+    console.print(current(get_settings()) or "(empty database)")
+
+
+@clients_app.command("create")
+def clients_create(
+    tenant: str = typer.Option(..., help="Tenant name; created if it does not exist."),
+    scopes: str = typer.Option("ingest,export", help="Comma-separated: ingest, export."),
+    name: str = typer.Option("", help="A label for the client."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"clientId", "apiKey"} as JSON.'),
+) -> None:
+    """Create an API client and print its id and API key (shown once)."""
+    from examtrail.auth import service
+    from examtrail.core.db import build_engine, build_session_factory, transaction
+
+    settings = get_settings()
+    engine = build_engine(settings)
+    wanted = frozenset(s.strip() for s in scopes.split(",") if s.strip())
+    try:
+        with transaction(build_session_factory(engine)) as session:
+            created = service.create_client(session, tenant_name=tenant, scopes=wanted, name=name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"clientId": created.client_id, "apiKey": created.api_key}))
+        return
+    console.print(f"tenant     [bold]{created.tenant_name}[/]")
+    console.print(f"client id  [bold]{created.client_id}[/]")
+    console.print(f"API key    [bold]{created.api_key}[/]  (shown once; store it now)")
+    console.print(f"scopes     {', '.join(sorted(created.scopes))}")
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """List API clients (never their keys)."""
+    from examtrail.auth import repository
+    from examtrail.core.db import build_engine, build_session_factory
+
+    engine = build_engine(get_settings())
+    table = Table("client id", "tenant", "name", "scopes", "created", "revoked")
+    with build_session_factory(engine)() as session:
+        for client, tenant in repository.list_clients(session):
+            table.add_row(
+                client.client_id,
+                tenant.name,
+                client.name,
+                client.scopes,
+                client.created_at.isoformat(timespec="seconds"),
+                client.revoked_at.isoformat(timespec="seconds") if client.revoked_at else "",
+            )
+    engine.dispose()
+    console.print(table)
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: str) -> None:
+    """Revoke a client: its key stops working for new tokens."""
+    from examtrail.auth import service
+    from examtrail.core.db import build_engine, build_session_factory, transaction
+
+    engine = build_engine(get_settings())
+    with transaction(build_session_factory(engine)) as session:
+        revoked = service.revoke_client(session, client_id)
+    engine.dispose()
+    if not revoked:
+        console.print(f"[red]no active client {client_id}[/]")
+        raise typer.Exit(1)
+    console.print(f"revoked {client_id}")
+
+
+@app.command()
+def demo(
+    public_url: str = typer.Option("", help="Base URL printed in the walkthrough (default: EXAMTRAIL_PUBLIC_URL)."),
+) -> None:
+    """Seed a demo tenant, client, test, candidates, events and an attachment; print how to try it."""
+    from examtrail.cli.demo import seed_demo
+
+    settings = get_settings()
+    result = seed_demo(settings)
+    base = (public_url or settings.public_url).rstrip("/")
+    console.print(f"[bold green]Demo ready[/]: test {result.test_id} with {result.candidates} candidates "
+                  f"and {result.events} events (one with an attached file).")
+    console.print(f"client id  [bold]{result.client_id}[/]")
+    console.print(f"API key    [bold]{result.api_key}[/]  (also saved in {result.credentials_file})")
+    console.print("\nTry it (see README, 'Walkthrough'):")
+    console.print(
+        f"  curl -s -X POST '{base}/api/authenticate/token/?grant_type=authorization_code&client_id={result.client_id}'"
+        f" -H 'code: {result.api_key}'",
+        soft_wrap=True,
+    )
+    console.print(f"  curl -s -X POST {base}/v1/test/{result.test_id}/events -H \"Authorization: Bearer $TOKEN\"",
+                  soft_wrap=True)
+    console.print(f"  curl -s '{base}/v1/test/{result.test_id}/events?jobId=$JOB' -H \"Authorization: Bearer $TOKEN\"",
+                  soft_wrap=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,32 @@
+"""FastAPI dependencies shared by features: the runtime and a request-scoped session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from examtrail.runtime import Runtime
+
+
+def get_runtime_dep(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime_dep)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    # Routes commit explicitly (the request is the edge); anything uncommitted is dropped.
+    session = runtime.sessions()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,105 @@
+"""Settings read from the environment (prefix ``EXAMTRAIL_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EXAMTRAIL_", env_file=".env", extra="ignore")
+
+    # Where the embedded default keeps its SQLite database, object store and signing key.
+    data_dir: Path = Path("./var")
+    # Empty means SQLite in ``data_dir``; production uses ``postgresql+psycopg://...``.
+    database_url: str = ""
+    # Base of links the service hands out (local-store downloads, Location headers).
+    public_url: str = "http://127.0.0.1:8000"
+    # Secret for JWTs and locally signed URLs. Generated once into ``data_dir`` when empty.
+    secret_key: SecretStr = SecretStr("")
+    token_ttl_seconds: int = Field(default=3600, ge=1, le=86_400)
+
+    storage: Literal["local", "s3"] = "local"
+    s3_bucket: str = "examtrail"
+    s3_prefix: str = ""
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_part_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+
+    # Empty: Dramatiq's in-process broker with worker threads inside the API process.
+    broker_url: str = ""
+    worker_threads: int = Field(default=2, ge=1, le=64)
+    # A running job's lease; a worker renews it while it works. An expired lease means
+    # the worker died, and the sweeper hands the job to another worker.
+    job_lease_seconds: int = Field(default=30, ge=2)
+    sweep_interval_seconds: float = Field(default=10.0, gt=0)
+    job_max_attempts: int = Field(default=5, ge=1)
+
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_batch_events: int = Field(default=10_000, ge=1)
+    max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    export_retention_days: int = Field(default=30, ge=1)
+
+    webhook_allow_private: bool = False
+    webhook_url_ttl_seconds: int = Field(default=3600, ge=60)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_schedule: list[int] = Field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+    )
+    webhook_disable_after_days: float = Field(default=5.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'examtrail.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def signing_key(self) -> bytes:
+        """The secret used for tokens and signed links; created on first use if unset."""
+        if self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            import secrets
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            try:
+                # link() fails if another process won the race; then we use theirs.
+                import os
+
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

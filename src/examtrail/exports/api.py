@@ -1,0 +1,83 @@
+"""The seed's test events export API: ``/v1/test/{testId}/events`` (scope ``export``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from examtrail.auth.deps import ExportPrincipal
+from examtrail.core.deps import RuntimeDep, SessionDep
+from examtrail.exports import service
+from examtrail.exports.schemas import ExportJobOut
+from examtrail.ingest.api import TestId
+
+router = APIRouter(prefix="/v1/test", tags=["export"])
+
+JobId = Annotated[str | None, Query(alias="jobId", min_length=1, max_length=64)]
+
+
+def _order(test_id: int, principal: ExportPrincipal, session: SessionDep, runtime: RuntimeDep, response: Response) -> ExportJobOut:
+    ordered = service.order_export(session, principal, test_id)
+    session.commit()
+    if ordered.created:
+        # Only after the commit: a worker that wakes up must find the row.
+        runtime.queue.send(service.RUN_TASK, ordered.job.id)
+    response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Location"] = f"/v1/test/{test_id}/events?jobId={ordered.job.id}"
+    return service.job_status(ordered.job, runtime.store, None)
+
+
+@router.post(
+    "/{testId}/events",
+    response_model=ExportJobOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Order an export of the test's events (getTestEvents)",
+    description="Schedules an asynchronous export and answers with the job. If an export of this test "
+    "is already queued or running, that job is returned.",
+)
+def order_events(
+    test_id: TestId, principal: ExportPrincipal, session: SessionDep, runtime: RuntimeDep, response: Response
+) -> ExportJobOut:
+    return _order(test_id, principal, session, runtime, response)
+
+
+@router.get(
+    "/{testId}/events",
+    response_model=ExportJobOut,
+    summary="Export status and download URL (getevents); without jobId, orders an export",
+    description="With `jobId`: progress and status, and once finished a pre-signed `downloadUrl` that "
+    "stays valid until the access token used for this call expires. Without `jobId`: the seed's "
+    "first call, which schedules the export (202).",
+    responses={202: {"model": ExportJobOut, "description": "Export scheduled"}},
+)
+def get_events(
+    test_id: TestId,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+    job_id: JobId = None,
+) -> ExportJobOut:
+    if job_id is None:
+        return _order(test_id, principal, session, runtime, response)
+    job = service.get_job(session, principal, test_id, job_id)
+    response.headers["Cache-Control"] = "no-store"
+    return service.job_status(job, runtime.store, principal.expires_at)
+
+
+@router.delete(
+    "/{testId}/events",
+    response_model=ExportJobOut,
+    summary="Cancel a queued or running export",
+)
+def cancel_events(
+    test_id: TestId,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    job_id: Annotated[str, Query(alias="jobId", min_length=1, max_length=64)],
+) -> ExportJobOut:
+    job = service.cancel_export(session, principal, test_id, job_id)
+    session.commit()
+    return service.job_status(job, runtime.store, principal.expires_at)

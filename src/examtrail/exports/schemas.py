@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ExportJobOut(BaseModel):
+    """Status of an export job, as polled with ``GET /v1/test/{testId}/events?jobId=``."""
+
+    jobId: str
+    testId: int
+    status: str = Field(description="queued | running | finished | failed | cancelled")
+    progress: int = Field(ge=0, le=100, description="Percentage of candidates written")
+    candidatesTotal: int
+    candidatesDone: int
+    eventsWritten: int
+    created: str
+    started: str | None
+    finished: str | None
+    downloadUrl: str | None = Field(description="Present when finished; expires with the caller's token")
+    downloadUrlExpires: str | None
+    fileSize: int | None
+    sha256: str | None
+    error: dict[str, str] | None = Field(description='{"code", "message"} when failed')

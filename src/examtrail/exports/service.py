@@ -1,0 +1,305 @@
+"""Export jobs: order, status, cancel, and running one job under a renewed lease."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from examtrail.core.db import transaction, utcnow
+from examtrail.core.errors import Conflict, NotFound
+from examtrail.core.security import Principal
+from examtrail.core.timeutil import format_dt
+from examtrail.exports import hooks, repository
+from examtrail.exports.models import ExportJob, JobStatus
+from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
+from examtrail.exports.schemas import ExportJobOut
+from examtrail.ingest.service import require_test
+from examtrail.runtime import Runtime
+from examtrail.storage.base import ObjectStore, StorageError
+
+log = logging.getLogger(__name__)
+
+RUN_TASK = "export.run"
+
+
+@dataclass(frozen=True, slots=True)
+class Ordered:
+    job: ExportJob
+    created: bool
+
+
+def order_export(session: Session, principal: Principal, test_id: int) -> Ordered:
+    """Schedule an export; an export of the same test already under way is returned instead."""
+    test = require_test(session, principal.tenant_id, test_id)
+    active = repository.active_job_for_test(session, principal.tenant_id, test.id)
+    if active is not None:
+        return Ordered(active, created=False)
+    now = utcnow()
+    job = ExportJob(
+        id=str(uuid.uuid4()),
+        tenant_id=principal.tenant_id,
+        test_pk=test.id,
+        test_external_id=test.external_id,
+        requested_by=principal.client_id,
+        status=JobStatus.QUEUED,
+        created_at=now,
+        enqueued_at=now,
+        links_expire_at=principal.expires_at,
+    )
+    repository.add_job(session, job)
+    return Ordered(job, created=True)
+
+
+def get_job(session: Session, principal: Principal, test_id: int, job_id: str) -> ExportJob:
+    job = repository.get_job(session, principal.tenant_id, job_id)
+    if job is None or job.test_external_id != test_id:
+        raise NotFound(f"Export job {job_id} not found for test {test_id}.", code="job_not_found")
+    return job
+
+
+def cancel_export(session: Session, principal: Principal, test_id: int, job_id: str) -> ExportJob:
+    job = get_job(session, principal, test_id, job_id)
+    if not repository.cancel(session, principal.tenant_id, job_id, utcnow()):
+        raise Conflict(f"Export job {job_id} is already {job.status}.", code="job_not_cancellable")
+    session.refresh(job)
+    return job
+
+
+def download_name(job: ExportJob) -> str:
+    return f"test-{job.test_external_id}-events-{job.id}.json"
+
+
+def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | None) -> ExportJobOut:
+    """The status body; the download URL expires at ``url_expires_at`` (the caller's token)."""
+    url = None
+    if job.status == JobStatus.FINISHED and job.storage_key and url_expires_at is not None:
+        url = store.presigned_get_url(
+            job.storage_key, expires_at=url_expires_at, filename=download_name(job), content_type="application/json"
+        )
+    failed = job.status == JobStatus.FAILED and job.error_code
+    return ExportJobOut(
+        jobId=job.id,
+        testId=job.test_external_id,
+        status=job.status,
+        progress=job.progress,
+        candidatesTotal=job.candidates_total,
+        candidatesDone=job.candidates_done,
+        eventsWritten=job.events_written,
+        created=format_dt(job.created_at) or "",
+        started=format_dt(job.started_at),
+        finished=format_dt(job.finished_at),
+        downloadUrl=url,
+        downloadUrlExpires=format_dt(url_expires_at) if url else None,
+        fileSize=job.file_size if job.status == JobStatus.FINISHED else None,
+        sha256=job.sha256 if job.status == JobStatus.FINISHED else None,
+        error={"code": job.error_code or "", "message": job.error_message or ""} if failed else None,
+    )
+
+
+# --- running a job --------------------------------------------------------------------
+
+TRANSIENT = (StorageError, OperationalError, DBAPIError, ConnectionError, TimeoutError)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class _Heartbeat:
+    """Renews the lease and publishes progress; stops the export if the job is lost."""
+
+    def __init__(self, runtime: Runtime, job_id: str, owner: str, progress: Progress) -> None:
+        self.runtime = runtime
+        self.job_id = job_id
+        self.owner = owner
+        self.progress = progress
+        self.lost = False
+        lease = runtime.settings.job_lease_seconds
+        self.interval = min(1.0, lease / 3)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def beat(self) -> bool:
+        lease = timedelta(seconds=self.runtime.settings.job_lease_seconds)
+        p = self.progress
+        with transaction(self.runtime.sessions) as session:
+            return repository.renew(
+                session, self.job_id, self.owner, utcnow() + lease, total=p.total, done=p.done, events=p.events
+            )
+
+    def _run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                if not self.beat():
+                    self.lost = True
+                    self.progress.stop.set()
+                    return
+            except Exception:
+                # A missed beat is fine; the lease is several beats long.
+                log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
+
+
+def _backoff(attempt: int) -> timedelta:
+    return timedelta(seconds=min(60, 2 ** min(attempt, 6)))
+
+
+def run_job(runtime: Runtime, job_id: str) -> None:
+    """Claim and run one export job; safe to call any number of times for the same id."""
+    settings = runtime.settings
+    owner = _worker_id()
+    now = utcnow()
+    with transaction(runtime.sessions) as session:
+        if not repository.claim(session, job_id, owner, now, timedelta(seconds=settings.job_lease_seconds)):
+            return
+        job = repository.load_job(session, job_id)
+        assert job is not None
+        attempt, test_pk, tenant_id = job.attempts, job.test_pk, job.tenant_id
+        links_expire_at = job.links_expire_at
+    if attempt > settings.job_max_attempts:
+        _complete_failed(runtime, job_id, owner, "too_many_attempts", f"gave up after {attempt - 1} attempts")
+        return
+
+    key = f"exports/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}.json"
+    progress = Progress()
+    writer = None
+    try:
+        with _Heartbeat(runtime, job_id, owner, progress) as heartbeat:
+            writer = runtime.store.open_writer(key, content_type="application/json")
+            with repository.snapshot(runtime.engine) as connection:
+                stored = write_export(
+                    connection, test_pk, writer, runtime.store,
+                    created=utcnow(), links_expire_at=links_expire_at, progress=progress,
+                )
+            writer = None
+            if heartbeat.lost:
+                raise ExportInterrupted
+    except ExportInterrupted:
+        log.info("export %s was cancelled or taken over; discarding attempt %d", job_id, attempt)
+        if writer is not None:
+            writer.abort()
+        else:
+            runtime.store.delete(key)
+        return
+    except TRANSIENT as exc:
+        if writer is not None:
+            _quietly(writer.abort)
+        code = "storage_unavailable" if isinstance(exc, StorageError) else "database_unavailable"
+        _retry_or_fail(runtime, job_id, owner, attempt, code, _describe(exc))
+        return
+    except Exception:
+        log.exception("export %s failed", job_id)
+        if writer is not None:
+            _quietly(writer.abort)
+        _complete_failed(runtime, job_id, owner, "internal_error", "The export failed unexpectedly.")
+        return
+
+    _publish(runtime, job_id, owner, key, stored.size, stored.sha256, progress)
+
+
+def _publish(runtime: Runtime, job_id: str, owner: str, key: str, size: int, sha256: str, progress: Progress) -> None:
+    values = {
+        "storage_key": key,
+        "file_size": size,
+        "sha256": sha256,
+        "finished_at": utcnow(),
+        "candidates_total": progress.total,
+        "candidates_done": progress.done,
+        "events_written": progress.events,
+        "error_code": None,
+        "error_message": None,
+    }
+    try:
+        with transaction(runtime.sessions) as session:
+            if not repository.finish(session, job_id, owner, values):
+                raise ExportInterrupted
+            job = repository.load_job(session, job_id)
+            assert job is not None
+            callbacks = hooks.run_completion_hooks(session, job)
+    except ExportInterrupted:
+        # Cancelled or taken over between the last byte and now: the file is not ours to publish.
+        runtime.store.delete(key)
+        return
+    except TRANSIENT:
+        # Whether the commit landed is unknown. Keep the file: if it did not, the lease
+        # expires, a later attempt writes a new file and removes this one.
+        log.warning("could not record export %s as finished; its lease will expire", job_id, exc_info=True)
+        return
+    _after_commit(callbacks)
+    # Files of earlier attempts that died after uploading are never referenced; drop them.
+    _quietly(lambda: runtime.store.delete_prefix(key.rsplit("/", 1)[0] + "/", keep=key))
+
+
+def _retry_or_fail(runtime: Runtime, job_id: str, owner: str, attempt: int, code: str, message: str) -> None:
+    if attempt and attempt < runtime.settings.job_max_attempts:
+        delay = _backoff(attempt)
+        try:
+            with transaction(runtime.sessions) as session:
+                released = repository.release_for_retry(session, job_id, owner, utcnow() + delay, code, message)
+        except TRANSIENT:
+            # The database is down too: the lease will expire and the sweeper retries the job.
+            log.warning("could not release export %s for retry; its lease will expire", job_id)
+            return
+        if released:
+            log.warning("export %s attempt %d failed (%s); retrying in %s", job_id, attempt, code, delay)
+            runtime.queue.send(RUN_TASK, job_id, delay_ms=int(delay.total_seconds() * 1000))
+        return
+    _complete_failed(runtime, job_id, owner, code, message)
+
+
+def _complete_failed(runtime: Runtime, job_id: str, owner: str | None, code: str, message: str) -> None:
+    try:
+        with transaction(runtime.sessions) as session:
+            if not repository.fail(session, job_id, owner, utcnow(), code, message):
+                return
+            job = repository.load_job(session, job_id)
+            assert job is not None
+            callbacks = hooks.run_completion_hooks(session, job)
+    except TRANSIENT:
+        log.warning("could not mark export %s failed; its lease will expire", job_id)
+        return
+    _after_commit(callbacks)
+
+
+def _after_commit(callbacks: list[hooks.AfterCommit]) -> None:
+    for callback in callbacks:
+        _quietly(callback)
+
+
+def _quietly(action: object) -> None:
+    try:
+        action()  # type: ignore[operator]
+    except Exception:
+        log.warning("cleanup step failed", exc_info=True)
+
+
+def _describe(exc: BaseException) -> str:
+    # Driver messages can be long and may echo SQL; keep the first line only.
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:500]
+
+
+def dispatch_due(runtime: Runtime) -> int:
+    """Re-send wake-ups for jobs whose message was lost or whose worker died."""
+    now = utcnow()
+    stale_before = now - timedelta(seconds=max(30, runtime.settings.job_lease_seconds))
+    with transaction(runtime.sessions) as session:
+        ids = repository.due_for_dispatch(session, now, stale_before)
+    for job_id in ids:
+        runtime.queue.send(RUN_TASK, job_id)
+    return len(ids)

@@ -1,0 +1,196 @@
+"""Ingestion routes (scope ``ingest``): tests, candidates, events and evidence files."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from pydantic import Field, TypeAdapter
+from starlette.concurrency import run_in_threadpool
+
+from examtrail.auth.deps import IngestPrincipal
+from examtrail.core.body import read_limited, validate_json
+from examtrail.core.deps import RuntimeDep, SessionDep
+from examtrail.core.errors import PayloadTooLarge, Unprocessable
+from examtrail.ingest import service
+from examtrail.ingest.schemas import (
+    INT64_MAX,
+    AttachmentOut,
+    CandidateIn,
+    CandidatesResult,
+    EventIn,
+    EventsResult,
+    FileName,
+    TestIn,
+    TestOut,
+)
+from examtrail.storage.base import ObjectTooLarge
+
+router = APIRouter(prefix="/v1/test", tags=["ingest"])
+
+TestId = Annotated[int, Path(alias="testId", ge=0, le=INT64_MAX, description="The test's int64 id")]
+UserId = Annotated[int, Path(alias="userId", ge=0, le=INT64_MAX, description="The candidate's int64 user id")]
+EventIdPath = Annotated[str, Path(alias="eventId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+@router.put("/{testId}", response_model=TestOut, summary="Create or update a test")
+def put_test(
+    test_id: TestId, body: TestIn, principal: IngestPrincipal, session: SessionDep, response: Response
+) -> TestOut:
+    out, created = service.put_test(session, principal.tenant_id, test_id, body.title)
+    session.commit()
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return out
+
+
+@router.get("/{testId}", response_model=TestOut, summary="Describe a test", tags=["ingest"])
+def get_test(test_id: TestId, principal: IngestPrincipal, session: SessionDep) -> TestOut:
+    return service.describe_test(session, service.require_test(session, principal.tenant_id, test_id))
+
+
+@router.put("/{testId}/candidates", response_model=CandidatesResult, summary="Add or update candidates")
+def put_candidates(
+    test_id: TestId,
+    body: Annotated[list[CandidateIn], Field(max_length=100_000)],
+    principal: IngestPrincipal,
+    session: SessionDep,
+) -> CandidatesResult:
+    test = service.require_test(session, principal.tenant_id, test_id)
+    result = service.put_candidates(session, test, body)
+    session.commit()
+    return result
+
+
+@lru_cache(maxsize=4)
+def _events_adapter(max_batch: int) -> TypeAdapter[list[EventIn]]:
+    return TypeAdapter(Annotated[list[EventIn], Field(min_length=1, max_length=max_batch)])
+
+
+_event_adapter = TypeAdapter(EventIn)
+
+
+async def _events_body(request: Request, runtime: RuntimeDep) -> list[EventIn]:
+    settings = runtime.settings
+    raw = await read_limited(request, settings.max_request_bytes)
+    if raw.lstrip()[:1] != b"[":
+        return [service_parse_one(raw)]
+    try:
+        return validate_json(_events_adapter(settings.max_batch_events), raw)
+    except Unprocessable as exc:
+        if any(d.get("type") == "too_long" and "index" not in d and "field" not in d for d in exc.details):
+            raise PayloadTooLarge(
+                f"A batch holds at most {settings.max_batch_events} events.", code="batch_too_large"
+            ) from None
+        raise
+
+
+def service_parse_one(raw: bytes) -> EventIn:
+    return validate_json(_event_adapter, raw)
+
+
+_EVENTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One event, or an array of up to 10,000 (all or nothing).",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/EventIn"},
+                        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/{testId}/candidates/{userId}/events",
+    response_model=EventsResult,
+    status_code=status.HTTP_201_CREATED,
+    summary="Record events on a candidate",
+    description="Idempotent on eventId: the same event again stores nothing new; "
+    "the same eventId with other content is a 409. A batch is all or nothing.",
+    openapi_extra=_EVENTS_BODY,
+)
+def post_events(
+    test_id: TestId,
+    user_id: UserId,
+    events: Annotated[list[EventIn], Depends(_events_body)],
+    principal: IngestPrincipal,
+    session: SessionDep,
+    response: Response,
+) -> EventsResult:
+    test = service.require_test(session, principal.tenant_id, test_id)
+    result = service.add_events(session, test, user_id, events)
+    session.commit()
+    if result.created == 0:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+@router.put(
+    "/{testId}/candidates/{userId}/events/{eventId}/files/{fileName}",
+    response_model=AttachmentOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Attach an evidence file to an event (the body is the file)",
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def put_file(
+    request: Request,
+    test_id: TestId,
+    user_id: UserId,
+    event_id: EventIdPath,
+    file_name: Annotated[FileName, Path(alias="fileName")],
+    principal: IngestPrincipal,
+    runtime: RuntimeDep,
+) -> AttachmentOut:
+    limit = runtime.settings.max_file_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"Files are limited to {limit} bytes.", code="file_too_large")
+    content_type = request.headers.get("content-type") or "application/octet-stream"
+
+    def prepare() -> service.UploadTarget:
+        with runtime.sessions() as session:
+            return service.prepare_upload(session, principal.tenant_id, test_id, user_id, event_id, file_name)
+
+    target = await run_in_threadpool(prepare)
+    writer = runtime.store.open_writer(target.storage_key, content_type=content_type, max_size=limit)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(writer.write, chunk)
+        stored = await run_in_threadpool(writer.commit)
+    except ObjectTooLarge:
+        await run_in_threadpool(writer.abort)
+        raise PayloadTooLarge(f"Files are limited to {limit} bytes.", code="file_too_large") from None
+    except BaseException:
+        await run_in_threadpool(writer.abort)
+        raise
+
+    def record() -> AttachmentOut:
+        with runtime.sessions() as session:
+            try:
+                attachment, replaced = service.record_upload(
+                    session, target, file_name, content_type, stored.size, stored.sha256
+                )
+                session.commit()
+            except BaseException:
+                session.rollback()
+                runtime.store.delete(stored.key)
+                raise
+        if replaced:
+            runtime.store.delete(replaced)
+        return AttachmentOut(
+            fileName=attachment.file_name,
+            contentItemId=attachment.id,
+            fileSize=attachment.size,
+            sha256=attachment.sha256,
+            contentType=attachment.content_type,
+        )
+
+    return await run_in_threadpool(record)

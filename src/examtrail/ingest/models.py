@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from examtrail.core.db import Base, BigIntPK, UTCDateTime, utcnow
+
+
+class Test(Base):
+    """A test (exam) of a tenant, addressed by the tenant's own int64 ``testId``."""
+
+    __tablename__ = "tests"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id", name="uq_tests_tenant_external"),)
+    __test__ = False  # not a pytest class
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    external_id: Mapped[int] = mapped_column(BigInteger)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("test_pk", "user_id", name="uq_candidates_test_user"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    test_pk: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    candidate_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(Base):
+    """One event on a candidate.
+
+    ``doc`` is the event's canonical JSON object as it appears in the export file
+    (without ``attachedFiles``): exports copy it through instead of re-serialising
+    every field, and idempotent re-sends compare it byte for byte.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("test_pk", "event_id", name="uq_events_test_event"),
+        Index("ix_events_export_order", "candidate_pk", "occurred_at_ms", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    test_pk: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"))
+    candidate_pk: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(200))
+    occurred_at_ms: Mapped[int] = mapped_column(BigInteger)
+    creator_user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    flag_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    doc: Mapped[str] = mapped_column(Text)
+    file_count: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Attachment(Base):
+    """An evidence file attached to an event; its bytes live in the object store."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("event_pk", "file_name", name="uq_attachments_event_file"),)
+
+    # Exposed as the export's ``contentItemId``.
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,102 @@
+"""Request and response bodies for ingestion. Strict: unknown fields and wrong types are errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+INT64_MAX = 2**63 - 1
+
+Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+# Printable text: no control characters (they break CSV exports and log lines).
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+LongText = Annotated[str, StringConstraints(max_length=10_000)]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def _not_dot(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError("file name cannot be '.' or '..'")
+    return value
+
+
+FileName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$"),
+    AfterValidator(_not_dot),
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class TestIn(StrictModel):
+    __test__ = False
+    title: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class TestOut(BaseModel):
+    __test__ = False
+    testId: int
+    title: str
+    candidates: int
+    events: int
+    created: str
+    updated: str
+
+
+class CandidateIn(StrictModel):
+    userId: Int64
+    candidateId: Name
+
+
+class CandidatesResult(BaseModel):
+    received: int
+    created: int
+    updated: int
+
+
+class ExtraInfo(StrictModel):
+    type: ShortText
+    value: LongText
+
+
+class FlaggingInfo(StrictModel):
+    flagType: Name
+    flagSubTypes: Annotated[list[ShortText], Field(max_length=50)] = []
+    comment: LongText | None = None
+    severityLevel: ShortText | None = None
+
+
+class EventIn(StrictModel):
+    eventId: EventId | None = None
+    event: Name
+    timeStamp: AwareDatetime
+    extraInfo: ExtraInfo | None = None
+    flaggingInfo: FlaggingInfo | None = None
+    userId: Int64 | None = None
+
+
+class EventsResult(BaseModel):
+    received: int
+    created: int
+    duplicates: int
+    eventIds: list[str]
+
+
+class AttachmentOut(BaseModel):
+    fileName: str
+    contentItemId: int
+    fileSize: int
+    sha256: str
+    contentType: str
+
+
+def as_utc(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value.astimezone(UTC)

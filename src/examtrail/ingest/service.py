@@ -1,0 +1,196 @@
+"""Ingestion of tests, candidates, events and evidence files."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from examtrail.core.errors import Conflict, NotFound, Unprocessable
+from examtrail.core.timeutil import format_dt, format_ms, to_epoch_ms
+from examtrail.ingest import repository
+from examtrail.ingest.models import Attachment, Test
+from examtrail.ingest.schemas import CandidateIn, CandidatesResult, EventIn, EventsResult, TestOut
+
+# Every stored event doc has this marker; exports splice attachments in at its place.
+EMPTY_FILES = '"attachedFiles":[]'
+
+
+def require_test(session: Session, tenant_id: int, test_id: int) -> Test:
+    test = repository.get_test(session, tenant_id, test_id)
+    if test is None:
+        # Same answer for "another tenant's" and "does not exist": no probing across tenants.
+        raise NotFound(f"Test {test_id} not found.", code="test_not_found")
+    return test
+
+
+def put_test(session: Session, tenant_id: int, test_id: int, title: str) -> tuple[TestOut, bool]:
+    test, created = repository.upsert_test(session, tenant_id, test_id, title)
+    return describe_test(session, test), created
+
+
+def describe_test(session: Session, test: Test) -> TestOut:
+    candidates, events = repository.test_counts(session, test.id)
+    return TestOut(
+        testId=test.external_id,
+        title=test.title,
+        candidates=candidates,
+        events=events,
+        created=format_dt(test.created_at) or "",
+        updated=format_dt(test.updated_at) or "",
+    )
+
+
+def put_candidates(session: Session, test: Test, candidates: Sequence[CandidateIn]) -> CandidatesResult:
+    wanted: dict[int, str] = {}
+    problems = []
+    for index, candidate in enumerate(candidates):
+        previous = wanted.setdefault(candidate.userId, candidate.candidateId)
+        if previous != candidate.candidateId:
+            problems.append({"index": index, "field": "candidateId", "message": "userId repeated with another candidateId"})
+    if problems:
+        raise Unprocessable("The candidate list contradicts itself.", details=problems)
+    existing = repository.existing_candidates(session, test.id, list(wanted))
+    new_rows = [
+        {"test_pk": test.id, "user_id": user_id, "candidate_id": candidate_id}
+        for user_id, candidate_id in wanted.items()
+        if user_id not in existing
+    ]
+    renames = {
+        user_id: candidate_id
+        for user_id, candidate_id in wanted.items()
+        if user_id in existing and existing[user_id][1] != candidate_id
+    }
+    repository.insert_candidates(session, new_rows)
+    repository.rename_candidates(session, test.id, renames)
+    return CandidatesResult(received=len(candidates), created=len(new_rows), updated=len(renames))
+
+
+def event_doc(event_id: str, event: EventIn, occurred_at_ms: int) -> str:
+    """The event as the export file shows it, serialised once at ingestion."""
+    flagging = event.flaggingInfo
+    doc: dict[str, Any] = {
+        "eventId": event_id,
+        "event": event.event,
+        "timeStamp": format_ms(occurred_at_ms),
+        "extraInfo": event.extraInfo.model_dump() if event.extraInfo else None,
+        "flaggingInfo": flagging.model_dump() if flagging else None,
+        "attachedFiles": [],
+        "userId": event.userId,
+    }
+    return orjson.dumps(doc).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    index: int
+    event_id: str
+    doc: str
+    values: dict[str, Any]
+
+
+def add_events(session: Session, test: Test, user_id: int, events: Sequence[EventIn]) -> EventsResult:
+    candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
+    if candidate_pk is None:
+        raise NotFound(f"Candidate {user_id} not found on test {test.external_id}.", code="candidate_not_found")
+
+    rows: dict[str, _Row] = {}
+    ordered_ids: list[str] = []
+    conflicts: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        event_id = event.eventId or str(uuid.uuid4())
+        occurred = to_epoch_ms(event.timeStamp)
+        doc = event_doc(event_id, event, occurred)
+        ordered_ids.append(event_id)
+        seen = rows.get(event_id)
+        if seen is not None:
+            if seen.doc != doc:
+                conflicts.append({"index": index, "field": "eventId", "message": f"eventId {event_id} repeated with other content"})
+            continue
+        rows[event_id] = _Row(
+            index,
+            event_id,
+            doc,
+            {
+                "test_pk": test.id,
+                "candidate_pk": candidate_pk,
+                "event_id": event_id,
+                "event": event.event,
+                "occurred_at_ms": occurred,
+                "creator_user_id": event.userId,
+                "flag_type": event.flaggingInfo.flagType if event.flaggingInfo else None,
+                "doc": doc,
+                "file_count": 0,
+            },
+        )
+    if conflicts:
+        raise Conflict("Some events reuse an eventId with different content.", code="event_conflict", details=conflicts)
+
+    inserted = repository.insert_events(session, [row.values for row in rows.values()])
+    others = [event_id for event_id in rows if event_id not in inserted]
+    if others:
+        stored = repository.existing_events(session, test.id, others)
+        for event_id in others:
+            stored_candidate, stored_doc = stored[event_id]
+            if stored_candidate != candidate_pk or stored_doc != rows[event_id].doc:
+                conflicts.append(
+                    {
+                        "index": rows[event_id].index,
+                        "field": "eventId",
+                        "message": f"eventId {event_id} already exists with different content",
+                    }
+                )
+        if conflicts:
+            # Nothing of the batch is kept: the caller rolls the transaction back.
+            raise Conflict("Some events already exist with different content.", code="event_conflict", details=conflicts)
+    return EventsResult(
+        received=len(events), created=len(inserted), duplicates=len(events) - len(inserted), eventIds=ordered_ids
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    tenant_id: int
+    test_pk: int
+    event_pk: int
+    storage_key: str
+    replaces: Attachment | None
+
+
+def prepare_upload(session: Session, tenant_id: int, test_id: int, user_id: int, event_id: str, file_name: str) -> UploadTarget:
+    test = require_test(session, tenant_id, test_id)
+    candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
+    if candidate_pk is None:
+        raise NotFound(f"Candidate {user_id} not found on test {test_id}.", code="candidate_not_found")
+    event = repository.get_event(session, test.id, candidate_pk, event_id)
+    if event is None:
+        raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")
+    key = f"attachments/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
+    return UploadTarget(tenant_id, test.id, event.id, key, repository.get_attachment(session, event.id, file_name))
+
+
+def record_upload(
+    session: Session, target: UploadTarget, file_name: str, content_type: str, size: int, sha256: str
+) -> tuple[Attachment, str | None]:
+    """Store the attachment row; returns it and the storage key it replaced, if any."""
+    current = repository.get_attachment(session, target.event_pk, file_name)
+    if current is not None:
+        old_key = current.storage_key
+        current.storage_key, current.size, current.sha256 = target.storage_key, size, sha256
+        current.content_type = content_type
+        session.flush()
+        return current, old_key
+    attachment = Attachment(
+        event_pk=target.event_pk,
+        file_name=file_name,
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
+        storage_key=target.storage_key,
+    )
+    repository.add_attachment(session, attachment)
+    return attachment, None

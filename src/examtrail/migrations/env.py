@@ -1,0 +1,33 @@
+"""Alembic environment: runs against the engine of the current settings."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import examtrail.models  # noqa: F401  (registers every table)
+from examtrail.core.db import Base, build_engine
+from examtrail.core.settings import get_settings
+
+config = context.config
+connection = config.attributes.get("connection")
+
+
+def run(connection_: object) -> None:
+    context.configure(
+        connection=connection_,  # type: ignore[arg-type]
+        target_metadata=Base.metadata,
+        render_as_batch=True,  # SQLite needs table rebuilds for most ALTERs
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if connection is not None:
+    run(connection)
+else:
+    engine = build_engine(get_settings())
+    with engine.connect() as conn:
+        run(conn)
+        conn.commit()
+    engine.dispose()

@@ -1,0 +1,7 @@
+"""Imports every feature's models so metadata (and Alembic) sees all tables."""
+
+from examtrail.auth.models import ApiClient, Tenant
+from examtrail.exports.models import ExportJob
+from examtrail.ingest.models import Attachment, Candidate, Event, Test
+
+__all__ = ["ApiClient", "Attachment", "Candidate", "Event", "ExportJob", "Tenant", "Test"]

@@ -1,0 +1,96 @@
+"""Dramatiq brokers by URL scheme, and the queue the API uses to wake workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+
+from examtrail.queue import registry
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "examtrail"
+
+
+class TaskQueue(Protocol):
+    def send(self, task_name: str, *args: Any, delay_ms: int | None = None) -> None: ...
+
+    def check(self) -> None: ...
+
+
+def _stub(_url: str) -> dramatiq.Broker:
+    return StubBroker()
+
+
+def _redis(url: str) -> dramatiq.Broker:
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=url)
+
+
+def _rabbitmq(url: str) -> dramatiq.Broker:
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    return RabbitmqBroker(url=url)
+
+
+BROKERS: dict[str, Callable[[str], dramatiq.Broker]] = {
+    "": _stub,
+    "redis": _redis,
+    "rediss": _redis,
+    "amqp": _rabbitmq,
+    "amqps": _rabbitmq,
+}
+
+
+def build_broker(url: str) -> dramatiq.Broker:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    try:
+        factory = BROKERS[scheme]
+    except KeyError:
+        raise ValueError(f"unsupported broker URL scheme {scheme!r}") from None
+    broker = factory(url)
+    broker.declare_queue(QUEUE_NAME)
+    return broker
+
+
+def declare_actors(broker: dramatiq.Broker) -> None:
+    """Bind every registered task to ``broker`` so a worker on it can run them."""
+    registry.load_task_modules()
+    for name, fn in registry.TASKS.items():
+        if name in broker.actors:
+            continue
+        # Retries live in the database (job rows, delivery rows), not in the broker.
+        dramatiq.actor(fn, broker=broker, actor_name=name, queue_name=QUEUE_NAME, max_retries=0)
+
+
+class DramatiqQueue:
+    """Enqueues by actor name, so API processes need no actor objects."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    def send(self, task_name: str, *args: Any, delay_ms: int | None = None) -> None:
+        message = dramatiq.Message(
+            queue_name=QUEUE_NAME, actor_name=task_name, args=args, kwargs={}, options={}
+        )
+        try:
+            self.broker.enqueue(message, delay=delay_ms)
+        except Exception:
+            # The row is committed; the sweeper will send it again. Never fail the request.
+            log.warning("could not enqueue %s; the sweeper will retry", task_name, exc_info=True)
+
+    def check(self) -> None:
+        if isinstance(self.broker, StubBroker):
+            return
+        client = getattr(self.broker, "client", None)
+        if client is not None:  # Redis
+            client.ping()
+            return
+        connection = getattr(self.broker, "connection", None)
+        if connection is not None and not connection.is_open:  # RabbitMQ
+            raise ConnectionError("broker connection is closed")

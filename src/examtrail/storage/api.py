@@ -1,0 +1,50 @@
+"""Serves the local object store's signed download links (embedded deployment only)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import FileResponse
+
+from examtrail.core.errors import Forbidden, NotFound
+from examtrail.storage.base import StorageError
+from examtrail.storage.local import LocalObjectStore
+
+router = APIRouter(tags=["downloads"])
+
+
+@router.get(
+    "/files/{key:path}",
+    summary="Download through a signed link (local object store)",
+    description="Links come from export status and export files. Supports HTTP Range. "
+    "Expired or tampered links get 403.",
+    response_class=FileResponse,
+)
+def download(
+    request: Request,
+    key: str,
+    expires: Annotated[int, Query()],
+    sig: Annotated[str, Query(max_length=128)],
+    filename: Annotated[str, Query(max_length=255)] = "",
+) -> FileResponse:
+    store = request.app.state.runtime.store
+    if not isinstance(store, LocalObjectStore):
+        raise NotFound("Not found.")
+    if not store.verify_signature(key, expires, filename, sig):
+        raise Forbidden("The link's signature is not valid.", code="invalid_signature")
+    if expires < time.time():
+        raise Forbidden("The link has expired.", code="link_expired")
+    try:
+        path = store.path_for(key)
+    except StorageError:
+        raise NotFound("Not found.") from None
+    if not path.is_file():
+        raise NotFound("The file no longer exists.", code="file_gone")
+    return FileResponse(
+        path,
+        filename=filename or None,
+        content_disposition_type="attachment",
+        headers={"Cache-Control": "private, no-store"},
+    )

@@ -1,0 +1,384 @@
+"""Object store on an S3-compatible service (AWS S3, SeaweedFS, MinIO, Ceph RGW, ...).
+
+Uploads stream through a multipart upload with memory bounded by the part size; an
+object only appears at its key when the upload is completed on ``commit()``. Small
+objects (less than one part) are sent with a single ``PutObject``. Download links are
+pre-signed ``GetObject`` URLs, signed against the public endpoint when one is set.
+
+Every botocore failure surfaces as :class:`StorageError` with a short message (the
+operation, the key and the S3 error code); credentials never appear in it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from examtrail.core.settings import Settings
+from examtrail.storage.base import HashingCounter, ObjectTooLarge, StorageError, StoredObject
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+_READ_CHUNK = 1024 * 1024
+_DELETE_BATCH = 1000
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or "unknown error")
+    return type(exc).__name__
+
+
+@contextmanager
+def _translate(action: str) -> Iterator[None]:
+    """Re-raise botocore failures as StorageError with a short, credential-free message."""
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"S3 {action} failed: {_error_code(exc)}") from exc
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment; filename="..."``, plus RFC 6266 ``filename*`` when the name is not plain ASCII."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
+
+
+class S3ObjectWriter:
+    """Streams one object into S3; see the module docstring."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        full_key: str,
+        *,
+        content_type: str,
+        part_size: int,
+        max_size: int | None,
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._full_key = full_key
+        self._content_type = content_type
+        self._part_size = max(part_size, MIN_PART_SIZE)
+        self._counter = HashingCounter(max_size)
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        # open -> committed | aborted; "failed" refuses writes but still allows abort().
+        self._state = "open"
+
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload in progress, if one was started (for tests and logs)."""
+        return self._upload_id
+
+    def _ensure_open(self) -> None:
+        if self._state != "open":
+            raise StorageError(f"writer for {self._key!r} is {self._state}")
+
+    def write(self, data: bytes) -> None:
+        self._ensure_open()
+        try:
+            self._counter.update(data)
+        except ObjectTooLarge:
+            # Nothing may stay behind: drop the parts already uploaded right away.
+            self.abort()
+            raise
+        self._buffer += data
+        try:
+            while len(self._buffer) >= self._part_size:
+                part = bytes(self._buffer[: self._part_size])
+                del self._buffer[: self._part_size]
+                self._upload_part(part)
+        except StorageError:
+            self._state = "failed"
+            raise
+
+    def _upload_part(self, body: bytes) -> None:
+        if self._upload_id is None:
+            with _translate(f"create multipart upload for {self._key!r}"):
+                created = self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._full_key, ContentType=self._content_type
+                )
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        with _translate(f"upload of part {number} of {self._key!r}"):
+            response = self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._full_key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+    def commit(self) -> StoredObject:
+        self._ensure_open()
+        try:
+            if self._upload_id is None:
+                with _translate(f"upload of {self._key!r}"):
+                    self._client.put_object(
+                        Bucket=self._bucket,
+                        Key=self._full_key,
+                        Body=bytes(self._buffer),
+                        ContentType=self._content_type,
+                    )
+            else:
+                if self._buffer:
+                    self._upload_part(bytes(self._buffer))
+                with _translate(f"completion of {self._key!r}"):
+                    self._client.complete_multipart_upload(
+                        Bucket=self._bucket,
+                        Key=self._full_key,
+                        UploadId=self._upload_id,
+                        MultipartUpload={"Parts": self._parts},
+                    )
+        except StorageError:
+            self._state = "failed"
+            raise
+        self._buffer = bytearray()
+        self._state = "committed"
+        return StoredObject(key=self._key, size=self._counter.size, sha256=self._counter.hexdigest())
+
+    def abort(self) -> None:
+        if self._state in ("committed", "aborted"):
+            return
+        self._buffer = bytearray()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            try:
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._full_key, UploadId=upload_id
+                )
+            except ClientError as exc:
+                if _error_code(exc) not in ("NoSuchUpload", "404"):
+                    self._upload_id = upload_id  # keep it so a later abort() can retry
+                    self._state = "failed"
+                    raise StorageError(
+                        f"S3 abort of the upload of {self._key!r} failed: {_error_code(exc)}"
+                    ) from exc
+            except BotoCoreError as exc:
+                self._upload_id = upload_id
+                self._state = "failed"
+                raise StorageError(
+                    f"S3 abort of the upload of {self._key!r} failed: {_error_code(exc)}"
+                ) from exc
+        self._state = "aborted"
+
+
+class S3ObjectStore:
+    name = "s3"
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        prefix: str = "",
+        part_size: int = 8 * 1024 * 1024,
+        presign_client: S3Client | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        self.client = client
+        self.presign_client = presign_client or client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.part_size = max(part_size, MIN_PART_SIZE)
+        self.region = region
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3ObjectStore:
+        secret = settings.s3_secret_access_key
+        credentials: dict[str, Any] = {
+            "region_name": settings.s3_region,
+            # None falls back to boto's default chain (env, profile, instance role, ...).
+            "aws_access_key_id": settings.s3_access_key_id or None,
+            "aws_secret_access_key": secret.get_secret_value() if secret is not None else None,
+        }
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"mode": "standard", "max_attempts": 4},
+            connect_timeout=5,
+            read_timeout=60,
+            max_pool_connections=max(10, settings.worker_threads * 2 + 4),
+            # Checksums only where S3 requires them: several S3-compatible servers reject
+            # the newer flexible-checksum headers and trailers.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config, **credentials)
+        public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+        presign_client = boto3.client("s3", endpoint_url=public, config=config, **credentials)
+        return cls(
+            client,
+            settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            part_size=settings.s3_part_size,
+            presign_client=presign_client,
+            region=settings.s3_region,
+        )
+
+    def full_key(self, key: str) -> str:
+        """The S3 key behind a logical key (the configured prefix joined with '/')."""
+        key = key.lstrip("/")
+        if not key:
+            raise StorageError("empty object key")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _full_prefix(self, prefix: str) -> str:
+        prefix = prefix.lstrip("/")
+        if not self.prefix:
+            return prefix
+        return f"{self.prefix}/{prefix}"
+
+    def ensure_ready(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if _error_code(exc) not in _MISSING_CODES:
+                raise StorageError(
+                    f"S3 bucket {self.bucket!r} is not accessible: {_error_code(exc)}"
+                ) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 bucket {self.bucket!r} is not reachable: {_error_code(exc)}") from exc
+        try:
+            if self.region == "us-east-1":
+                self.client.create_bucket(Bucket=self.bucket)
+            else:
+                self.client.create_bucket(
+                    Bucket=self.bucket,
+                    CreateBucketConfiguration={
+                        "LocationConstraint": cast("BucketLocationConstraintType", self.region)
+                    },
+                )
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                # Someone else created it meanwhile; usable if we can see it.
+                self.check()
+                return
+            if code in ("AccessDenied", "403", "Forbidden"):
+                raise StorageError(
+                    f"S3 bucket {self.bucket!r} does not exist and these credentials may not create it"
+                ) from exc
+            raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {code}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {_error_code(exc)}") from exc
+
+    def check(self) -> None:
+        with _translate(f"check of bucket {self.bucket!r}"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def open_writer(self, key: str, *, content_type: str, max_size: int | None = None) -> S3ObjectWriter:
+        return S3ObjectWriter(
+            self.client,
+            self.bucket,
+            key,
+            self.full_key(key),
+            content_type=content_type,
+            part_size=self.part_size,
+            max_size=max_size,
+        )
+
+    def presigned_get_url(
+        self, key: str, *, expires_at: datetime, filename: str | None = None, content_type: str | None = None
+    ) -> str:
+        """A pre-signed GetObject URL; a naive ``expires_at`` is taken as UTC."""
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        seconds = math.ceil((expires_at - datetime.now(UTC)).total_seconds())
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": self.full_key(key)}
+        if filename:
+            params["ResponseContentDisposition"] = content_disposition(filename)
+        if content_type:
+            params["ResponseContentType"] = content_type
+        with _translate(f"signing of a link to {key!r}"):
+            return self.presign_client.generate_presigned_url(
+                "get_object",
+                Params=params,
+                ExpiresIn=min(max(seconds, 1), MAX_PRESIGN_SECONDS),
+            )
+
+    def open_read(self, key: str) -> Iterator[bytes]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                raise StorageError(f"no object at {key!r}") from exc
+            raise StorageError(f"S3 read of {key!r} failed: {_error_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 read of {key!r} failed: {_error_code(exc)}") from exc
+        body = response["Body"]
+        try:
+            with _translate(f"read of {key!r}"):
+                yield from body.iter_chunks(_READ_CHUNK)
+        finally:
+            body.close()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                return False
+            raise StorageError(f"S3 lookup of {key!r} failed: {_error_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 lookup of {key!r} failed: {_error_code(exc)}") from exc
+        return True
+
+    def delete(self, key: str) -> None:
+        with _translate(f"deletion of {key!r}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
+
+    def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
+        full_prefix = self._full_prefix(prefix)
+        kept = self.full_key(keep) if keep else None
+        removed = 0
+        batch: list[ObjectIdentifierTypeDef] = []
+        with _translate(f"deletion under {prefix!r}"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                for item in page.get("Contents", []):
+                    name = item.get("Key")
+                    if name is None or name == kept:
+                        continue
+                    batch.append({"Key": name})
+                    if len(batch) == _DELETE_BATCH:
+                        removed += self._delete_batch(batch)
+                        batch = []
+            if batch:
+                removed += self._delete_batch(batch)
+        return removed
+
+    def _delete_batch(self, batch: list[ObjectIdentifierTypeDef]) -> int:
+        response = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        errors = response.get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise StorageError(
+                f"S3 could not delete {len(errors)} object(s), e.g. {first.get('Key')!r}: {first.get('Code')}"
+            )
+        return len(batch)
