@@ -53,7 +53,7 @@ def existing_candidates(session: Session, test_pk: int, user_ids: Sequence[int])
                 Candidate.test_pk == test_pk, Candidate.user_id.in_(chunk)
             )
         )
-        for user_id, pk, candidate_id in rows.tuples():
+        for user_id, pk, candidate_id in rows:
             found[user_id] = (pk, candidate_id)
     return found
 
@@ -98,7 +98,7 @@ def existing_events(session: Session, test_pk: int, event_ids: Sequence[str]) ->
                 Event.test_pk == test_pk, Event.event_id.in_(chunk)
             )
         )
-        for event_id, candidate_pk, doc in rows.tuples():
+        for event_id, candidate_pk, doc in rows:
             found[event_id] = (candidate_pk, doc)
     return found
 

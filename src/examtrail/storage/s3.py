@@ -203,7 +203,7 @@ class S3ObjectStore:
         self.client = client
         self.presign_client = presign_client or client
         self.bucket = bucket
-        self.prefix = prefix.strip("/")
+        self.prefix = "/".join(part for part in prefix.split("/") if part)
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.region = region
 

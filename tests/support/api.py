@@ -1,0 +1,79 @@
+"""Helpers to talk to the API like a client would."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from examtrail.auth import service as auth_service
+from examtrail.core.db import transaction
+from examtrail.runtime import Runtime
+
+
+def create_client(runtime: Runtime, tenant: str = "uni-a", scopes: str = "ingest,export") -> tuple[str, str]:
+    with transaction(runtime.sessions) as session:
+        created = auth_service.create_client(
+            session, tenant_name=tenant, scopes=frozenset(scopes.split(",")), name="test"
+        )
+    return created.client_id, created.api_key
+
+
+def get_token(http: httpx.Client | Any, client_id: str, api_key: str) -> str:
+    response = http.post(
+        f"/api/authenticate/token/?grant_type=authorization_code&client_id={client_id}", headers={"code": api_key}
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_for_job(
+    http: httpx.Client | Any, headers: dict[str, str], test_id: int, job_id: str, timeout: float = 60.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.get(f"/v1/test/{test_id}/events", params={"jobId": job_id}, headers=headers)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if body["status"] in ("finished", "failed", "cancelled"):
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {body['status']} after {timeout}s: {body}")
+        time.sleep(0.05)
+
+
+def seed_test(
+    http: httpx.Client | Any,
+    headers: dict[str, str],
+    test_id: int = 42,
+    candidates: int = 3,
+    events_per_candidate: int = 4,
+) -> dict[int, list[dict[str, Any]]]:
+    """Create a test with candidates and events; returns the events sent per userId."""
+    assert http.put(f"/v1/test/{test_id}", json={"title": f"Test {test_id}"}, headers=headers).status_code in (200, 201)
+    people = [{"userId": 100 + n, "candidateId": f"cand-{n}"} for n in range(candidates)]
+    assert http.put(f"/v1/test/{test_id}/candidates", json=people, headers=headers).status_code == 200
+    sent: dict[int, list[dict[str, Any]]] = {}
+    for person in people:
+        user_id = int(person["userId"])  # type: ignore[call-overload]
+        batch = [
+            {
+                "eventId": f"e-{user_id}-{n}",
+                "event": "network_lost" if n % 2 else "new_seb_login",
+                "timeStamp": f"2026-06-01T09:{n:02d}:00.123Z",
+                "extraInfo": {"type": "ip", "value": "10.0.0.1"} if n % 3 == 0 else None,
+                "flaggingInfo": None,
+                "userId": None,
+            }
+            for n in range(events_per_candidate)
+        ]
+        if batch:
+            response = http.post(f"/v1/test/{test_id}/candidates/{user_id}/events", json=batch, headers=headers)
+            assert response.status_code == 201, response.text
+        sent[user_id] = batch
+    return sent

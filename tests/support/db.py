@@ -1,0 +1,55 @@
+"""Test databases: SQLite (default) or PostgreSQL, chosen by EXAMTRAIL_TEST_DB.
+
+PostgreSQL gets one database per pytest-xdist worker, migrated once and emptied
+between tests; SQLite gets a fresh copy of a migrated template file per test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import create_engine, text
+
+from examtrail.core.db import Base
+from examtrail.core.migrate import upgrade
+from examtrail.core.settings import Settings
+
+PG_ADMIN_DSN = os.environ.get("EXAMTRAIL_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def backend() -> str:
+    return os.environ.get("EXAMTRAIL_TEST_DB", "sqlite")
+
+
+def pg_url(database: str) -> str:
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{database}"
+
+
+def recreate_pg_database(name: str) -> str:
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_url(name)
+
+
+def migrate_template(path: Path) -> None:
+    upgrade(Settings(data_dir=path.parent, database_url=f"sqlite:///{path}"))
+
+
+def copy_sqlite(template: Path, target_dir: Path) -> str:
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / "examtrail.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
+def truncate_all(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
