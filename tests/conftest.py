@@ -45,15 +45,15 @@ def database_url(database_template: str, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         data_dir=tmp_path / "data",
         database_url=database_url,
-        secret_key="test-secret-key-0123456789abcdef0123456789",  # type: ignore[arg-type]
+        secret_key="test-secret-key-0123456789abcdef0123456789",
         public_url="http://testserver",
         webhook_allow_private=True,
         sweep_interval_seconds=0.2,
         job_lease_seconds=3,
-        webhook_retry_schedule=[0, 1, 1],  # type: ignore[arg-type]
+        webhook_retry_schedule=[0, 1, 1],
     )
 
 

@@ -17,6 +17,7 @@ from examtrail.core.errors import install_error_handlers
 from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
 from examtrail.exports.api import router as exports_router
+from examtrail.exports.api import schema_router
 from examtrail.ingest.api import router as ingest_router
 from examtrail.queue.worker import BackgroundWorker
 from examtrail.runtime import Runtime, build_runtime, set_runtime
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(auth_router)
     app.include_router(ingest_router)
     app.include_router(exports_router)
+    app.include_router(schema_router)
     app.include_router(webhooks_router)
     app.include_router(storage_router)
 
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         probe("objectStore", rt.store.check)
         probe("broker", rt.queue.check)
         ready = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+        )
 
     return app

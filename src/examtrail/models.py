@@ -3,5 +3,17 @@
 from examtrail.auth.models import ApiClient, Tenant
 from examtrail.exports.models import ExportJob
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
+from examtrail.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
-__all__ = ["ApiClient", "Attachment", "Candidate", "Event", "ExportJob", "Tenant", "Test"]
+__all__ = [
+    "ApiClient",
+    "Attachment",
+    "Candidate",
+    "Event",
+    "ExportJob",
+    "Tenant",
+    "Test",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
+]

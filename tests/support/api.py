@@ -22,7 +22,8 @@ def create_client(runtime: Runtime, tenant: str = "uni-a", scopes: str = "ingest
 
 def get_token(http: httpx.Client | Any, client_id: str, api_key: str) -> str:
     response = http.post(
-        f"/api/authenticate/token/?grant_type=authorization_code&client_id={client_id}", headers={"code": api_key}
+        f"/api/authenticate/token/?grant_type=authorization_code&client_id={client_id}",
+        headers={"code": api_key},
     )
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
@@ -55,7 +56,9 @@ def seed_test(
     events_per_candidate: int = 4,
 ) -> dict[int, list[dict[str, Any]]]:
     """Create a test with candidates and events; returns the events sent per userId."""
-    assert http.put(f"/v1/test/{test_id}", json={"title": f"Test {test_id}"}, headers=headers).status_code in (200, 201)
+    assert http.put(
+        f"/v1/test/{test_id}", json={"title": f"Test {test_id}"}, headers=headers
+    ).status_code in (200, 201)
     people = [{"userId": 100 + n, "candidateId": f"cand-{n}"} for n in range(candidates)]
     assert http.put(f"/v1/test/{test_id}/candidates", json=people, headers=headers).status_code == 200
     sent: dict[int, list[dict[str, Any]]] = {}
@@ -73,7 +76,9 @@ def seed_test(
             for n in range(events_per_candidate)
         ]
         if batch:
-            response = http.post(f"/v1/test/{test_id}/candidates/{user_id}/events", json=batch, headers=headers)
+            response = http.post(
+                f"/v1/test/{test_id}/candidates/{user_id}/events", json=batch, headers=headers
+            )
             assert response.status_code == 201, response.text
         sent[user_id] = batch
     return sent

@@ -31,7 +31,9 @@ def examtrail_env(settings_env: Mapping[str, str]) -> dict[str, str]:
 class ExamtrailProcess:
     """One ``examtrail serve`` or ``examtrail worker`` child process, logging to a file."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, args: list[str], env: Mapping[str, str], log_path: Path, port: int | None = None
+    ) -> None:
         self.args = args
         self.env = examtrail_env(env)
         self.log_path = log_path
@@ -39,14 +41,18 @@ class ExamtrailProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def server(cls, env: Mapping[str, str], log_dir: Path, port: int | None = None, name: str = "api") -> ExamtrailProcess:
+    def server(
+        cls, env: Mapping[str, str], log_dir: Path, port: int | None = None, name: str = "api"
+    ) -> ExamtrailProcess:
         port = port or free_port()
         env = {"EXAMTRAIL_PUBLIC_URL": f"http://127.0.0.1:{port}", **env}
         args = [sys.executable, "-m", "examtrail", "serve", "--host", "127.0.0.1", "--port", str(port)]
         return cls(args, env, log_dir / f"{name}-{port}.log", port)
 
     @classmethod
-    def worker(cls, env: Mapping[str, str], log_dir: Path, name: str = "worker", threads: int = 2) -> ExamtrailProcess:
+    def worker(
+        cls, env: Mapping[str, str], log_dir: Path, name: str = "worker", threads: int = 2
+    ) -> ExamtrailProcess:
         args = [sys.executable, "-m", "examtrail", "worker", "--threads", str(threads)]
         return cls(args, env, log_dir / f"{name}.log")
 
@@ -107,5 +113,9 @@ class ExamtrailProcess:
 
 def run_cli(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "examtrail", *args], env=examtrail_env(env), capture_output=True, text=True, check=False
+        [sys.executable, "-m", "examtrail", *args],
+        env=examtrail_env(env),
+        capture_output=True,
+        text=True,
+        check=False,
     )

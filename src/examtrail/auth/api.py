@@ -18,7 +18,7 @@ router = APIRouter(tags=["auth"])
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 (a token type, not a secret)
     expires_in: int
 
 
@@ -30,7 +30,9 @@ def _oauth_error(error: str, status: int, message: str) -> JSONResponse:
 def _issue(session: SessionDep, runtime: RuntimeDep, client_id: str, key: str) -> JSONResponse:
     settings = runtime.settings
     try:
-        issued = service.issue_token(session, settings.signing_key(), settings.token_ttl_seconds, client_id, key)
+        issued = service.issue_token(
+            session, settings.signing_key(), settings.token_ttl_seconds, client_id, key
+        )
     except service.InvalidCredentials:
         return _oauth_error("invalid_grant", 401, "Unknown client or wrong API key.")
     body = TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
@@ -41,7 +43,8 @@ def _issue(session: SessionDep, runtime: RuntimeDep, client_id: str, key: str) -
     "/api/authenticate/token/",
     response_model=TokenResponse,
     summary="Get an access token (Inspera-compatible)",
-    description="The API key travels in the `code` header (or, for older clients, `code` in the query or form).",
+    description="The API key travels in the `code` header "
+    "(or, for older clients, `code` in the query or form).",
 )
 def inspera_token(
     session: SessionDep,
@@ -73,7 +76,9 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return user, password
 
 
-@router.post("/oauth/token", response_model=TokenResponse, summary="Get an access token (OAuth2 client credentials)")
+@router.post(
+    "/oauth/token", response_model=TokenResponse, summary="Get an access token (OAuth2 client credentials)"
+)
 def oauth_token(
     request: Request,
     session: SessionDep,

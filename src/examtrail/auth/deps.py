@@ -23,9 +23,13 @@ def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     try:
         return decode_token(runtime.settings.signing_key(), token.strip())
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("The access token has expired.", code="token_expired", headers=_CHALLENGE) from None
+        raise Unauthorized(
+            "The access token has expired.", code="token_expired", headers=_CHALLENGE
+        ) from None
     except jwt.InvalidTokenError:
-        raise Unauthorized("The access token is not valid.", code="invalid_token", headers=_CHALLENGE) from None
+        raise Unauthorized(
+            "The access token is not valid.", code="invalid_token", headers=_CHALLENGE
+        ) from None
 
 
 def require_scope(scope: str) -> Callable[[Principal], Principal]:

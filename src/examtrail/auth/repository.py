@@ -28,6 +28,8 @@ def add_client(session: Session, client: ApiClient) -> None:
 
 def list_clients(session: Session) -> list[tuple[ApiClient, Tenant]]:
     rows = session.execute(
-        select(ApiClient, Tenant).join(Tenant, Tenant.id == ApiClient.tenant_id).order_by(ApiClient.created_at)
+        select(ApiClient, Tenant)
+        .join(Tenant, Tenant.id == ApiClient.tenant_id)
+        .order_by(ApiClient.created_at)
     )
     return [(client, tenant) for client, tenant in rows]

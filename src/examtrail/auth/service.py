@@ -37,7 +37,9 @@ def create_client(session: Session, *, tenant_name: str, scopes: frozenset[str],
     unknown = scopes - set(security.SCOPES)
     if unknown or not scopes:
         raise ValueError(f"scopes must be a non-empty subset of {', '.join(security.SCOPES)}")
-    tenant = repository.get_tenant_by_name(session, tenant_name) or repository.add_tenant(session, tenant_name)
+    tenant = repository.get_tenant_by_name(session, tenant_name) or repository.add_tenant(
+        session, tenant_name
+    )
     api_key = security.new_api_key()
     client = ApiClient(
         client_id=security.new_client_id(),
@@ -67,7 +69,9 @@ def authenticate(session: Session, client_id: str, api_key: str) -> ApiClient:
     return client
 
 
-def issue_token(session: Session, signing_key: bytes, ttl_seconds: int, client_id: str, api_key: str) -> IssuedToken:
+def issue_token(
+    session: Session, signing_key: bytes, ttl_seconds: int, client_id: str, api_key: str
+) -> IssuedToken:
     client = authenticate(session, client_id, api_key)
     token, expires_at = security.issue_token(
         signing_key,

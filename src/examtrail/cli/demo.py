@@ -35,19 +35,36 @@ def _events(user_id: int, start: datetime) -> list[EventIn]:
 
     prefix = f"demo-{user_id}"
     events = [
-        EventIn(eventId=f"{prefix}-1", event="new_seb_login", timeStamp=at(0),
-                extraInfo=ExtraInfo(type="sebVersion", value="3.7.1")),
+        EventIn(
+            eventId=f"{prefix}-1",
+            event="new_seb_login",
+            timeStamp=at(0),
+            extraInfo=ExtraInfo(type="sebVersion", value="3.7.1"),
+        ),
         EventIn(eventId=f"{prefix}-2", event="network_lost", timeStamp=at(12.5)),
-        EventIn(eventId=f"{prefix}-3", event="network_restored", timeStamp=at(13.25),
-                extraInfo=ExtraInfo(type="offlineSeconds", value="45")),
+        EventIn(
+            eventId=f"{prefix}-3",
+            event="network_restored",
+            timeStamp=at(13.25),
+            extraInfo=ExtraInfo(type="offlineSeconds", value="45"),
+        ),
         EventIn(eventId=f"{prefix}-4", event="idle_warning", timeStamp=at(40)),
         EventIn(eventId=f"{prefix}-9", event="submitted", timeStamp=at(88)),
     ]
     if user_id % 2 == 0:
         events.append(
-            EventIn(eventId=f"{prefix}-5", event="flag", timeStamp=at(25), userId=9001,
-                    flaggingInfo=FlaggingInfo(flagType="suspicious_behaviour", flagSubTypes=["phone_visible"],
-                                              comment="Phone on the desk during the exam.", severityLevel="high"))
+            EventIn(
+                eventId=f"{prefix}-5",
+                event="flag",
+                timeStamp=at(25),
+                userId=9001,
+                flaggingInfo=FlaggingInfo(
+                    flagType="suspicious_behaviour",
+                    flagSubTypes=["phone_visible"],
+                    comment="Phone on the desk during the exam.",
+                    severityLevel="high",
+                ),
+            )
         )
     return events
 
@@ -70,7 +87,7 @@ def seed_demo(settings: Settings) -> DemoResult:
                     session, tenant_name=DEMO_TENANT, scopes=frozenset({"ingest", "export"}), name="demo"
                 )
                 client_id, api_key, tenant_id = created.client_id, created.api_key, created.tenant_id
-            test, _ = ingest.put_test(session, tenant_id, DEMO_TEST_ID, "Demo: Mathematics final")
+            ingest.put_test(session, tenant_id, DEMO_TEST_ID, "Demo: Mathematics final")
             test_row = ingest.require_test(session, tenant_id, DEMO_TEST_ID)
             candidates = [CandidateIn(userId=2000 + n, candidateId=f"C-{n:03d}") for n in range(1, 6)]
             ingest.put_candidates(session, test_row, candidates)

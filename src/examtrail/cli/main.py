@@ -53,14 +53,18 @@ def serve(
 
 
 @app.command()
-def worker(threads: int = typer.Option(0, help="Worker threads (default: EXAMTRAIL_WORKER_THREADS).")) -> None:
+def worker(
+    threads: int = typer.Option(0, help="Worker threads (default: EXAMTRAIL_WORKER_THREADS)."),
+) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
     from examtrail.queue.worker import BackgroundWorker
     from examtrail.runtime import build_runtime, set_runtime
 
     settings = get_settings()
     if not settings.broker_url:
-        raise typer.BadParameter("set EXAMTRAIL_BROKER_URL (redis://... or amqp://...) to run standalone workers")
+        raise typer.BadParameter(
+            "set EXAMTRAIL_BROKER_URL (redis://... or amqp://...) to run standalone workers"
+        )
     _logging()
     runtime = build_runtime(settings)
     runtime.store.ensure_ready()
@@ -164,7 +168,9 @@ def clients_revoke(client_id: str) -> None:
 
 @app.command()
 def demo(
-    public_url: str = typer.Option("", help="Base URL printed in the walkthrough (default: EXAMTRAIL_PUBLIC_URL)."),
+    public_url: str = typer.Option(
+        "", help="Base URL printed in the walkthrough (default: EXAMTRAIL_PUBLIC_URL)."
+    ),
 ) -> None:
     """Seed a demo tenant, client, test, candidates, events and an attachment; print how to try it."""
     from examtrail.cli.demo import seed_demo
@@ -172,20 +178,26 @@ def demo(
     settings = get_settings()
     result = seed_demo(settings)
     base = (public_url or settings.public_url).rstrip("/")
-    console.print(f"[bold green]Demo ready[/]: test {result.test_id} with {result.candidates} candidates "
-                  f"and {result.events} events (one with an attached file).")
+    console.print(
+        f"[bold green]Demo ready[/]: test {result.test_id} with {result.candidates} candidates "
+        f"and {result.events} events (one with an attached file)."
+    )
     console.print(f"client id  [bold]{result.client_id}[/]")
     console.print(f"API key    [bold]{result.api_key}[/]  (also saved in {result.credentials_file})")
     console.print("\nTry it (see README, 'Walkthrough'):")
     console.print(
-        f"  curl -s -X POST '{base}/api/authenticate/token/?grant_type=authorization_code&client_id={result.client_id}'"
-        f" -H 'code: {result.api_key}'",
+        f"  curl -s -X POST '{base}/api/authenticate/token/"
+        f"?grant_type=authorization_code&client_id={result.client_id}' -H 'code: {result.api_key}'",
         soft_wrap=True,
     )
-    console.print(f"  curl -s -X POST {base}/v1/test/{result.test_id}/events -H \"Authorization: Bearer $TOKEN\"",
-                  soft_wrap=True)
-    console.print(f"  curl -s '{base}/v1/test/{result.test_id}/events?jobId=$JOB' -H \"Authorization: Bearer $TOKEN\"",
-                  soft_wrap=True)
+    console.print(
+        f'  curl -s -X POST {base}/v1/test/{result.test_id}/events -H "Authorization: Bearer $TOKEN"',
+        soft_wrap=True,
+    )
+    console.print(
+        f"  curl -s '{base}/v1/test/{result.test_id}/events?jobId=$JOB' -H \"Authorization: Bearer $TOKEN\"",
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def validate_json(adapter: TypeAdapter[T], raw: bytes) -> T:
         errors: list[Any] = list(exc.errors(include_url=False))
         if any(error["type"] == "json_invalid" for error in errors):
             raise BadRequest(
-                "The request body is not valid JSON.", code="malformed_json", details=validation_details(errors)
+                "The request body is not valid JSON.",
+                code="malformed_json",
+                details=validation_details(errors),
             ) from None
         raise Unprocessable("The request is not valid.", details=validation_details(errors)) from None

@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from examtrail.core.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from examtrail.core.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if any(error.get("type") == "json_invalid" for error in errors):
             body = error_body("malformed_json", "The request body is not valid JSON.", details)
             return JSONResponse(body, status_code=400)
-        return JSONResponse(error_body("validation_error", "The request is not valid.", details), status_code=422)
+        return JSONResponse(
+            error_body("validation_error", "The request is not valid.", details), status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -59,7 +59,9 @@ def issue_token(
 
 def decode_token(signing_key: bytes, token: str) -> Principal:
     """Raises ``jwt.InvalidTokenError`` (incl. expiry) when the token is not valid."""
-    claims = jwt.decode(token, signing_key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "tid"]})
+    claims = jwt.decode(
+        token, signing_key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "tid"]}
+    )
     return Principal(
         tenant_id=int(claims["tid"]),
         client_id=str(claims["sub"]),

@@ -9,15 +9,18 @@ from fastapi import APIRouter, Query, Response, status
 from examtrail.auth.deps import ExportPrincipal
 from examtrail.core.deps import RuntimeDep, SessionDep
 from examtrail.exports import service
-from examtrail.exports.schemas import ExportJobOut
+from examtrail.exports.schemas import ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
 
 router = APIRouter(prefix="/v1/test", tags=["export"])
+schema_router = APIRouter(tags=["export"])
 
 JobId = Annotated[str | None, Query(alias="jobId", min_length=1, max_length=64)]
 
 
-def _order(test_id: int, principal: ExportPrincipal, session: SessionDep, runtime: RuntimeDep, response: Response) -> ExportJobOut:
+def _order(
+    test_id: int, principal: ExportPrincipal, session: SessionDep, runtime: RuntimeDep, response: Response
+) -> ExportJobOut:
     ordered = service.order_export(session, principal, test_id)
     session.commit()
     if ordered.created:
@@ -64,6 +67,15 @@ def get_events(
     job = service.get_job(session, principal, test_id, job_id)
     response.headers["Cache-Control"] = "no-store"
     return service.job_status(job, runtime.store, principal.expires_at)
+
+
+@schema_router.get(
+    "/schemas/export-file.schema.json",
+    summary="JSON Schema of the export file",
+    response_model=dict[str, object],
+)
+def export_schema() -> dict[str, object]:
+    return export_file_schema()
 
 
 @router.delete(

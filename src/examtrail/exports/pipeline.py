@@ -57,10 +57,17 @@ class _Buffer:
             self._size = 0
 
 
-def _attachments_json(files: list[tuple[int, str, int, str, str]], sign: Callable[[str, str, str], str]) -> str:
+def _attachments_json(
+    files: list[tuple[int, str, int, str, str]], sign: Callable[[str, str, str], str]
+) -> str:
     return orjson.dumps(
         [
-            {"fileName": name, "contentItemId": item_id, "fileSize": size, "presignedUrl": sign(key, name, ctype)}
+            {
+                "fileName": name,
+                "contentItemId": item_id,
+                "fileSize": size,
+                "presignedUrl": sign(key, name, ctype),
+            }
             for item_id, name, size, key, ctype in files
         ]
     ).decode()
@@ -79,9 +86,13 @@ def write_export(
     """Write the whole file and commit it; on any exception the caller aborts ``writer``."""
 
     def sign(key: str, name: str, content_type: str) -> str:
-        return store.presigned_get_url(key, expires_at=links_expire_at, filename=name, content_type=content_type)
+        return store.presigned_get_url(
+            key, expires_at=links_expire_at, filename=name, content_type=content_type
+        )
 
-    progress.total = int(connection.execute(repository.CANDIDATE_COUNT_SQL, {"test_pk": test_pk}).scalar_one())
+    progress.total = int(
+        connection.execute(repository.CANDIDATE_COUNT_SQL, {"test_pk": test_pk}).scalar_one()
+    )
     out = _Buffer(writer)
     out.add('{"created":' + orjson.dumps(format_dt(created)).decode() + ',"candidates":[')
 
@@ -104,7 +115,11 @@ def write_export(
             current_user = user_id
             first_event = True
             out.add(
-                '{"userId":' + str(user_id) + ',"candidateId":' + orjson.dumps(candidate_id).decode() + ',"events":['
+                '{"userId":'
+                + str(user_id)
+                + ',"candidateId":'
+                + orjson.dumps(candidate_id).decode()
+                + ',"events":['
             )
         if event_pk is None:  # a candidate without events
             continue
@@ -117,7 +132,7 @@ def write_export(
                 files.append(tuple(pending_file[1:]))
                 pending_file = files_cursor.fetchone()
             head, _, tail = doc.rpartition(EMPTY_FILES)
-            doc = head + '"attachedFiles":' + _attachments_json(files, sign) + tail  # type: ignore[arg-type]
+            doc = head + '"attachedFiles":' + _attachments_json(files, sign) + tail
         out.add(doc)
         progress.events += 1
         if count % 1000 == 0 and progress.stop.is_set():

@@ -96,7 +96,9 @@ def finish(session: Session, job_id: str, owner: str, values: dict[str, Any]) ->
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def release_for_retry(session: Session, job_id: str, owner: str, not_before: datetime, code: str, message: str) -> bool:
+def release_for_retry(
+    session: Session, job_id: str, owner: str, not_before: datetime, code: str, message: str
+) -> bool:
     result = session.execute(
         update(ExportJob)
         .where(_owned(job_id, owner))
@@ -115,8 +117,10 @@ def release_for_retry(session: Session, job_id: str, owner: str, not_before: dat
 
 
 def fail(session: Session, job_id: str, owner: str | None, now: datetime, code: str, message: str) -> bool:
-    condition = _owned(job_id, owner) if owner else and_(
-        ExportJob.id == job_id, ExportJob.status.in_(ACTIVE_STATUSES)
+    condition = (
+        _owned(job_id, owner)
+        if owner
+        else and_(ExportJob.id == job_id, ExportJob.status.in_(ACTIVE_STATUSES))
     )
     result = session.execute(
         update(ExportJob)
@@ -137,7 +141,9 @@ def fail(session: Session, job_id: str, owner: str | None, now: datetime, code: 
 def cancel(session: Session, tenant_id: int, job_id: str, now: datetime) -> bool:
     result = session.execute(
         update(ExportJob)
-        .where(ExportJob.id == job_id, ExportJob.tenant_id == tenant_id, ExportJob.status.in_(ACTIVE_STATUSES))
+        .where(
+            ExportJob.id == job_id, ExportJob.tenant_id == tenant_id, ExportJob.status.in_(ACTIVE_STATUSES)
+        )
         .values(status=JobStatus.CANCELLED, lease_owner=None, lease_expires_at=None, finished_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -21,3 +21,14 @@ class ExportJobOut(BaseModel):
     fileSize: int | None
     sha256: str | None
     error: dict[str, str] | None = Field(description='{"code", "message"} when failed')
+
+
+def export_file_schema() -> dict[str, object]:
+    """The JSON Schema every export file validates against (shipped with the package)."""
+    import json
+    from importlib.resources import files
+
+    loaded: dict[str, object] = json.loads(
+        files("examtrail.exports").joinpath("export-file.schema.json").read_text()
+    )
+    return loaded

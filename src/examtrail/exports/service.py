@@ -82,7 +82,10 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
     url = None
     if job.status == JobStatus.FINISHED and job.storage_key and url_expires_at is not None:
         url = store.presigned_get_url(
-            job.storage_key, expires_at=url_expires_at, filename=download_name(job), content_type="application/json"
+            job.storage_key,
+            expires_at=url_expires_at,
+            filename=download_name(job),
+            content_type="application/json",
         )
     failed = job.status == JobStatus.FAILED and job.error_code
     return ExportJobOut(
@@ -140,7 +143,13 @@ class _Heartbeat:
         p = self.progress
         with transaction(self.runtime.sessions) as session:
             return repository.renew(
-                session, self.job_id, self.owner, utcnow() + lease, total=p.total, done=p.done, events=p.events
+                session,
+                self.job_id,
+                self.owner,
+                utcnow() + lease,
+                total=p.total,
+                done=p.done,
+                events=p.events,
             )
 
     def _run(self) -> None:
@@ -183,8 +192,13 @@ def run_job(runtime: Runtime, job_id: str) -> None:
             writer = runtime.store.open_writer(key, content_type="application/json")
             with repository.snapshot(runtime.engine) as connection:
                 stored = write_export(
-                    connection, test_pk, writer, runtime.store,
-                    created=utcnow(), links_expire_at=links_expire_at, progress=progress,
+                    connection,
+                    test_pk,
+                    writer,
+                    runtime.store,
+                    created=utcnow(),
+                    links_expire_at=links_expire_at,
+                    progress=progress,
                 )
             writer = None
             if heartbeat.lost:
@@ -212,7 +226,9 @@ def run_job(runtime: Runtime, job_id: str) -> None:
     _publish(runtime, job_id, owner, key, stored.size, stored.sha256, progress)
 
 
-def _publish(runtime: Runtime, job_id: str, owner: str, key: str, size: int, sha256: str, progress: Progress) -> None:
+def _publish(
+    runtime: Runtime, job_id: str, owner: str, key: str, size: int, sha256: str, progress: Progress
+) -> None:
     values = {
         "storage_key": key,
         "file_size": size,
@@ -250,7 +266,9 @@ def _retry_or_fail(runtime: Runtime, job_id: str, owner: str, attempt: int, code
         delay = _backoff(attempt)
         try:
             with transaction(runtime.sessions) as session:
-                released = repository.release_for_retry(session, job_id, owner, utcnow() + delay, code, message)
+                released = repository.release_for_retry(
+                    session, job_id, owner, utcnow() + delay, code, message
+                )
         except TRANSIENT:
             # The database is down too: the lease will expire and the sweeper retries the job.
             log.warning("could not release export %s for retry; its lease will expire", job_id)

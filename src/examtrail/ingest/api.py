@@ -31,7 +31,9 @@ router = APIRouter(prefix="/v1/test", tags=["ingest"])
 
 TestId = Annotated[int, Path(alias="testId", ge=0, le=INT64_MAX, description="The test's int64 id")]
 UserId = Annotated[int, Path(alias="userId", ge=0, le=INT64_MAX, description="The candidate's int64 user id")]
-EventIdPath = Annotated[str, Path(alias="eventId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+EventIdPath = Annotated[
+    str, Path(alias="eventId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+]
 
 
 @router.put("/{testId}", response_model=TestOut, summary="Create or update a test")
@@ -137,7 +139,11 @@ def post_events(
     response_model=AttachmentOut,
     status_code=status.HTTP_201_CREATED,
     summary="Attach an evidence file to an event (the body is the file)",
-    openapi_extra={"requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        }
+    },
 )
 async def put_file(
     request: Request,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Insert, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from examtrail.core.db import utcnow
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 
 
@@ -26,9 +27,19 @@ def get_test(session: Session, tenant_id: int, external_id: int, *, lock: bool =
 
 
 def upsert_test(session: Session, tenant_id: int, external_id: int, title: str) -> tuple[Test, bool]:
-    stmt: Insert = _insert(session, Test).values(tenant_id=tenant_id, external_id=external_id, title=title)
-    stmt = stmt.on_conflict_do_nothing(index_elements=["tenant_id", "external_id"])  # type: ignore[attr-defined]
-    created = session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+    stmt = (
+        _insert(session, Test)
+        .values(
+            tenant_id=tenant_id,
+            external_id=external_id,
+            title=title,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "external_id"])
+        .returning(Test.id)
+    )
+    created = session.execute(stmt).scalar_one_or_none() is not None
     test = get_test(session, tenant_id, external_id)
     assert test is not None
     if not created and test.title != title:
@@ -38,12 +49,16 @@ def upsert_test(session: Session, tenant_id: int, external_id: int, title: str) 
 
 
 def test_counts(session: Session, test_pk: int) -> tuple[int, int]:
-    candidates = session.scalar(select(func.count()).select_from(Candidate).where(Candidate.test_pk == test_pk))
+    candidates = session.scalar(
+        select(func.count()).select_from(Candidate).where(Candidate.test_pk == test_pk)
+    )
     events = session.scalar(select(func.count()).select_from(Event).where(Event.test_pk == test_pk))
     return candidates or 0, events or 0
 
 
-def existing_candidates(session: Session, test_pk: int, user_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+def existing_candidates(
+    session: Session, test_pk: int, user_ids: Sequence[int]
+) -> dict[int, tuple[int, str]]:
     """user_id -> (candidate pk, candidateId) for those that exist."""
     found: dict[int, tuple[int, str]] = {}
     for start in range(0, len(user_ids), 1000):
@@ -73,7 +88,9 @@ def rename_candidates(session: Session, test_pk: int, renames: dict[int, str]) -
 
 
 def get_candidate_pk(session: Session, test_pk: int, user_id: int) -> int | None:
-    return session.scalar(select(Candidate.id).where(Candidate.test_pk == test_pk, Candidate.user_id == user_id))
+    return session.scalar(
+        select(Candidate.id).where(Candidate.test_pk == test_pk, Candidate.user_id == user_id)
+    )
 
 
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:
@@ -105,7 +122,9 @@ def existing_events(session: Session, test_pk: int, event_ids: Sequence[str]) ->
 
 def get_event(session: Session, test_pk: int, candidate_pk: int, event_id: str) -> Event | None:
     return session.scalars(
-        select(Event).where(Event.test_pk == test_pk, Event.candidate_pk == candidate_pk, Event.event_id == event_id)
+        select(Event).where(
+            Event.test_pk == test_pk, Event.candidate_pk == candidate_pk, Event.event_id == event_id
+        )
     ).one_or_none()
 
 
@@ -117,5 +136,7 @@ def get_attachment(session: Session, event_pk: int, file_name: str) -> Attachmen
 
 def add_attachment(session: Session, attachment: Attachment) -> None:
     session.add(attachment)
-    session.execute(update(Event).where(Event.id == attachment.event_pk).values(file_count=Event.file_count + 1))
+    session.execute(
+        update(Event).where(Event.id == attachment.event_pk).values(file_count=Event.file_count + 1)
+    )
     session.flush()

@@ -51,7 +51,13 @@ def put_candidates(session: Session, test: Test, candidates: Sequence[CandidateI
     for index, candidate in enumerate(candidates):
         previous = wanted.setdefault(candidate.userId, candidate.candidateId)
         if previous != candidate.candidateId:
-            problems.append({"index": index, "field": "candidateId", "message": "userId repeated with another candidateId"})
+            problems.append(
+                {
+                    "index": index,
+                    "field": "candidateId",
+                    "message": "userId repeated with another candidateId",
+                }
+            )
     if problems:
         raise Unprocessable("The candidate list contradicts itself.", details=problems)
     existing = repository.existing_candidates(session, test.id, list(wanted))
@@ -96,7 +102,9 @@ class _Row:
 def add_events(session: Session, test: Test, user_id: int, events: Sequence[EventIn]) -> EventsResult:
     candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
     if candidate_pk is None:
-        raise NotFound(f"Candidate {user_id} not found on test {test.external_id}.", code="candidate_not_found")
+        raise NotFound(
+            f"Candidate {user_id} not found on test {test.external_id}.", code="candidate_not_found"
+        )
 
     rows: dict[str, _Row] = {}
     ordered_ids: list[str] = []
@@ -109,7 +117,13 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
         seen = rows.get(event_id)
         if seen is not None:
             if seen.doc != doc:
-                conflicts.append({"index": index, "field": "eventId", "message": f"eventId {event_id} repeated with other content"})
+                conflicts.append(
+                    {
+                        "index": index,
+                        "field": "eventId",
+                        "message": f"eventId {event_id} repeated with other content",
+                    }
+                )
             continue
         rows[event_id] = _Row(
             index,
@@ -128,7 +142,9 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
             },
         )
     if conflicts:
-        raise Conflict("Some events reuse an eventId with different content.", code="event_conflict", details=conflicts)
+        raise Conflict(
+            "Some events reuse an eventId with different content.", code="event_conflict", details=conflicts
+        )
 
     inserted = repository.insert_events(session, [row.values for row in rows.values()])
     others = [event_id for event_id in rows if event_id not in inserted]
@@ -146,9 +162,14 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
                 )
         if conflicts:
             # Nothing of the batch is kept: the caller rolls the transaction back.
-            raise Conflict("Some events already exist with different content.", code="event_conflict", details=conflicts)
+            raise Conflict(
+                "Some events already exist with different content.", code="event_conflict", details=conflicts
+            )
     return EventsResult(
-        received=len(events), created=len(inserted), duplicates=len(events) - len(inserted), eventIds=ordered_ids
+        received=len(events),
+        created=len(inserted),
+        duplicates=len(events) - len(inserted),
+        eventIds=ordered_ids,
     )
 
 
@@ -161,7 +182,9 @@ class UploadTarget:
     replaces: Attachment | None
 
 
-def prepare_upload(session: Session, tenant_id: int, test_id: int, user_id: int, event_id: str, file_name: str) -> UploadTarget:
+def prepare_upload(
+    session: Session, tenant_id: int, test_id: int, user_id: int, event_id: str, file_name: str
+) -> UploadTarget:
     test = require_test(session, tenant_id, test_id)
     candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
     if candidate_pk is None:
@@ -170,7 +193,9 @@ def prepare_upload(session: Session, tenant_id: int, test_id: int, user_id: int,
     if event is None:
         raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")
     key = f"attachments/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
-    return UploadTarget(tenant_id, test.id, event.id, key, repository.get_attachment(session, event.id, file_name))
+    return UploadTarget(
+        tenant_id, test.id, event.id, key, repository.get_attachment(session, event.id, file_name)
+    )
 
 
 def record_upload(

@@ -29,7 +29,7 @@ def _stub(_url: str) -> dramatiq.Broker:
 def _redis(url: str) -> dramatiq.Broker:
     from dramatiq.brokers.redis import RedisBroker
 
-    return RedisBroker(url=url)
+    return RedisBroker(url=url)  # type: ignore[no-untyped-call]
 
 
 def _rabbitmq(url: str) -> dramatiq.Broker:
@@ -65,7 +65,7 @@ def declare_actors(broker: dramatiq.Broker) -> None:
         if name in broker.actors:
             continue
         # Retries live in the database (job rows, delivery rows), not in the broker.
-        dramatiq.actor(fn, broker=broker, actor_name=name, queue_name=QUEUE_NAME, max_retries=0)
+        dramatiq.actor(broker=broker, actor_name=name, queue_name=QUEUE_NAME, max_retries=0)(fn)
 
 
 class DramatiqQueue:
@@ -75,7 +75,7 @@ class DramatiqQueue:
         self.broker = broker
 
     def send(self, task_name: str, *args: Any, delay_ms: int | None = None) -> None:
-        message = dramatiq.Message(
+        message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=QUEUE_NAME, actor_name=task_name, args=args, kwargs={}, options={}
         )
         try:

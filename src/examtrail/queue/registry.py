@@ -42,7 +42,7 @@ def periodic(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
 
 def load_task_modules() -> None:
     """Import the modules that register tasks (kept in one place so workers see all)."""
-    import examtrail.exports.tasks  # noqa: F401
+    import examtrail.exports.tasks
     import examtrail.webhooks.tasks  # noqa: F401
 
 

@@ -75,7 +75,7 @@ class ObjectStore(Protocol):
 class HashingCounter:
     """Tracks size and SHA-256 of a stream as it is written."""
 
-    __slots__ = ("_hash", "size", "max_size")
+    __slots__ = ("_hash", "max_size", "size")
 
     def __init__(self, max_size: int | None = None) -> None:
         self._hash = hashlib.sha256()

@@ -82,7 +82,9 @@ class LocalObjectStore:
     def presigned_get_url(
         self, key: str, *, expires_at: datetime, filename: str | None = None, content_type: str | None = None
     ) -> str:
-        return signing.sign(self._public_url, self._signing_key, key, int(expires_at.timestamp()), filename or "")
+        return signing.sign(
+            self._public_url, self._signing_key, key, int(expires_at.timestamp()), filename or ""
+        )
 
     def verify_signature(self, key: str, expires: int, filename: str, signature: str) -> bool:
         return signing.verify(self._signing_key, key, expires, filename, signature)
