@@ -31,7 +31,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 
 
 def s3_settings(server: SeaweedS3, bucket: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"s3_part_size": PART_SIZE, **overrides}
+    values: dict[str, Any] = {"_env_file": None, "s3_part_size": PART_SIZE, **overrides}
     return Settings(**server.settings_overrides(bucket, **values))
 
 

@@ -21,7 +21,7 @@ Notes on ``weed server`` (4.x):
   restart this takes one 5 s heartbeat retry), so readiness waits for a data node in the
   master's topology and for a signed ``ListBuckets`` to succeed.
 - Each bucket is a collection; ``WEED_MASTER_VOLUME_GROWTH_COPY_1=1`` makes the master
-  grow one volume per collection instead of seven.
+  grow one volume per collection instead of seven. ``delete_bucket()`` frees it again.
 - Unix sockets named after the ports are created in /tmp; ``close()`` removes them.
 """
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -101,12 +102,16 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: kill the server when the test process dies without cleaning up."""
-    with contextlib.suppress(Exception):
-        import ctypes
+_PR_SET_PDEATHSIG = 1
+try:  # resolved here: the child may only make the call (no imports between fork and exec)
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+except (OSError, AttributeError):  # pragma: no cover
+    _prctl = None
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: have the kernel kill the server if the test process dies without cleaning up."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class SeaweedS3:
@@ -137,6 +142,7 @@ class SeaweedS3:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._started_once = False
+        self._probe: S3Client | None = None
 
     # -- addresses and clients ---------------------------------------------------------
 
@@ -199,7 +205,8 @@ class SeaweedS3:
 
     def env(self, bucket: str) -> dict[str, str]:
         """``EXAMTRAIL_*`` environment variables for a service process using this server."""
-        return {f"EXAMTRAIL_{name.upper()}": str(value) for name, value in self.settings_overrides(bucket).items()}
+        values = self.settings_overrides(bucket)
+        return {f"EXAMTRAIL_{name.upper()}": str(value) for name, value in values.items()}
 
     def log_text(self, tail_lines: int | None = 200) -> str:
         try:
@@ -226,7 +233,7 @@ class SeaweedS3:
             f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
             f"-volume.port={p.volume}",
             f"-volume.port.grpc={p.volume_grpc}",
-            "-volume.max=100",  # volumes are not pre-allocated: this costs no disk
+            "-volume.max=1000",  # one volume per bucket; not pre-allocated, so this costs no disk
             "-volume.preStopSeconds=0",
             f"-filer.port={p.filer}",
             f"-filer.port.grpc={p.filer_grpc}",
@@ -257,14 +264,19 @@ class SeaweedS3:
             return
         attempts = 1 if self._started_once else 3
         for attempt in range(1, attempts + 1):
+            if not self._started_once and any(_port_open(port) for port in self.ports.all()):
+                self.ports = SeaweedPorts.free()  # another process took a port meanwhile
+            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             self._spawn()
             try:
                 self._wait_ready()
             except RuntimeError:
-                port_clash = "address already in use" in self.log_text(None)
+                with self.log_path.open("rb") as log:
+                    log.seek(log_offset)
+                    port_clash = b"address already in use" in log.read()
                 self.stop()
                 if port_clash and attempt < attempts:
-                    self.ports = SeaweedPorts.free()  # another process took a port meanwhile
+                    self.ports = SeaweedPorts.free()
                     continue
                 raise
             self._started_once = True
@@ -273,9 +285,9 @@ class SeaweedS3:
     def _spawn(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_identities()
-        for port in self.ports.all():
-            if _port_open(port):
-                raise RuntimeError(f"port {port} is already in use; cannot start SeaweedFS")
+        busy = [port for port in self.ports.all() if _port_open(port)]
+        if busy:
+            raise RuntimeError(f"cannot start SeaweedFS: port(s) {busy} already in use")
         log = self.log_path.open("ab")
         log.write(f"\n===== starting SeaweedFS at {time.strftime('%H:%M:%S')} =====\n".encode())
         log.flush()
@@ -291,7 +303,7 @@ class SeaweedS3:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if main_thread and sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent if main_thread and _prctl is not None else None,
         )
         _LIVE.add(self)
 
@@ -310,8 +322,10 @@ class SeaweedS3:
         ]
         if not nodes:
             return False
+        if self._probe is None:
+            self._probe = self.client(retries=1, timeout=3)
         try:
-            self.client(retries=1, timeout=3).list_buckets()
+            self._probe.list_buckets()
         except Exception:
             return False
         return True

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
@@ -102,8 +102,10 @@ class S3ObjectWriter:
         try:
             self._counter.update(data)
         except ObjectTooLarge:
-            # Nothing may stay behind: drop the parts already uploaded right away.
-            self.abort()
+            # Nothing may stay behind: drop the parts already uploaded right away. Should
+            # that fail, the writer stays "failed" and the caller's abort() tries again.
+            with suppress(StorageError):
+                self.abort()
             raise
         self._buffer += data
         try:
@@ -168,22 +170,16 @@ class S3ObjectWriter:
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             try:
-                self._client.abort_multipart_upload(
-                    Bucket=self._bucket, Key=self._full_key, UploadId=upload_id
-                )
-            except ClientError as exc:
-                if _error_code(exc) not in ("NoSuchUpload", "404"):
-                    self._upload_id = upload_id  # keep it so a later abort() can retry
+                with _translate(f"abort of the upload of {self._key!r}"):
+                    self._client.abort_multipart_upload(
+                        Bucket=self._bucket, Key=self._full_key, UploadId=upload_id
+                    )
+            except StorageError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, ClientError) and _error_code(cause) in ("NoSuchUpload", "404")):
+                    self._upload_id = upload_id  # keep it so that a later abort() can retry
                     self._state = "failed"
-                    raise StorageError(
-                        f"S3 abort of the upload of {self._key!r} failed: {_error_code(exc)}"
-                    ) from exc
-            except BotoCoreError as exc:
-                self._upload_id = upload_id
-                self._state = "failed"
-                raise StorageError(
-                    f"S3 abort of the upload of {self._key!r} failed: {_error_code(exc)}"
-                ) from exc
+                    raise
         self._state = "aborted"
 
 
