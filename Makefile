@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install run test lint typecheck test-sqlite test-postgres bench clean
+.PHONY: help install run test lint typecheck test-sqlite test-postgres test-rabbitmq bench clean
 
 help:
 	@echo "make run    install, migrate, seed a demo and serve the embedded default on $(HOST):$(PORT)"
@@ -34,14 +34,21 @@ lint: install
 typecheck: install
 	$(UV) run mypy
 
-# The suite runs twice: on the embedded default (SQLite) and on PostgreSQL.
+# The suite runs on both deployments: the embedded default (SQLite, local store,
+# in-process worker) and the production stack (PostgreSQL, SeaweedFS S3, Redis);
+# the export tests once more on RabbitMQ.
 test-sqlite: install
-	$(UV) run pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run pytest -q -n $(PYTEST_WORKERS)
 
 test-postgres: install
-	EXAMTRAIL_TEST_DB=postgresql $(UV) run pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	EXAMTRAIL_TEST_DB=postgresql EXAMTRAIL_TEST_STORAGE=s3 EXAMTRAIL_TEST_BROKER=redis \
+		$(UV) run pytest -q -n $(PYTEST_WORKERS)
 
-test: lint typecheck test-sqlite test-postgres
+test-rabbitmq: install
+	EXAMTRAIL_TEST_DB=postgresql EXAMTRAIL_TEST_BROKER=rabbitmq \
+		$(UV) run pytest -q -n $(PYTEST_WORKERS) tests/exports
+
+test: lint typecheck test-sqlite test-postgres test-rabbitmq
 
 bench: install
 	$(UV) run python -m bench.run

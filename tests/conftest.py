@@ -1,22 +1,40 @@
 """Shared fixtures: settings on a throw-away database, the runtime, and an HTTP client.
 
-``EXAMTRAIL_TEST_DB=postgresql`` runs the same tests on PostgreSQL.
+The same suite runs on either deployment:
+- ``EXAMTRAIL_TEST_DB``: ``sqlite`` (default) or ``postgresql``;
+- ``EXAMTRAIL_TEST_STORAGE``: ``local`` (default) or ``s3`` (a real SeaweedFS, started here);
+- ``EXAMTRAIL_TEST_BROKER``: empty (in-process, default), ``redis`` or ``rabbitmq``.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from examtrail.app import create_app
 from examtrail.core.settings import Settings
+from examtrail.queue.worker import BackgroundWorker
 from examtrail.runtime import Runtime, build_runtime, set_runtime
 from tests.support import db
 from tests.support.api import bearer, create_client, get_token
+from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
+
+TEST_STORAGE = os.environ.get("EXAMTRAIL_TEST_STORAGE", "local")
+TEST_BROKER = os.environ.get("EXAMTRAIL_TEST_BROKER", "")
+BROKER_URLS = {"redis": "redis://127.0.0.1:6379/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F"}
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real SeaweedFS with an S3 gateway, shared by the tests of this xdist worker."""
+    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +61,25 @@ def database_url(database_template: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def deployment(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Settings for the object store and broker this run tests (see module docstring)."""
+    extra: dict[str, Any] = {}
+    bucket = None
+    if TEST_STORAGE == "s3":
+        server: SeaweedS3 = request.getfixturevalue("seaweed")
+        bucket = f"test-{uuid.uuid4().hex[:20]}"
+        extra.update(server.settings_overrides(bucket))
+    if TEST_BROKER:
+        extra["broker_url"] = BROKER_URLS[TEST_BROKER]
+        # A queue per test: no test's worker picks up another test's messages.
+        extra["queue_name"] = f"test-{uuid.uuid4().hex[:12]}"
+    yield extra
+    if bucket is not None:
+        server.delete_bucket(bucket)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, deployment: dict[str, Any]) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=tmp_path / "data",
@@ -54,23 +90,34 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         sweep_interval_seconds=0.2,
         job_lease_seconds=3,
         webhook_retry_schedule=[0, 1, 1],
+        **deployment,
     )
 
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
     rt = build_runtime(settings)
+    rt.store.ensure_ready()
     set_runtime(rt)
     yield rt
     set_runtime(None)
+    if not rt.embedded_worker:
+        rt.broker.flush_all()
     rt.close()
 
 
 @pytest.fixture
 def http(runtime: Runtime) -> Iterator[TestClient]:
-    """The app with its in-process worker running, as ``make run`` serves it."""
-    with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as client:
-        yield client
+    """The app with a worker running: in-process (as ``make run``) or on the test's broker."""
+    worker = None if runtime.embedded_worker else BackgroundWorker(runtime)
+    if worker is not None:
+        worker.start()
+    try:
+        with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        if worker is not None:
+            worker.stop()
 
 
 @pytest.fixture

@@ -41,14 +41,14 @@ _current: Runtime | None = None
 
 def build_runtime(settings: Settings) -> Runtime:
     engine = build_engine(settings)
-    broker = build_broker(settings.broker_url)
+    broker = build_broker(settings.broker_url, settings.queue_name)
     return Runtime(
         settings=settings,
         engine=engine,
         sessions=build_session_factory(engine),
         store=build_object_store(settings),
         broker=broker,
-        queue=DramatiqQueue(broker),
+        queue=DramatiqQueue(broker, settings.queue_name),
     )
 
 

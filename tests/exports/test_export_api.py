@@ -14,12 +14,7 @@ from examtrail.core.db import transaction, utcnow
 from examtrail.exports import repository
 from examtrail.exports.schemas import export_file_schema
 from examtrail.runtime import Runtime
-from tests.support.api import seed_test, wait_for_job
-
-
-def local_path(url: str) -> str:
-    parsed = httpx.URL(url)
-    return parsed.raw_path.decode()
+from tests.support.api import fetch, seed_test, tamper, wait_for_job
 
 
 def export(http: TestClient, headers: dict[str, str], test_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -27,7 +22,7 @@ def export(http: TestClient, headers: dict[str, str], test_id: int) -> tuple[dic
     assert ordered.status_code == 202, ordered.text
     status = wait_for_job(http, headers, test_id, ordered.json()["jobId"])
     assert status["status"] == "finished", status
-    download = http.get(local_path(status["downloadUrl"]))
+    download = fetch(http, status["downloadUrl"])
     assert download.status_code == 200
     return status, download.json()
 
@@ -104,7 +99,7 @@ def test_file_matches_ingested_events_and_schema(http: TestClient, headers: dict
 def test_status_fields_size_and_sha(http: TestClient, headers: dict[str, str]) -> None:
     seed_test(http, headers, test_id=8)
     status, _ = export(http, headers, 8)
-    raw = http.get(local_path(status["downloadUrl"])).content
+    raw = fetch(http, status["downloadUrl"]).content
     assert status["fileSize"] == len(raw)
     assert status["sha256"] == hashlib.sha256(raw).hexdigest()
     assert status["progress"] == 100
@@ -122,7 +117,7 @@ def test_attachments_listed_with_working_links(http: TestClient, headers: dict[s
     files = body["candidates"][0]["events"][1]["attachedFiles"]
     assert [f["fileName"] for f in files] == ["a.jpg", "b.txt"]
     assert [f["fileSize"] for f in files] == [5, 6]
-    got = http.get(local_path(files[0]["presignedUrl"]))
+    got = fetch(http, files[0]["presignedUrl"])
     assert got.status_code == 200
     assert got.content == b"first"
     assert got.headers["content-type"].startswith("image/jpeg")
@@ -194,20 +189,19 @@ def test_download_url_expires_with_token_and_refuses_tampering(
 
     short = bearer(get_token(http, *create_client(runtime, "uni-a")))
     status, _ = export(http, short, 13)
-    url = local_path(status["downloadUrl"])
-    assert http.get(url, headers={"Range": "bytes=0-9"}).status_code == 206
-    assert http.get(url.replace("sig=", "sig=0")).status_code == 403
-    assert http.get(url.replace("expires=", "expires=9")).status_code == 403
-    deadline = time.time() + 5
-    while time.time() < deadline and http.get(url).status_code == 200:
+    url = status["downloadUrl"]
+    ranged = fetch(http, url, headers={"Range": "bytes=0-9"})
+    assert ranged.status_code == 206
+    assert ranged.content == b'{"created"'
+    assert fetch(http, tamper(url)).status_code == 403
+    deadline = time.time() + 6
+    while time.time() < deadline and fetch(http, url).status_code == 200:
         time.sleep(0.2)
-    response = http.get(url)
-    assert response.status_code == 403
-    assert response.json()["error"] == "link_expired"
+    assert fetch(http, url).status_code == 403
     # The token itself has expired too; a new token gets a fresh link to the same file.
     assert http.get("/v1/test/13/events", params={"jobId": status["jobId"]}, headers=short).status_code == 401
     fresh = http.get("/v1/test/13/events", params={"jobId": status["jobId"]}, headers=headers).json()
-    assert http.get(local_path(fresh["downloadUrl"])).status_code == 200
+    assert fetch(http, fresh["downloadUrl"]).status_code == 200
 
 
 def test_cancel_queued_job(http: TestClient, headers: dict[str, str], runtime: Runtime) -> None:
@@ -274,3 +268,18 @@ def test_job_lease_lost_is_recovered(http: TestClient, headers: dict[str, str], 
     with runtime.sessions() as session:
         done = repository.load_job(session, job_id)
         assert done is not None and done.attempts == 2 and done.lease_owner is None
+
+
+def test_local_links_explain_why_they_are_refused(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    if runtime.settings.storage != "local":
+        pytest.skip("local-store links only")
+    seed_test(http, headers, test_id=17)
+    status, _ = export(http, headers, 17)
+    url = httpx.URL(status["downloadUrl"])
+    path = url.raw_path.decode()
+    assert http.get(path.replace("expires=", "expires=9")).json()["error"] == "invalid_signature"
+    expired = url.copy_set_param("expires", "1000")
+    assert http.get(expired.raw_path.decode()).status_code == 403
+    assert http.get("/files/exports/../../etc/passwd?expires=9999999999&sig=x").status_code in (403, 404)

@@ -268,8 +268,7 @@ def test_file_too_large_stores_nothing(
     response = http.put(FILE_URL.format("big.bin"), content=b"x" * 1001, headers=headers)
     assert response.status_code == 413
     assert count(runtime, Attachment) == 0
-    objects = runtime.settings.data_dir / "objects"
-    assert not [p for p in objects.rglob("*") if p.is_file()]
+    assert list(runtime.store.list_keys("attachments/")) == []
 
 
 def test_file_for_unknown_event_or_bad_name(http: TestClient, headers: dict[str, str], test_42: str) -> None:

@@ -14,20 +14,13 @@ from examtrail.core.settings import Settings
 from examtrail.storage.base import ObjectStore
 from examtrail.storage.local import LocalObjectStore
 from examtrail.storage.s3 import MIN_PART_SIZE, S3ObjectStore
-from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
+from tests.support.seaweedfs import SeaweedS3
 
 PART_SIZE = MIN_PART_SIZE  # 5 MiB: the smallest part S3 accepts
 LOCAL_PUBLIC_URL = "http://testserver"
 LOCAL_SIGNING_KEY = b"storage-tests-signing-key-0123456789"
 
 S3StoreFactory = Callable[..., S3ObjectStore]
-
-
-@pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    """A real SeaweedFS with an S3 gateway, shared by the tests of this worker."""
-    with run_seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
 
 
 def s3_settings(server: SeaweedS3, bucket: str, **overrides: Any) -> Settings:

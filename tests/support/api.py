@@ -29,6 +29,23 @@ def get_token(http: httpx.Client | Any, client_id: str, api_key: str) -> str:
     return str(response.json()["access_token"])
 
 
+def fetch(http: Any, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    """GET a link the service handed out: through the app (local store) or from S3."""
+    parsed = httpx.URL(url)
+    if parsed.host == "testserver":
+        response: httpx.Response = http.get(parsed.raw_path.decode(), headers=headers)
+        return response
+    return httpx.get(url, headers=headers, timeout=30)
+
+
+def tamper(url: str) -> str:
+    """The same link with a wrong signature (local ``sig`` or S3 ``X-Amz-Signature``)."""
+    parsed = httpx.URL(url)
+    name = "X-Amz-Signature" if "X-Amz-Signature" in parsed.params else "sig"
+    value = parsed.params[name]
+    return str(parsed.copy_set_param(name, ("0" if value[0] != "0" else "1") + value[1:]))
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

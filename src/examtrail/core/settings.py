@@ -35,6 +35,8 @@ class Settings(BaseSettings):
 
     # Empty: Dramatiq's in-process broker with worker threads inside the API process.
     broker_url: str = ""
+    # Several deployments (or test runs) can share one Redis/RabbitMQ with distinct names.
+    queue_name: str = Field(default="examtrail", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     worker_threads: int = Field(default=2, ge=1, le=64)
     # A running job's lease; a worker renews it while it works. An expired lease means
     # the worker died, and the sweeper hands the job to another worker.

@@ -13,8 +13,6 @@ from examtrail.queue import registry
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "examtrail"
-
 
 class TaskQueue(Protocol):
     def send(self, task_name: str, *args: Any, delay_ms: int | None = None) -> None: ...
@@ -47,36 +45,37 @@ BROKERS: dict[str, Callable[[str], dramatiq.Broker]] = {
 }
 
 
-def build_broker(url: str) -> dramatiq.Broker:
+def build_broker(url: str, queue_name: str) -> dramatiq.Broker:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     try:
         factory = BROKERS[scheme]
     except KeyError:
         raise ValueError(f"unsupported broker URL scheme {scheme!r}") from None
     broker = factory(url)
-    broker.declare_queue(QUEUE_NAME)
+    broker.declare_queue(queue_name)
     return broker
 
 
-def declare_actors(broker: dramatiq.Broker) -> None:
+def declare_actors(broker: dramatiq.Broker, queue_name: str) -> None:
     """Bind every registered task to ``broker`` so a worker on it can run them."""
     registry.load_task_modules()
     for name, fn in registry.TASKS.items():
         if name in broker.actors:
             continue
         # Retries live in the database (job rows, delivery rows), not in the broker.
-        dramatiq.actor(broker=broker, actor_name=name, queue_name=QUEUE_NAME, max_retries=0)(fn)
+        dramatiq.actor(broker=broker, actor_name=name, queue_name=queue_name, max_retries=0)(fn)
 
 
 class DramatiqQueue:
     """Enqueues by actor name, so API processes need no actor objects."""
 
-    def __init__(self, broker: dramatiq.Broker) -> None:
+    def __init__(self, broker: dramatiq.Broker, queue_name: str) -> None:
         self.broker = broker
+        self.queue_name = queue_name
 
     def send(self, task_name: str, *args: Any, delay_ms: int | None = None) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=QUEUE_NAME, actor_name=task_name, args=args, kwargs={}, options={}
+            queue_name=self.queue_name, actor_name=task_name, args=args, kwargs={}, options={}
         )
         try:
             self.broker.enqueue(message, delay=delay_ms)

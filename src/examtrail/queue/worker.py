@@ -52,7 +52,7 @@ class BackgroundWorker:
         self._sweeper = Sweeper(runtime.settings.sweep_interval_seconds)
 
     def start(self) -> None:
-        declare_actors(self.runtime.broker)
+        declare_actors(self.runtime.broker, self.runtime.settings.queue_name)
         self._worker = dramatiq.Worker(self.runtime.broker, worker_threads=self.threads, worker_timeout=200)
         self._worker.start()
         self._sweeper.start()

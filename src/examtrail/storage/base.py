@@ -67,6 +67,10 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """The logical keys of every committed object under ``prefix``."""
+        ...
+
     def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
         """Delete every object under ``prefix`` except ``keep``; returns how many."""
         ...

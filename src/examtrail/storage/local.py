@@ -103,6 +103,16 @@ class LocalObjectStore:
     def delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        base = self.root / prefix
+        directory = base if base.is_dir() else base.parent
+        if not directory.is_dir():
+            return
+        for path in sorted(directory.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not key.startswith(".tmp"):
+                yield key
+
     def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
         base = self.root / prefix
         directory = base if base.is_dir() else base.parent

@@ -349,6 +349,16 @@ class S3ObjectStore:
         with _translate(f"deletion of {key!r}"):
             self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        with _translate(f"listing under {prefix!r}"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._full_prefix(prefix)):
+                for item in page.get("Contents", []):
+                    name = item.get("Key")
+                    if name is not None:
+                        yield name[strip:]
+
     def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
         full_prefix = self._full_prefix(prefix)
         kept = self.full_key(keep) if keep else None
