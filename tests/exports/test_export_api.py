@@ -283,3 +283,20 @@ def test_local_links_explain_why_they_are_refused(
     expired = url.copy_set_param("expires", "1000")
     assert http.get(expired.raw_path.decode()).status_code == 403
     assert http.get("/files/exports/../../etc/passwd?expires=9999999999&sig=x").status_code in (403, 404)
+
+
+def test_openapi_documents_the_event_body(http: TestClient) -> None:
+    schema = http.get("/openapi.json").json()
+    body = schema["paths"]["/v1/test/{testId}/candidates/{userId}/events"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]["oneOf"][0] == {
+        "$ref": "#/components/schemas/EventIn"
+    }
+    components = schema["components"]["schemas"]
+    assert {"EventIn", "ExtraInfo", "FlaggingInfo"} <= set(components)
+    assert components["EventIn"]["properties"]["flaggingInfo"]["anyOf"][0]["$ref"].startswith("#/components/")
+
+
+def test_garbage_signatures_are_403_not_500(http: TestClient) -> None:
+    for sig in ("%D8%A7%D9%84", "x" * 64, ""):
+        response = http.get(f"/files/exports/a.json?expires=9999999999&sig={sig}")
+        assert response.status_code == 403

@@ -20,4 +20,5 @@ def sign(base_url: str, key: bytes, object_key: str, expires: int, filename: str
 
 
 def verify(key: bytes, object_key: str, expires: int, filename: str, signature: str) -> bool:
-    return hmac.compare_digest(_mac(key, object_key, expires, filename), signature)
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and a link may carry anything.
+    return hmac.compare_digest(_mac(key, object_key, expires, filename).encode(), signature.encode())
