@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from examtrail import __version__
 from examtrail.auth.api import router as auth_router
 from examtrail.core.errors import install_error_handlers
+from examtrail.core.logging import install_redaction
 from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
 from examtrail.exports.api import router as exports_router
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         default_response_class=JSONResponse,
     )
     install_error_handlers(app)
+    install_redaction()
     app.include_router(auth_router)
     app.include_router(ingest_router)
     app.include_router(exports_router)

@@ -76,7 +76,7 @@ async def _events_body(request: Request, runtime: RuntimeDep) -> list[EventIn]:
     settings = runtime.settings
     raw = await read_limited(request, settings.max_request_bytes)
     if raw.lstrip()[:1] != b"[":
-        return [service_parse_one(raw)]
+        return [_parse_one_event(raw)]
     try:
         return validate_json(_events_adapter(settings.max_batch_events), raw)
     except Unprocessable as exc:
@@ -87,7 +87,7 @@ async def _events_body(request: Request, runtime: RuntimeDep) -> list[EventIn]:
         raise
 
 
-def service_parse_one(raw: bytes) -> EventIn:
+def _parse_one_event(raw: bytes) -> EventIn:
     return validate_json(_event_adapter, raw)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -95,8 +94,3 @@ class AttachmentOut(BaseModel):
     sha256: str
     contentType: str
 
-
-def as_utc(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value.astimezone(UTC)
