@@ -25,7 +25,9 @@ install: $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
 run: install
 	$(UV) run examtrail db upgrade
 	$(UV) run examtrail demo --public-url http://$(HOST):$(PORT)
-	EXAMTRAIL_PUBLIC_URL=$${EXAMTRAIL_PUBLIC_URL:-http://$(HOST):$(PORT)} $(UV) run examtrail serve --host $(HOST) --port $(PORT)
+	EXAMTRAIL_PUBLIC_URL=$${EXAMTRAIL_PUBLIC_URL:-http://$(HOST):$(PORT)} \
+	EXAMTRAIL_WEBHOOK_ALLOW_PRIVATE=$${EXAMTRAIL_WEBHOOK_ALLOW_PRIVATE:-true} \
+		$(UV) run examtrail serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(UV) run ruff check src tests bench

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from examtrail.core.db import build_engine, build_session_factory
 from examtrail.core.settings import Settings
+from examtrail.queue import registry
 from examtrail.queue.broker import DramatiqQueue, TaskQueue, build_broker
 from examtrail.storage import ObjectStore, build_object_store
 
@@ -40,6 +41,8 @@ _current: Runtime | None = None
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    # Every process that can run or finish a job needs every feature's tasks and hooks.
+    registry.load_task_modules()
     engine = build_engine(settings)
     broker = build_broker(settings.broker_url, settings.queue_name)
     return Runtime(

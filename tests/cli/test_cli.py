@@ -44,3 +44,22 @@ def test_worker_needs_a_broker(tmp_path: Path) -> None:
     result = run_cli(["worker"], {"EXAMTRAIL_DATA_DIR": str(tmp_path)})
     assert result.returncode != 0
     assert "BROKER_URL" in result.stderr + result.stdout
+
+
+def test_exports_run_with_progress_and_list(tmp_path: Path) -> None:
+    env = {"EXAMTRAIL_DATA_DIR": str(tmp_path)}
+    assert run_cli(["db", "upgrade"], env).returncode == 0
+    assert run_cli(["demo"], env).returncode == 0
+    out = tmp_path / "export.json"
+    result = run_cli(["exports", "run", "1001", "--tenant", "demo", "--out", str(out)], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "finished" in result.stdout
+    body = json.loads(out.read_text())
+    assert len(body["candidates"]) == 5
+    listed = run_cli(["exports", "list", "1001", "--tenant", "demo"], env)
+    assert listed.returncode == 0
+    assert "finished" in listed.stdout
+    assert "cli" in listed.stdout
+    missing = run_cli(["exports", "run", "999", "--tenant", "demo"], env)
+    assert missing.returncode == 1
+    assert "not found" in missing.stdout

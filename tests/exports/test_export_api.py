@@ -296,7 +296,9 @@ def test_openapi_documents_the_event_body(http: TestClient) -> None:
     assert components["EventIn"]["properties"]["flaggingInfo"]["anyOf"][0]["$ref"].startswith("#/components/")
 
 
-def test_garbage_signatures_are_403_not_500(http: TestClient) -> None:
+def test_garbage_signatures_are_403_not_500(http: TestClient, runtime: Runtime) -> None:
+    if runtime.settings.storage != "local":
+        pytest.skip("the app serves links only for the local store")
     for sig in ("%D8%A7%D9%84", "x" * 64, ""):
         response = http.get(f"/files/exports/a.json?expires=9999999999&sig={sig}")
         assert response.status_code == 403

@@ -267,3 +267,10 @@ def test_memory_does_not_grow_with_events(
 def test_settings_parse_retry_schedule() -> None:
     settings = Settings(_env_file=None, webhook_retry_schedule="0, 1,2")
     assert settings.webhook_retry_schedule == [0, 1, 2]
+
+
+def test_retry_schedule_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMTRAIL_WEBHOOK_RETRY_SCHEDULE", "0,1,2")
+    assert Settings(_env_file=None).webhook_retry_schedule == [0, 1, 2]
+    monkeypatch.setenv("EXAMTRAIL_WEBHOOK_RETRY_SCHEDULE", "[5, 10]")
+    assert Settings(_env_file=None).webhook_retry_schedule == [5, 10]

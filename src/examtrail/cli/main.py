@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from examtrail.cli.exports import exports_app
+from examtrail.core.logging import install_redaction
 from examtrail.core.settings import get_settings
 
 app = typer.Typer(help="Examtrail: exam event storage and Inspera-compatible exports.", no_args_is_help=True)
@@ -18,11 +20,13 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 clients_app = typer.Typer(help="API clients of tenants.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
+app.add_typer(exports_app, name="exports")
 
 console = Console()
 
 
 def _logging() -> None:
+    install_redaction()
     logging.basicConfig(
         level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+import json
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -52,7 +53,8 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     webhook_url_ttl_seconds: int = Field(default=3600, ge=60)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
-    webhook_retry_schedule: list[int] = Field(
+    # Comma-separated seconds in the environment ("0,5,300"); JSON lists work too.
+    webhook_retry_schedule: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
     )
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_schedule(cls, value: object) -> object:
         if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [int(part) for part in value.split(",") if part.strip()]
         if isinstance(value, int):
             return [value]

@@ -36,6 +36,16 @@ def active_job_for_test(session: Session, tenant_id: int, test_pk: int) -> Expor
     ).one_or_none()
 
 
+def jobs_for_test(session: Session, tenant_id: int, test_pk: int) -> list[ExportJob]:
+    return list(
+        session.scalars(
+            select(ExportJob)
+            .where(ExportJob.tenant_id == tenant_id, ExportJob.test_pk == test_pk)
+            .order_by(ExportJob.created_at.desc())
+        )
+    )
+
+
 def add_job(session: Session, job: ExportJob) -> None:
     session.add(job)
     session.flush()

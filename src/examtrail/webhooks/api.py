@@ -1,5 +1,119 @@
-"""Webhook subscriptions (filled in by the webhooks feature)."""
+"""Webhook subscriptions, Inspera-compatible: ``/v1/subscription`` (scope ``export``).
 
-from fastapi import APIRouter
+Another tenant's subscription or delivery answers 404, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from examtrail.auth.deps import ExportPrincipal
+from examtrail.core.deps import RuntimeDep, SessionDep
+from examtrail.webhooks import service
+from examtrail.webhooks.schemas import (
+    DeliveryList,
+    DeliveryOut,
+    EventsOut,
+    SubscriptionCreated,
+    SubscriptionIn,
+    SubscriptionList,
+    SubscriptionOut,
+)
 
 router = APIRouter(prefix="/v1/subscription", tags=["webhooks"])
+
+SubscriptionId = Annotated[str, Path(alias="subscriptionId", min_length=1, max_length=64)]
+DeliveryId = Annotated[str, Path(alias="deliveryId", min_length=1, max_length=64)]
+
+
+@router.get("/events", response_model=EventsOut, summary="The events one can subscribe to")
+def list_events(_principal: ExportPrincipal) -> EventsOut:
+    return service.list_events()
+
+
+@router.post(
+    "",
+    response_model=SubscriptionCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Subscribe an endpoint to an event",
+    description='The endpoint first receives a signed verification POST (`{"event": "verification"}`) '
+    "and must answer 2xx, else 400 `endpoint_verification_failed`. The signing secret (generated when "
+    "absent) is returned only in this answer.",
+)
+def create_subscription(
+    body: SubscriptionIn,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+) -> SubscriptionCreated:
+    created = service.create_subscription(session, runtime.settings, principal, body)
+    session.commit()
+    response.headers["Location"] = f"/v1/subscription/{created.subscriptionId}"
+    response.headers["Cache-Control"] = "no-store"
+    return created
+
+
+@router.get("", response_model=SubscriptionList, summary="List the tenant's subscriptions (never secrets)")
+def list_subscriptions(principal: ExportPrincipal, session: SessionDep) -> SubscriptionList:
+    return service.list_subscriptions(session, principal)
+
+
+@router.get("/{subscriptionId}", response_model=SubscriptionOut, summary="Describe a subscription")
+def get_subscription(
+    subscription_id: SubscriptionId, principal: ExportPrincipal, session: SessionDep
+) -> SubscriptionOut:
+    return service.get_subscription(session, principal, subscription_id)
+
+
+@router.delete(
+    "/{subscriptionId}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="Delete a subscription (and its delivery log)",
+)
+def delete_subscription(
+    subscription_id: SubscriptionId, principal: ExportPrincipal, session: SessionDep
+) -> Response:
+    service.delete_subscription(session, principal, subscription_id)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{subscriptionId}/deliveries",
+    response_model=DeliveryList,
+    summary="Delivery log: notifications, newest first, with every attempt",
+)
+def list_deliveries(
+    subscription_id: SubscriptionId,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DeliveryList:
+    return service.list_deliveries(session, principal, subscription_id, limit)
+
+
+@router.post(
+    "/{subscriptionId}/deliveries/{deliveryId}/redeliver",
+    response_model=DeliveryOut,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Send a notification again",
+    description="Schedules a new attempt of the same delivery now, with the same `webhook-id` (receivers "
+    "that de-duplicate see the same notification) and a fresh retry schedule. 409 while an attempt is "
+    "in flight or when the subscription is disabled.",
+)
+def redeliver(
+    subscription_id: SubscriptionId,
+    delivery_id: DeliveryId,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> DeliveryOut:
+    delivery = service.redeliver(session, principal, subscription_id, delivery_id)
+    session.commit()
+    # Only after the commit: the worker must find the row due.
+    service.request_delivery(runtime, delivery.deliveryId)
+    return delivery

@@ -1,0 +1,288 @@
+"""SQL for subscriptions, the delivery outbox (claims under a lease) and the attempt log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from examtrail.webhooks.models import (
+    FINAL_DELIVERY_STATUSES,
+    DeliveryStatus,
+    SubscriptionStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
+
+# --- subscriptions -----------------------------------------------------------------
+
+
+def add_subscription(session: Session, subscription: WebhookSubscription) -> None:
+    session.add(subscription)
+    session.flush()
+
+
+def get_subscription(session: Session, tenant_id: int, subscription_id: str) -> WebhookSubscription | None:
+    return session.scalars(
+        select(WebhookSubscription).where(
+            WebhookSubscription.id == subscription_id, WebhookSubscription.tenant_id == tenant_id
+        )
+    ).one_or_none()
+
+
+def load_subscription(session: Session, subscription_id: str) -> WebhookSubscription | None:
+    return session.get(WebhookSubscription, subscription_id, populate_existing=True)
+
+
+def list_subscriptions(session: Session, tenant_id: int) -> list[WebhookSubscription]:
+    return list(
+        session.scalars(
+            select(WebhookSubscription)
+            .where(WebhookSubscription.tenant_id == tenant_id)
+            .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+        )
+    )
+
+
+def find_active(session: Session, tenant_id: int, event: str, endpoint: str) -> WebhookSubscription | None:
+    return session.scalars(
+        select(WebhookSubscription)
+        .where(
+            WebhookSubscription.tenant_id == tenant_id,
+            WebhookSubscription.event == event,
+            WebhookSubscription.endpoint == endpoint,
+            WebhookSubscription.status == SubscriptionStatus.ACTIVE,
+        )
+        .limit(1)
+    ).one_or_none()
+
+
+def active_subscriptions(session: Session, tenant_id: int, event: str) -> list[WebhookSubscription]:
+    return list(
+        session.scalars(
+            select(WebhookSubscription)
+            .where(
+                WebhookSubscription.tenant_id == tenant_id,
+                WebhookSubscription.event == event,
+                WebhookSubscription.status == SubscriptionStatus.ACTIVE,
+            )
+            .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+        )
+    )
+
+
+def delete_subscription(session: Session, tenant_id: int, subscription_id: str) -> bool:
+    """Deletes the subscription; its deliveries and their attempts go with it (ON DELETE CASCADE)."""
+    result = session.execute(
+        delete(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id, WebhookSubscription.tenant_id == tenant_id)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def disable_subscription(session: Session, subscription_id: str, now: datetime, reason: str) -> bool:
+    result = session.execute(
+        update(WebhookSubscription)
+        .where(
+            WebhookSubscription.id == subscription_id,
+            WebhookSubscription.status == SubscriptionStatus.ACTIVE,
+        )
+        .values(
+            status=SubscriptionStatus.DISABLED,
+            disabled_reason=reason[:500],
+            disabled_at=now,
+            last_modified=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_failing(session: Session, subscription_id: str, now: datetime) -> datetime | None:
+    """Start (or continue) the subscription's run of failures; returns when it started."""
+    session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id)
+        .values(failing_since=func.coalesce(WebhookSubscription.failing_since, now))
+        .execution_options(synchronize_session=False)
+    )
+    return session.scalars(
+        select(WebhookSubscription.failing_since).where(WebhookSubscription.id == subscription_id)
+    ).one_or_none()
+
+
+def clear_failing(session: Session, subscription_id: str) -> None:
+    session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id, WebhookSubscription.failing_since.is_not(None))
+        .values(failing_since=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- deliveries --------------------------------------------------------------------
+
+
+def add_deliveries(session: Session, deliveries: Sequence[WebhookDelivery]) -> None:
+    session.add_all(deliveries)
+    session.flush()
+
+
+def load_delivery(session: Session, delivery_id: str) -> WebhookDelivery | None:
+    return session.get(WebhookDelivery, delivery_id, populate_existing=True)
+
+
+def delivery_exists(session: Session, delivery_id: str) -> bool:
+    found = session.scalars(select(WebhookDelivery.id).where(WebhookDelivery.id == delivery_id)).first()
+    return found is not None
+
+
+def get_delivery(session: Session, subscription_id: str, delivery_id: str) -> WebhookDelivery | None:
+    return session.scalars(
+        select(WebhookDelivery).where(
+            WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == subscription_id
+        )
+    ).one_or_none()
+
+
+def list_deliveries(session: Session, subscription_id: str, limit: int) -> list[WebhookDelivery]:
+    return list(
+        session.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.subscription_id == subscription_id)
+            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def attempts_of(session: Session, delivery_ids: Sequence[str]) -> dict[str, list[WebhookAttempt]]:
+    found: dict[str, list[WebhookAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
+    if not delivery_ids:
+        return found
+    rows = session.scalars(
+        select(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id.in_(list(delivery_ids)))
+        .order_by(WebhookAttempt.delivery_id, WebhookAttempt.number, WebhookAttempt.id)
+    )
+    for attempt in rows:
+        found[attempt.delivery_id].append(attempt)
+    return found
+
+
+def add_attempt(session: Session, attempt: WebhookAttempt) -> None:
+    session.add(attempt)
+    session.flush()
+
+
+def claim(session: Session, delivery_id: str, owner: str, now: datetime, lease: timedelta) -> bool:
+    """Take the delivery if its next attempt is due, or if its sender's lease ran out."""
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            or_(
+                and_(
+                    WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now
+                ),
+                and_(
+                    WebhookDelivery.status == DeliveryStatus.SENDING, WebhookDelivery.lease_expires_at < now
+                ),
+            ),
+        )
+        .values(
+            status=DeliveryStatus.SENDING,
+            lease_owner=owner,
+            lease_expires_at=now + lease,
+            attempts=WebhookDelivery.attempts + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def settle(session: Session, delivery_id: str, owner: str, values: dict[str, Any]) -> bool:
+    """Record the outcome of the claimed attempt; False when the claim was lost meanwhile."""
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.lease_owner == owner,
+            WebhookDelivery.status == DeliveryStatus.SENDING,
+        )
+        .values(lease_owner=None, lease_expires_at=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel_pending(session: Session, subscription_id: str, now: datetime, reason: str) -> int:
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.subscription_id == subscription_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED, next_attempt_at=None, completed_at=now, last_error=reason[:500]
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def rearm(session: Session, delivery_id: str, now: datetime) -> bool:
+    """Start a new retry cycle now (manual redelivery), unless an attempt is in flight."""
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            or_(
+                WebhookDelivery.status.in_((DeliveryStatus.PENDING, *FINAL_DELIVERY_STATUSES)),
+                and_(
+                    WebhookDelivery.status == DeliveryStatus.SENDING, WebhookDelivery.lease_expires_at < now
+                ),
+            ),
+        )
+        .values(
+            status=DeliveryStatus.PENDING,
+            cycle_offset=WebhookDelivery.attempts,
+            next_attempt_at=now,
+            enqueued_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            completed_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def due_for_dispatch(session: Session, now: datetime, stale_before: datetime, limit: int = 500) -> list[str]:
+    """Deliveries whose wake-up message is overdue (lost), or whose sender stopped mid-attempt."""
+    not_recently_woken = or_(
+        WebhookDelivery.enqueued_at.is_(None), WebhookDelivery.enqueued_at < stale_before
+    )
+    due = and_(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
+    orphaned = and_(WebhookDelivery.status == DeliveryStatus.SENDING, WebhookDelivery.lease_expires_at < now)
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(or_(due, orphaned), not_recently_woken)
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(limit)
+        )
+    )
+    if ids:
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(ids))
+            .values(enqueued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids

@@ -1,0 +1,85 @@
+"""Request and response bodies of the subscriptions API (Inspera-compatible field names)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from examtrail.webhooks import sender
+
+EventName = Literal["event_by_candidates_export_finished", "event_by_candidates_export_failed"]
+
+
+def _secret(value: str) -> str:
+    return sender.check_secret(value)
+
+
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_secret)]
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    event: EventName = Field(description="The event to be notified of")
+    endpoint: Annotated[str, StringConstraints(min_length=1, max_length=sender.MAX_ENDPOINT_LENGTH)] = Field(
+        description="http(s) URL that receives the POSTs; it must answer the verification POST with 2xx"
+    )
+    secret: Secret | None = Field(
+        default=None,
+        description="Signing secret `whsec_<base64 of 24-64 bytes>`; generated when absent",
+    )
+
+
+class EventsOut(BaseModel):
+    events: list[str]
+
+
+class SubscriptionOut(BaseModel):
+    subscriptionId: str
+    event: str
+    endpoint: str
+    status: str = Field(description="active | disabled")
+    disabledReason: str | None
+    created: str
+    lastModified: str
+
+
+class SubscriptionCreated(SubscriptionOut):
+    secret: str = Field(description="The signing secret; shown only in this answer")
+
+
+class SubscriptionList(BaseModel):
+    subscriptions: list[SubscriptionOut]
+
+
+class AttemptOut(BaseModel):
+    attempt: int = Field(description="1 for the first attempt of the delivery")
+    trigger: str = Field(description="initial | retry | redelivery")
+    time: str
+    durationMs: int
+    statusCode: int | None = Field(description="The endpoint's HTTP status, when it answered")
+    error: str | None = Field(description="Why there was no (2xx) answer")
+    succeeded: bool
+    nextRetry: str | None = Field(description="When the next attempt was scheduled after this one")
+
+
+class DeliveryOut(BaseModel):
+    deliveryId: str
+    webhookId: str = Field(description="The `webhook-id` header: the same on every attempt")
+    subscriptionId: str
+    event: str
+    jobId: str
+    contextObjectId: int = Field(description="The test id")
+    status: str = Field(description="pending | sending | succeeded | failed | cancelled")
+    attemptCount: int
+    created: str
+    nextAttempt: str | None
+    completed: str | None
+    lastStatusCode: int | None
+    lastError: str | None
+    attempts: list[AttemptOut]
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryOut]

@@ -1,0 +1,328 @@
+"""Everything that touches a receiver: endpoint checks, secrets, signatures, the HTTP POST.
+
+* Endpoints are http(s) URLs whose host resolves to public addresses only (unless
+  ``webhook_allow_private``). The check runs when subscribing *and* before every send,
+  and the request then goes to the very address that was checked (the TLS name stays
+  the endpoint's host name), so a DNS answer that changes in between cannot redirect
+  a notification into the private network.
+* Secrets are ``whsec_<base64>``; at rest they are AES-GCM encrypted under a key derived
+  (HKDF) from the service's secret key, bound to their subscription id.
+* Every request is signed twice over the exact bytes sent: Standard Webhooks
+  (``webhook-id``/``webhook-timestamp``/``webhook-signature``) and Inspera's
+  ``X-Inspera-Signature`` (hex HMAC-SHA1 of the body keyed with the secret string).
+* Nothing here logs a secret, a signature or a request body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from standardwebhooks import Webhook
+
+from examtrail import __version__
+
+SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
+SECRET_MIN_BYTES = 24
+SECRET_MAX_BYTES = 64
+MAX_ENDPOINT_LENGTH = 2048
+USER_AGENT = f"Examtrail-Webhooks/{__version__}"
+# Answers that mean "slow down": their Retry-After header is honoured.
+RETRY_AFTER_STATUSES = frozenset({429, 502, 503, 504})
+_MAX_ADDRESSES_TRIED = 3
+_SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+# --- secrets -----------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """``whsec_`` + base64 of 24 random bytes (192 bits)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_MIN_BYTES)).decode()
+
+
+def check_secret(value: str) -> str:
+    """A client-chosen secret must be a Standard Webhooks secret; raises ValueError."""
+    if not _SECRET_RE.match(value) or len(value[len(SECRET_PREFIX) :]) % 4:
+        raise ValueError("the secret must be 'whsec_' followed by padded base64")
+    try:
+        raw = base64.b64decode(value[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error:
+        raise ValueError("the secret must be 'whsec_' followed by padded base64") from None
+    if not SECRET_MIN_BYTES <= len(raw) <= SECRET_MAX_BYTES:
+        raise ValueError(f"the secret must encode {SECRET_MIN_BYTES} to {SECRET_MAX_BYTES} random bytes")
+    return value
+
+
+class SecretUnavailableError(Exception):
+    """A stored secret cannot be decrypted (the service's secret key changed?)."""
+
+
+class SecretBox:
+    """Authenticated encryption of subscription secrets (AES-256-GCM, HKDF-derived key)."""
+
+    _VERSION = "v1"
+
+    def __init__(self, master_key: bytes) -> None:
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"examtrail/webhook-secrets/v1"
+        ).derive(master_key)
+        self._aead = AESGCM(key)
+
+    def seal(self, secret: str, context: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, secret.encode(), context.encode())
+        return f"{self._VERSION}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
+
+    def open(self, token: str, context: str) -> str:
+        version, _, payload = token.partition(".")
+        if version != self._VERSION:
+            raise SecretUnavailableError("unknown secret format")
+        try:
+            raw = base64.urlsafe_b64decode(payload)
+            return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
+        except (InvalidTag, binascii.Error, ValueError):
+            raise SecretUnavailableError("the signing secret cannot be decrypted") from None
+
+
+# --- signatures --------------------------------------------------------------------
+
+
+def inspera_signature(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+def signed_headers(secret: str, webhook_id: str, sent_at: datetime, body: bytes) -> dict[str, str]:
+    """The headers of one request; ``body`` must be exactly the bytes that are sent."""
+    moment = sent_at.astimezone(UTC).replace(microsecond=0)
+    signature = Webhook(secret).sign(webhook_id, moment, body.decode())
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": signature,
+        "x-inspera-signature": inspera_signature(secret, body),
+    }
+
+
+# --- endpoints ---------------------------------------------------------------------
+
+
+class EndpointError(Exception):
+    code = "invalid_endpoint"
+
+
+class InvalidEndpointError(EndpointError):
+    code = "invalid_endpoint"
+
+
+class EndpointUnresolvableError(EndpointError):
+    code = "endpoint_unresolvable"
+
+
+class EndpointNotAllowedError(EndpointError):
+    code = "endpoint_not_allowed"
+
+
+def parse_endpoint(raw: str) -> httpx.URL:
+    """Syntax only: an absolute http(s) URL with a host, no credentials, no fragment."""
+    if len(raw) > MAX_ENDPOINT_LENGTH:
+        raise InvalidEndpointError(f"the endpoint is longer than {MAX_ENDPOINT_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+        raise InvalidEndpointError("the endpoint contains whitespace or control characters")
+    try:
+        url = httpx.URL(raw)
+    except (httpx.InvalidURL, ValueError, TypeError) as exc:
+        raise InvalidEndpointError(f"the endpoint is not a valid URL ({exc})") from None
+    if url.scheme not in ("http", "https"):
+        raise InvalidEndpointError("the endpoint must be an http:// or https:// URL")
+    if not url.host:
+        raise InvalidEndpointError("the endpoint has no host")
+    if url.userinfo:
+        raise InvalidEndpointError(
+            "credentials in the endpoint URL are not supported; receivers verify the signature"
+        )
+    if url.fragment:
+        raise InvalidEndpointError("the endpoint must not have a #fragment")
+    return url
+
+
+def _port(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is not a public unicast address, or None when it is."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            inner = address_problem(str(embedded))
+            if inner:
+                return inner
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_reserved:
+        return "reserved"
+    if ip.is_private:
+        return "private"
+    if not ip.is_global:
+        return "not globally routable"
+    return None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise EndpointUnresolvableError(f"the endpoint's host {host!r} cannot be resolved ({exc})") from None
+    addresses: list[str] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise EndpointUnresolvableError(f"the endpoint's host {host!r} has no address")
+    return addresses
+
+
+def check_endpoint(url: httpx.URL, *, allow_private: bool) -> list[str]:
+    """Resolve the endpoint; refuse it if any address is not public (unless allowed).
+
+    Returns the addresses to connect to. Any non-public address refuses the whole name:
+    a host that resolves to both would otherwise be a way in.
+    """
+    addresses = resolve(url.host, _port(url))
+    if not allow_private:
+        for address in addresses:
+            problem = address_problem(address)
+            if problem:
+                raise EndpointNotAllowedError(
+                    f"the endpoint's host resolves to a {problem} address ({address}); "
+                    "only public addresses are allowed"
+                )
+    return addresses
+
+
+# --- sending -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    def describe(self) -> str:
+        if self.status_code is not None:
+            return f"HTTP {self.status_code}"
+        return self.error or "no answer"
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _describe_error(exc: Exception, timeout: float) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {timeout:g}s ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).strip() or "connection failed"
+        return f"connection failed: {text}"[:500]
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def post(
+    endpoint: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+    allow_private: bool,
+) -> SendResult:
+    """POST ``body`` to ``endpoint``; never raises, never follows redirects.
+
+    The endpoint is resolved and checked now, and the connection goes to a checked address.
+    """
+    started = time.monotonic()
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        url = parse_endpoint(endpoint)
+        addresses = check_endpoint(url, allow_private=allow_private)
+    except EndpointError as exc:
+        return SendResult(None, str(exc)[:500], elapsed())
+
+    host_header = url.netloc.decode("ascii")
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    request_headers = {**headers, "host": host_header}
+    failure = "no address to connect to"
+    with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False) as client:
+        for address in addresses[:_MAX_ADDRESSES_TRIED]:
+            pinned = url.copy_with(host=address.split("%", 1)[0])
+            try:
+                with client.stream(
+                    "POST", pinned, content=body, headers=request_headers, extensions=extensions
+                ) as response:
+                    retry_after = None
+                    if response.status_code in RETRY_AFTER_STATUSES:
+                        retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    # The answer's body is never read: only the status counts.
+                    return SendResult(response.status_code, None, elapsed(), retry_after)
+            except httpx.ConnectError as exc:
+                failure = _describe_error(exc, timeout)
+                continue  # another address of the same name may work
+            except httpx.HTTPError as exc:
+                return SendResult(None, _describe_error(exc, timeout), elapsed())
+    return SendResult(None, failure, elapsed())
