@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-import json
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
