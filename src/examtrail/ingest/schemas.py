@@ -93,4 +93,3 @@ class AttachmentOut(BaseModel):
     fileSize: int
     sha256: str
     contentType: str
-
