@@ -48,7 +48,6 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_batch_events: int = Field(default=10_000, ge=1)
     max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
-    export_retention_days: int = Field(default=30, ge=1)
 
     webhook_allow_private: bool = False
     webhook_url_ttl_seconds: int = Field(default=3600, ge=60)
