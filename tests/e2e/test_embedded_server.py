@@ -139,3 +139,52 @@ def test_token_ingest_export_download_expiry_and_tenancy(
     assert httpx.get(status["downloadUrl"]).status_code == 403
     assert httpx.get(attachment["presignedUrl"]).status_code == 403
     assert http.get("/v1/test/555/events", params={"jobId": job_id}, headers=headers).status_code == 401
+
+
+def test_concurrent_polling_and_ingestion_on_sqlite(
+    server: ExamtrailProcess, server_env: dict[str, str]
+) -> None:
+    """Many readers and several writers at once: no lock errors, no stalls, no 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    http = httpx.Client(base_url=server.base_url, timeout=30)
+    headers = bearer(get_token(http, *new_client(server_env, "uni-a")))
+    http.put("/v1/test/7", json={"title": "busy"}, headers=headers)
+    http.put(
+        "/v1/test/7/candidates",
+        json=[{"userId": n, "candidateId": f"c{n}"} for n in range(8)],
+        headers=headers,
+    )
+    job_id = http.post("/v1/test/7/events", headers=headers).json()["jobId"]
+    wait_for_job(http, headers, 7, job_id)
+
+    def poll(_: int) -> list[int]:
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            return [
+                client.get("/v1/test/7/events", params={"jobId": job_id}, headers=headers).status_code
+                for _ in range(20)
+            ]
+
+    def ingest(user_id: int) -> list[int]:
+        with httpx.Client(base_url=server.base_url, timeout=30) as client:
+            codes = []
+            for n in range(10):
+                batch = [
+                    {"eventId": f"{user_id}-{n}-{k}", "event": "tick", "timeStamp": "2026-06-01T09:00:00Z"}
+                    for k in range(50)
+                ]
+                codes.append(
+                    client.post(
+                        f"/v1/test/7/candidates/{user_id}/events", json=batch, headers=headers
+                    ).status_code
+                )
+            return codes
+
+    with ThreadPoolExecutor(max_workers=28) as pool:
+        polls = pool.map(poll, range(20))
+        writes = pool.map(ingest, range(8))
+        poll_codes = [code for codes in polls for code in codes]
+        write_codes = [code for codes in writes for code in codes]
+    assert set(poll_codes) == {200}
+    assert set(write_codes) == {201}
+    assert http.get("/v1/test/7", headers=headers).json()["events"] == 8 * 10 * 50

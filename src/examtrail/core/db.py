@@ -69,16 +69,28 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front: no deadlock upgrading a read to a write.
-        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        # Reads begin DEFERRED (WAL readers never wait). Writers ask for IMMEDIATE through
+        # begin_write(): the write lock up front, so two writers queue on busy_timeout
+        # instead of failing when a read transaction tries to become a write one.
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
+
+
+def begin_write(session: Session) -> None:
+    """Start ``session``'s transaction as a writer (call before its first query)."""
+    session.connection(execution_options=WRITE_OPTIONS)
 
 
 def build_engine(settings: Settings) -> Engine:
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20
+        )
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -93,6 +105,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work for tasks: commit on success, roll back on any error."""
     session = factory()
     try:
+        begin_write(session)
         yield session
         session.commit()
     except BaseException:

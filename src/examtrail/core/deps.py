@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from examtrail.core.db import begin_write
 from examtrail.runtime import Runtime
 
 
@@ -30,3 +31,17 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_write_session(runtime: RuntimeDep) -> Iterator[Session]:
+    """A session for routes that write: its transaction starts as a writer."""
+    session = runtime.sessions()
+    try:
+        begin_write(session)
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]

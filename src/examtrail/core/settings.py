@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Read once per process: the key is on every request's path (tokens, links).
+    _signing_key: bytes | None = PrivateAttr(default=None)
+
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: object) -> object:
@@ -83,6 +86,11 @@ class Settings(BaseSettings):
 
     def signing_key(self) -> bytes:
         """The secret used for tokens and signed links; created on first use if unset."""
+        if self._signing_key is None:
+            self._signing_key = self._load_signing_key()
+        return self._signing_key
+
+    def _load_signing_key(self) -> bytes:
         if self.secret_key.get_secret_value():
             return self.secret_key.get_secret_value().encode()
         path = self.data_dir / "secret.key"

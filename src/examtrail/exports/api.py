@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
-from examtrail.core.deps import RuntimeDep, SessionDep
+from examtrail.core.db import begin_write
+from examtrail.core.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.exports import service
 from examtrail.exports.schemas import ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
@@ -40,7 +41,11 @@ def _order(
     "is already queued or running, that job is returned.",
 )
 def order_events(
-    test_id: TestId, principal: ExportPrincipal, session: SessionDep, runtime: RuntimeDep, response: Response
+    test_id: TestId,
+    principal: ExportPrincipal,
+    session: WriteSessionDep,
+    runtime: RuntimeDep,
+    response: Response,
 ) -> ExportJobOut:
     return _order(test_id, principal, session, runtime, response)
 
@@ -63,6 +68,7 @@ def get_events(
     job_id: JobId = None,
 ) -> ExportJobOut:
     if job_id is None:
+        begin_write(session)  # the seed's "first call" orders an export
         return _order(test_id, principal, session, runtime, response)
     job = service.get_job(session, principal, test_id, job_id)
     response.headers["Cache-Control"] = "no-store"
@@ -86,7 +92,7 @@ def export_schema() -> dict[str, object]:
 def cancel_events(
     test_id: TestId,
     principal: ExportPrincipal,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
     job_id: Annotated[str, Query(alias="jobId", min_length=1, max_length=64)],
 ) -> ExportJobOut:

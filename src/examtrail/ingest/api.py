@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from examtrail.auth.deps import IngestPrincipal
 from examtrail.core.body import read_limited, validate_json
-from examtrail.core.deps import RuntimeDep, SessionDep
+from examtrail.core.db import begin_write
+from examtrail.core.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.core.errors import PayloadTooLarge, Unprocessable
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
@@ -38,7 +39,7 @@ EventIdPath = Annotated[
 
 @router.put("/{testId}", response_model=TestOut, summary="Create or update a test")
 def put_test(
-    test_id: TestId, body: TestIn, principal: IngestPrincipal, session: SessionDep, response: Response
+    test_id: TestId, body: TestIn, principal: IngestPrincipal, session: WriteSessionDep, response: Response
 ) -> TestOut:
     out, created = service.put_test(session, principal.tenant_id, test_id, body.title)
     session.commit()
@@ -56,7 +57,7 @@ def put_candidates(
     test_id: TestId,
     body: Annotated[list[CandidateIn], Field(max_length=100_000)],
     principal: IngestPrincipal,
-    session: SessionDep,
+    session: WriteSessionDep,
 ) -> CandidatesResult:
     test = service.require_test(session, principal.tenant_id, test_id)
     result = service.put_candidates(session, test, body)
@@ -123,7 +124,7 @@ def post_events(
     user_id: UserId,
     events: Annotated[list[EventIn], Depends(_events_body)],
     principal: IngestPrincipal,
-    session: SessionDep,
+    session: WriteSessionDep,
     response: Response,
 ) -> EventsResult:
     test = service.require_test(session, principal.tenant_id, test_id)
@@ -181,6 +182,7 @@ async def put_file(
     def record() -> AttachmentOut:
         with runtime.sessions() as session:
             try:
+                begin_write(session)
                 attachment, replaced = service.record_upload(
                     session, target, file_name, content_type, stored.size, stored.sha256
                 )

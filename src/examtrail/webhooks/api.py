@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
-from examtrail.core.deps import RuntimeDep, SessionDep
+from examtrail.core.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.webhooks import service
 from examtrail.webhooks.schemas import (
     DeliveryList,
@@ -75,7 +75,7 @@ def get_subscription(
     summary="Delete a subscription (and its delivery log)",
 )
 def delete_subscription(
-    subscription_id: SubscriptionId, principal: ExportPrincipal, session: SessionDep
+    subscription_id: SubscriptionId, principal: ExportPrincipal, session: WriteSessionDep
 ) -> Response:
     service.delete_subscription(session, principal, subscription_id)
     session.commit()
@@ -109,7 +109,7 @@ def redeliver(
     subscription_id: SubscriptionId,
     delivery_id: DeliveryId,
     principal: ExportPrincipal,
-    session: SessionDep,
+    session: WriteSessionDep,
     runtime: RuntimeDep,
 ) -> DeliveryOut:
     delivery = service.redeliver(session, principal, subscription_id, delivery_id)
