@@ -1,16 +1,27 @@
 """The export pipeline: stream one test's snapshot into one JSON file in the object store.
 
-Memory stays flat: rows come from server-side cursors in batches and bytes go out
-through the store's streaming writer in ~1 MiB chunks. The object becomes visible
-only when the writer commits, after the last byte.
+Memory stays flat: rows come from the database in bounded pieces and bytes go out
+through the store's streaming writer in ~1 MiB chunks, on a writer thread so that
+uploading overlaps reading. The object becomes visible only when the writer commits,
+after the last byte.
+
+On PostgreSQL the database does the per-event work: each candidate's stored event
+docs are concatenated by ``string_agg`` and streamed with binary ``COPY``, by two
+readers sharing one exported snapshot (so both cores work); Python adds the candidate
+envelopes and the attachments' pre-signed links. Elsewhere (SQLite) rows come one per
+event from a cursor.
 """
 
 from __future__ import annotations
 
+import queue
+import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -20,8 +31,23 @@ from examtrail.exports import repository
 from examtrail.ingest.service import EMPTY_FILES
 from examtrail.storage.base import ObjectStore, ObjectWriter, StoredObject
 
-_FLUSH_BYTES = 1024 * 1024
+_FLUSH_BYTES = 256 * 1024
 _FETCH_ROWS = 5000
+# Chunks waiting for the writer thread (each at most _FLUSH_BYTES).
+_QUEUED_CHUNKS = 2
+# PostgreSQL: parallel snapshot readers, and the most events of one candidate that
+# travel as one row; a candidate with more is streamed event by event.
+_PG_READERS = 2
+_PG_MAX_EVENTS_PER_ROW = 2000
+
+_FILES_MARK = repository.FILES_MARK.encode()
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_HEADER_SIZE = len(_BINARY_SIGNATURE) + 8
+_INT16 = struct.Struct("!h")
+_INT32 = struct.Struct("!i")
+_INT64 = struct.Struct("!q")
+
+Signer = Callable[[str, str, str], str]
 
 
 class ExportInterrupted(Exception):
@@ -38,28 +64,66 @@ class Progress:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
-class _Buffer:
+class _Sink:
+    """Collects output and hands it to the writer in chunks of at most ``_FLUSH_BYTES``,
+    on a background thread (bounded queue) so that hashing and uploading overlap reading."""
+
     def __init__(self, writer: ObjectWriter) -> None:
         self._writer = writer
-        self._parts: list[str] = []
-        self._size = 0
+        self._buffer = bytearray()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="export-writer", daemon=True)
+        self._thread.start()
 
-    def add(self, text: str) -> None:
-        self._parts.append(text)
-        self._size += len(text)
-        if self._size >= _FLUSH_BYTES:
-            self.flush()
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write(chunk)
+                except BaseException as exc:
+                    self._error = exc
 
-    def flush(self) -> None:
-        if self._parts:
-            self._writer.write("".join(self._parts).encode())
-            self._parts.clear()
-            self._size = 0
+    def _put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def add(self, data: bytes | memoryview) -> None:
+        buffer = self._buffer
+        buffer += data
+        if len(buffer) >= _FLUSH_BYTES:
+            view = memoryview(buffer)
+            end = len(buffer) - len(buffer) % _FLUSH_BYTES
+            for start in range(0, end, _FLUSH_BYTES):
+                self._put(bytes(view[start : start + _FLUSH_BYTES]))
+            view.release()
+            del buffer[:end]
+
+    def finish(self) -> None:
+        """Hand over the rest and wait until the writer has taken everything."""
+        if self._buffer:
+            self._put(bytes(self._buffer))
+            self._buffer.clear()
+        self.close()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Stop the writer thread (idempotent); the caller then commits or aborts."""
+        if self._thread.is_alive():
+            if self._error is not None:
+                # The thread only drains now; make room for the sentinel.
+                while True:
+                    try:
+                        self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+            self._queue.put(None)
+            self._thread.join()
 
 
-def _attachments_json(
-    files: list[tuple[int, str, int, str, str]], sign: Callable[[str, str, str], str]
-) -> str:
+def _attachments_json(files: list[tuple[int, str, int, str, str]], sign: Signer) -> bytes:
     return orjson.dumps(
         [
             {
@@ -70,7 +134,11 @@ def _attachments_json(
             }
             for item_id, name, size, key, ctype in files
         ]
-    ).decode()
+    )
+
+
+def _candidate_head(user_id: int, candidate_id: str) -> bytes:
+    return b'{"userId":%d,"candidateId":%b,"events":[' % (user_id, orjson.dumps(candidate_id))
 
 
 def write_export(
@@ -93,56 +161,214 @@ def write_export(
     progress.total = int(
         connection.execute(repository.CANDIDATE_COUNT_SQL, {"test_pk": test_pk}).scalar_one()
     )
-    out = _Buffer(writer)
-    out.add('{"created":' + orjson.dumps(format_dt(created)).decode() + ',"candidates":[')
-
-    files_cursor = connection.execution_options(stream_results=True, yield_per=_FETCH_ROWS).execute(
-        repository.ATTACHMENTS_SQL, {"test_pk": test_pk}
-    )
-    pending_file = files_cursor.fetchone()
-    rows = connection.execution_options(stream_results=True, yield_per=_FETCH_ROWS).execute(
-        repository.EVENTS_SQL, {"test_pk": test_pk}
-    )
-
-    current_user: int | None = None
-    first_event = True
-    for count, (user_id, candidate_id, event_pk, doc, file_count) in enumerate(rows):
-        if user_id != current_user:
-            if current_user is not None:
-                out.add("]}")
-                progress.done += 1
-                out.add(",")
-            current_user = user_id
-            first_event = True
-            out.add(
-                '{"userId":'
-                + str(user_id)
-                + ',"candidateId":'
-                + orjson.dumps(candidate_id).decode()
-                + ',"events":['
-            )
-        if event_pk is None:  # a candidate without events
-            continue
-        if not first_event:
-            out.add(",")
-        first_event = False
-        if file_count:
-            files = []
-            while pending_file is not None and pending_file[0] == event_pk:
-                files.append(tuple(pending_file[1:]))
-                pending_file = files_cursor.fetchone()
-            head, _, tail = doc.rpartition(EMPTY_FILES)
-            doc = head + '"attachedFiles":' + _attachments_json(files, sign) + tail
-        out.add(doc)
-        progress.events += 1
-        if count % 1000 == 0 and progress.stop.is_set():
-            raise ExportInterrupted
-    if current_user is not None:
-        out.add("]}")
-        progress.done += 1
-    out.add("]}")
-    out.flush()
-    files_cursor.close()
+    sink = _Sink(writer)
+    try:
+        sink.add(b'{"created":' + orjson.dumps(format_dt(created)) + b',"candidates":[')
+        if connection.dialect.name == "postgresql":
+            _write_candidates_postgres(connection, test_pk, sink, sign, progress)
+        else:
+            _write_candidates_generic(connection, test_pk, sink, sign, progress)
+        sink.add(b"]}")
+        sink.finish()
+    finally:
+        sink.close()
     if progress.stop.is_set():
         raise ExportInterrupted
     return writer.commit()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------
+
+
+def _splice_files(body: bytes, sign: Signer) -> list[bytes]:
+    """The body's pieces with each marked attachment list replaced by its final JSON."""
+    pieces = body.split(_FILES_MARK)
+    for index in range(1, len(pieces), 2):
+        files = [
+            (int(item_id), str(name), int(size), str(key), str(ctype))
+            for item_id, name, size, key, ctype in orjson.loads(pieces[index])
+        ]
+        pieces[index] = _attachments_json(files, sign)
+    return pieces
+
+
+@dataclass(slots=True)
+class _CandidateRow:
+    user_id: int
+    candidate_id: str
+    candidate_pk: int
+    events: int
+    body: bytes | None
+
+
+def _copy_rows(copy: Any) -> Iterator[_CandidateRow]:
+    """Parse binary COPY output of :func:`repository.pg_candidate_rows_sql`, row by row.
+
+    PostgreSQL sends each row in its own CopyData message (the file header rides on the
+    first one), so one ``read()`` is one row.
+    """
+    first = True
+    while data := copy.read():
+        view = memoryview(data)
+        pos = 0
+        if first:
+            if bytes(view[: len(_BINARY_SIGNATURE)]) != _BINARY_SIGNATURE:
+                raise ValueError("unexpected COPY header")
+            pos = _HEADER_SIZE + _INT32.unpack_from(view, _HEADER_SIZE - 4)[0]
+            first = False
+        while pos < len(view):
+            (fields,) = _INT16.unpack_from(view, pos)
+            pos += 2
+            if fields == -1:  # trailer
+                break
+            values: list[bytes | None] = []
+            for _ in range(fields):
+                (size,) = _INT32.unpack_from(view, pos)
+                pos += 4
+                if size < 0:
+                    values.append(None)
+                else:
+                    values.append(bytes(view[pos : pos + size]))
+                    pos += size
+            user_id, candidate_id, candidate_pk, events, body = values
+            assert user_id is not None and candidate_id is not None
+            assert candidate_pk is not None and events is not None
+            yield _CandidateRow(
+                _INT64.unpack(user_id)[0],
+                candidate_id.decode(),
+                _INT64.unpack(candidate_pk)[0],
+                _INT64.unpack(events)[0],
+                body,
+            )
+
+
+def _driver(connection: Connection) -> Any:
+    return connection.connection.driver_connection
+
+
+def _write_candidates_postgres(
+    connection: Connection, test_pk: int, sink: _Sink, sign: Signer, progress: Progress
+) -> None:
+    engine = connection.engine
+    snapshot_id = repository.export_snapshot(connection)
+    with ExitStack() as stack:
+        readers = [connection] + [
+            stack.enter_context(repository.snapshot_reader(engine, snapshot_id))
+            for _ in range(_PG_READERS - 1)
+        ]
+        streams = []
+        for part, reader in enumerate(readers):
+            sql = repository.pg_candidate_rows_sql(test_pk, part, len(readers), _PG_MAX_EVENTS_PER_ROW)
+            cursor = stack.enter_context(_driver(reader).cursor())
+            streams.append(_copy_rows(stack.enter_context(cursor.copy(sql))))
+        long_reader: Connection | None = None
+
+        first = True
+        turn = 0
+        while True:
+            row = next(streams[turn], None)
+            if row is None:
+                # Parts are dealt round-robin: the first exhausted one ends the list.
+                for rest in streams:
+                    if next(rest, None) is not None:
+                        raise RuntimeError("snapshot readers disagree on the candidates")
+                break
+            turn = (turn + 1) % len(streams)
+            if progress.stop.is_set():
+                raise ExportInterrupted
+            head = _candidate_head(row.user_id, row.candidate_id)
+            sink.add(head if first else b"," + head)
+            first = False
+            if row.events > _PG_MAX_EVENTS_PER_ROW:
+                if long_reader is None:
+                    long_reader = stack.enter_context(repository.snapshot_reader(engine, snapshot_id))
+                _write_long_candidate(long_reader, row.candidate_pk, sink, sign, progress)
+            elif row.body is not None:
+                body = row.body
+                if _FILES_MARK in body:  # events with attached files
+                    for piece in _splice_files(bytes(body), sign):
+                        sink.add(piece)
+                else:
+                    sink.add(body)
+                progress.events += row.events
+            sink.add(b"]}")
+            progress.done += 1
+
+
+def _write_long_candidate(
+    reader: Connection, candidate_pk: int, sink: _Sink, sign: Signer, progress: Progress
+) -> None:
+    """A candidate with more events than fit a row: its fragments in pieces of _FETCH_ROWS."""
+    with _driver(reader).cursor(name=f"long_candidate_{candidate_pk}") as cursor:
+        cursor.itersize = _FETCH_ROWS
+        cursor.execute(repository.PG_CANDIDATE_EVENTS_SQL, {"candidate_pk": candidate_pk})
+        first = True
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            body = ",".join(frag for (frag,) in rows).encode()
+            if not first:
+                sink.add(b",")
+            first = False
+            for piece in _splice_files(body, sign) if _FILES_MARK in body else (body,):
+                sink.add(piece)
+            progress.events += len(rows)
+            if progress.stop.is_set():
+                raise ExportInterrupted
+
+
+# --- other databases (SQLite): one row per event -----------------------------------------
+
+
+def _write_candidates_generic(
+    connection: Connection, test_pk: int, sink: _Sink, sign: Signer, progress: Progress
+) -> None:
+    stream = connection.execution_options(stream_results=True, yield_per=_FETCH_ROWS)
+    files_cursor = stream.execute(repository.ATTACHMENTS_SQL, {"test_pk": test_pk})
+    pending_file = files_cursor.fetchone()
+    rows = stream.execute(repository.EVENTS_SQL, {"test_pk": test_pk})
+
+    current_user: int | None = None
+    docs: list[str] = []
+    # Whether part of the current candidate's events went out already (long candidates).
+    continued = False
+
+    def flush_docs() -> None:
+        nonlocal continued
+        if docs:
+            text = ",".join(docs)
+            sink.add(("," + text if continued else text).encode())
+            docs.clear()
+            continued = True
+
+    try:
+        while batch := rows.fetchmany(_FETCH_ROWS):
+            for user_id, candidate_id, event_pk, doc, file_count in batch:
+                if user_id != current_user:
+                    if current_user is not None:
+                        flush_docs()
+                        sink.add(b"]},")
+                        progress.done += 1
+                    current_user = user_id
+                    continued = False
+                    sink.add(_candidate_head(user_id, candidate_id))
+                if event_pk is None:  # a candidate without events
+                    continue
+                if file_count:
+                    files = []
+                    while pending_file is not None and pending_file[0] == event_pk:
+                        files.append(tuple(pending_file[1:]))
+                        pending_file = files_cursor.fetchone()
+                    head, _, tail = doc.rpartition(EMPTY_FILES)
+                    doc = head + '"attachedFiles":' + _attachments_json(files, sign).decode() + tail
+                docs.append(doc)
+                progress.events += 1
+            if len(docs) >= _FETCH_ROWS:
+                flush_docs()
+            if progress.stop.is_set():
+                raise ExportInterrupted
+        if current_user is not None:
+            flush_docs()
+            sink.add(b"]}")
+            progress.done += 1
+    finally:
+        files_cursor.close()
+        rows.close()

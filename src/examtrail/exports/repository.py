@@ -206,6 +206,70 @@ ATTACHMENTS_SQL = text(
     """
 )
 
+# --- PostgreSQL: the database builds each candidate's events array --------------------
+#
+# Every stored doc is already the event's final JSON, so PostgreSQL concatenates them
+# (no JSON parsing) and Python only adds the candidate's envelope. An event with files
+# carries, in place of its empty ``attachedFiles`` marker, FILES_MARK + a JSON array of
+# [contentItemId, fileName, fileSize, storageKey, contentType] + FILES_MARK; the
+# pipeline turns that into the attachments with their pre-signed URLs. FILES_MARK is a
+# control character, which never occurs raw in JSON text.
+
+FILES_MARK = "\x01"
+
+_EVENT_FRAGMENT = """
+    CASE WHEN e.file_count = 0 THEN e.doc
+    ELSE replace(e.doc, '"attachedFiles":[]', '"attachedFiles":' || chr(1) || COALESCE(
+        (SELECT json_agg(json_build_array(a.id, a.file_name, a.size, a.storage_key, a.content_type)
+                         ORDER BY a.file_name)
+         FROM attachments a WHERE a.event_pk = e.id)::text, '[]') || chr(1))
+    END
+"""
+
+
+def pg_candidate_rows_sql(test_pk: int, part: int, parts: int, max_events: int) -> str:
+    """COPY (binary) of part ``part`` of ``parts`` of the candidates, by ``userId``.
+
+    Candidate number i (0-based, in ``userId`` order) belongs to part ``i % parts``, so
+    parallel readers of one snapshot interleave back into the file's order. Each row:
+    user_id int8, candidate_id text, candidate pk int8, events int8, body text (the
+    events joined by commas, NULL without events). A candidate with more than
+    ``max_events`` events has ``events = max_events + 1`` and a partial body: the
+    caller streams it with :func:`pg_candidate_events_sql` instead (bounded memory).
+    """
+    # COPY takes no bind parameters; every value interpolated here is an int.
+    test_pk, part, parts, limit = int(test_pk), int(part), int(parts), int(max_events) + 1
+    return f"""
+    COPY (
+        SELECT c.user_id, c.candidate_id, c.id, ev.n, ev.body
+        FROM (
+            SELECT id, user_id, candidate_id, row_number() OVER (ORDER BY user_id) - 1 AS seq
+            FROM candidates WHERE test_pk = {test_pk}
+        ) c
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS n, string_agg(x.frag, ',' ORDER BY x.occurred_at_ms, x.event_id) AS body
+            FROM (
+                SELECT e.occurred_at_ms, e.event_id, {_EVENT_FRAGMENT} AS frag
+                FROM events e
+                WHERE e.candidate_pk = c.id
+                ORDER BY e.occurred_at_ms, e.event_id
+                LIMIT {limit}
+            ) x
+        ) ev
+        WHERE c.seq % {parts} = {part}
+        ORDER BY c.user_id
+    ) TO STDOUT (FORMAT binary)
+    """  # noqa: S608
+
+
+# One candidate's event fragments in the file's order (the long-candidate path).
+PG_CANDIDATE_EVENTS_SQL = f"""
+    SELECT {_EVENT_FRAGMENT} AS frag
+    FROM events e
+    WHERE e.candidate_pk = %(candidate_pk)s
+    ORDER BY e.occurred_at_ms, e.event_id
+"""  # noqa: S608
+
 
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[Connection]:
@@ -217,3 +281,24 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
         options = {"sqlite_begin": "DEFERRED"}
     with engine.connect().execution_options(**options) as connection, connection.begin():
         yield connection
+
+
+def export_snapshot(connection: Connection) -> str:
+    """PostgreSQL: the id of ``connection``'s snapshot, for :func:`snapshot_reader`."""
+    return str(connection.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
+
+
+@contextmanager
+def snapshot_reader(engine: Engine, snapshot_id: str) -> Iterator[Connection]:
+    """PostgreSQL: another read-only connection on the exported snapshot ``snapshot_id``
+    (valid while the exporting transaction is open)."""
+    options: dict[str, Any] = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect().execution_options(**options) as connection, connection.begin():
+        connection.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{_snapshot_literal(snapshot_id)}'")
+        yield connection
+
+
+def _snapshot_literal(snapshot_id: str) -> str:
+    if not snapshot_id or any(not (ch.isalnum() or ch == "-") for ch in snapshot_id):
+        raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+    return snapshot_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -93,23 +93,77 @@ def get_candidate_pk(session: Session, test_pk: int, user_id: int) -> int | None
     )
 
 
-def insert_events(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert what is new; returns the event ids actually inserted (others already existed)."""
+# One new event of a batch: (event_id, event, occurred_at_ms, creator_user_id, flag_type, doc).
+EventRow = tuple[str, str, int, int | None, str | None, str]
+_ROW_COLUMNS = "event_id, event, occurred_at_ms, creator_user_id, flag_type, doc"
+
+# PostgreSQL: a batch is COPYed into this per-connection temporary table, then moved with
+# one INSERT ... ON CONFLICT DO NOTHING RETURNING (idempotency stays the database's job).
+_PG_STAGING = "ingest_events_staging"
+_PG_CREATE_STAGING = f"""
+    CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGING} (
+        event_id varchar(128), event varchar(200), occurred_at_ms bigint, creator_user_id bigint,
+        flag_type varchar(200), doc text
+    ) ON COMMIT DELETE ROWS
+"""
+_PG_MOVE_STAGED = f"""
+    INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at)
+    SELECT %(test_pk)s, %(candidate_pk)s, {_ROW_COLUMNS}, 0, %(created_at)s FROM {_PG_STAGING}
+    ON CONFLICT (test_pk, event_id) DO NOTHING
+    RETURNING event_id
+"""  # noqa: S608
+_PG_CLEAR_STAGING = f"DELETE FROM {_PG_STAGING}"  # noqa: S608
+_SQLITE_INSERT = (
+    f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+)
+
+
+def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Sequence[EventRow]) -> set[str]:
+    """Insert the candidate's events that are new; returns the event ids actually inserted
+    (the others already existed). ``rows`` have distinct event ids."""
     if not rows:
         return set()
-    stmt = (
-        _insert(session, Event)
-        .on_conflict_do_nothing(index_elements=["test_pk", "event_id"])
-        .returning(Event.event_id)
-    )
-    return set(session.scalars(stmt, rows).all())
+    connection = session.connection()
+    created_at = utcnow().replace(tzinfo=None)
+    if connection.dialect.name == "postgresql":
+        driver: Any = connection.connection.driver_connection
+        with driver.cursor() as cursor:
+            cursor.execute(_PG_CREATE_STAGING)
+            with cursor.copy(f"COPY {_PG_STAGING} ({_ROW_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                _PG_MOVE_STAGED, {"test_pk": test_pk, "candidate_pk": candidate_pk, "created_at": created_at}
+            )
+            inserted = {str(event_id) for (event_id,) in cursor.fetchall()}
+            cursor.execute(_PG_CLEAR_STAGING)  # several batches may share one transaction
+        return inserted
+    # SQLite: one writer at a time (the transaction holds the write lock), so the ids found
+    # missing now are still missing when the plain executemany below inserts them.
+    present = existing_events(session, test_pk, [row[0] for row in rows])
+    new = [row for row in rows if row[0] not in present]
+    if new:
+        stamp = created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+        connection.exec_driver_sql(_SQLITE_INSERT, [(test_pk, candidate_pk, *row, stamp) for row in new])
+    return {row[0] for row in new}
+
+
+_PG_EXISTING_EVENTS = text(
+    "SELECT event_id, candidate_pk, doc FROM events WHERE test_pk = :test_pk AND event_id = ANY(:ids)"
+)
 
 
 def existing_events(session: Session, test_pk: int, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
     """event_id -> (candidate pk, doc) for ids already stored in this test."""
     found: dict[str, tuple[int, str]] = {}
-    for start in range(0, len(event_ids), 1000):
-        chunk = event_ids[start : start + 1000]
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(_PG_EXISTING_EVENTS, {"test_pk": test_pk, "ids": list(event_ids)})
+        for event_id, candidate_pk, doc in rows:
+            found[event_id] = (candidate_pk, doc)
+        return found
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start : start + 500]
         rows = session.execute(
             select(Event.event_id, Event.candidate_pk, Event.doc).where(
                 Event.test_pk == test_pk, Event.event_id.in_(chunk)

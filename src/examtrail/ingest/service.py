@@ -76,27 +76,42 @@ def put_candidates(session: Session, test: Test, candidates: Sequence[CandidateI
     return CandidatesResult(received=len(candidates), created=len(new_rows), updated=len(renames))
 
 
+class TimestampFormatter:
+    """``format_ms`` with each minute's prefix cached: the same text at a fraction of the cost."""
+
+    __slots__ = ("_limit", "_minutes")
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._minutes: dict[int, str] = {}
+        self._limit = limit
+
+    def __call__(self, ms: int) -> str:
+        minute, rest = divmod(ms, 60_000)
+        prefix = self._minutes.get(minute)
+        if prefix is None:
+            if len(self._minutes) >= self._limit:
+                self._minutes.clear()
+            prefix = self._minutes[minute] = format_ms(minute * 60_000)[:-7]
+        seconds, millis = divmod(rest, 1000)
+        return f"{prefix}{seconds:02d}.{millis:03d}Z"
+
+
+_format_timestamp = TimestampFormatter()
+
+
 def event_doc(event_id: str, event: EventIn, occurred_at_ms: int) -> str:
     """The event as the export file shows it, serialised once at ingestion."""
     flagging = event.flaggingInfo
     doc: dict[str, Any] = {
         "eventId": event_id,
         "event": event.event,
-        "timeStamp": format_ms(occurred_at_ms),
+        "timeStamp": _format_timestamp(occurred_at_ms),
         "extraInfo": event.extraInfo.model_dump() if event.extraInfo else None,
         "flaggingInfo": flagging.model_dump() if flagging else None,
         "attachedFiles": [],
         "userId": event.userId,
     }
     return orjson.dumps(doc).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    index: int
-    event_id: str
-    doc: str
-    values: dict[str, Any]
 
 
 def add_events(session: Session, test: Test, user_id: int, events: Sequence[EventIn]) -> EventsResult:
@@ -106,7 +121,8 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
             f"Candidate {user_id} not found on test {test.external_id}.", code="candidate_not_found"
         )
 
-    rows: dict[str, _Row] = {}
+    # event_id -> (index in the batch, the row to insert); row[5] is the doc.
+    rows: dict[str, tuple[int, repository.EventRow]] = {}
     ordered_ids: list[str] = []
     conflicts: list[dict[str, Any]] = []
     for index, event in enumerate(events):
@@ -116,7 +132,7 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
         ordered_ids.append(event_id)
         seen = rows.get(event_id)
         if seen is not None:
-            if seen.doc != doc:
+            if seen[1][5] != doc:
                 conflicts.append(
                     {
                         "index": index,
@@ -125,37 +141,26 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
                     }
                 )
             continue
-        rows[event_id] = _Row(
+        flagging = event.flaggingInfo
+        rows[event_id] = (
             index,
-            event_id,
-            doc,
-            {
-                "test_pk": test.id,
-                "candidate_pk": candidate_pk,
-                "event_id": event_id,
-                "event": event.event,
-                "occurred_at_ms": occurred,
-                "creator_user_id": event.userId,
-                "flag_type": event.flaggingInfo.flagType if event.flaggingInfo else None,
-                "doc": doc,
-                "file_count": 0,
-            },
+            (event_id, event.event, occurred, event.userId, flagging.flagType if flagging else None, doc),
         )
     if conflicts:
         raise Conflict(
             "Some events reuse an eventId with different content.", code="event_conflict", details=conflicts
         )
 
-    inserted = repository.insert_events(session, [row.values for row in rows.values()])
+    inserted = repository.insert_events(session, test.id, candidate_pk, [row for _, row in rows.values()])
     others = [event_id for event_id in rows if event_id not in inserted]
     if others:
         stored = repository.existing_events(session, test.id, others)
         for event_id in others:
             stored_candidate, stored_doc = stored[event_id]
-            if stored_candidate != candidate_pk or stored_doc != rows[event_id].doc:
+            if stored_candidate != candidate_pk or stored_doc != rows[event_id][1][5]:
                 conflicts.append(
                     {
-                        "index": rows[event_id].index,
+                        "index": rows[event_id][0],
                         "field": "eventId",
                         "message": f"eventId {event_id} already exists with different content",
                     }

@@ -1,0 +1,376 @@
+"""The measurements: PostgreSQL baseline, exports through the API, ingestion, polling."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+import psycopg
+
+from bench.deploy import Deployment, peak_rss_mb, read_status_kb, reset_peak_rss
+from examtrail.cli.bench import GeneratedCandidate, GeneratedEvent, GenerateSpec, Synthesizer
+
+WRK_HINT = "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
+
+# --- the baseline: PostgreSQL builds the same JSON by itself ---------------------------------
+
+BASELINE_SQL = """
+COPY (
+  SELECT json_build_object(
+    'userId', c.user_id,
+    'candidateId', c.candidate_id,
+    'events', COALESCE((
+      SELECT json_agg(
+        CASE WHEN e.file_count = 0 THEN e.doc::json
+        ELSE replace(e.doc, '"attachedFiles":[]', '"attachedFiles":' || COALESCE((
+          SELECT json_agg(json_build_object(
+            'fileName', a.file_name, 'contentItemId', a.id, 'fileSize', a.size,
+            'presignedUrl', a.storage_key) ORDER BY a.file_name)
+          FROM attachments a WHERE a.event_pk = e.id), '[]'::json)::text)::json
+        END
+        ORDER BY e.occurred_at_ms, e.event_id)
+      FROM events e WHERE e.candidate_pk = c.id), '[]'::json))
+  FROM candidates c
+  WHERE c.test_pk = (SELECT t.id FROM tests t JOIN tenants n ON n.id = t.tenant_id
+                     WHERE n.name = '{tenant}' AND t.external_id = {test_id})
+  ORDER BY c.user_id
+) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')
+"""
+
+
+def baseline_sql(tenant: str, test_id: int) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", tenant):
+        raise ValueError("tenant name must be plain for the baseline SQL")
+    return BASELINE_SQL.format(tenant=tenant, test_id=int(test_id))
+
+
+def run_baseline(dsn: str, tenant: str, test_id: int, out: Path) -> dict[str, Any]:
+    """psql runs ``COPY (SELECT json_build_object/json_agg ...) TO STDOUT`` into ``out``:
+    one line per candidate (a single JSON value would pass PostgreSQL's 1 GB limit at 10M)."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise RuntimeError("psql is required for the baseline (apt-get install -y postgresql-client)")
+    sql = " ".join(baseline_sql(tenant, test_id).split())
+    with out.open("wb") as handle:
+        started = time.perf_counter()
+        subprocess.run([psql, dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], stdout=handle, check=True)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "bytes": out.stat().st_size}
+
+
+# --- comparing files by content -------------------------------------------------------------
+
+
+def _canonical(candidate: dict[str, Any]) -> bytes:
+    """A candidate as canonical JSON bytes (sorted keys), signed links reduced to presence."""
+    for event in candidate["events"]:
+        for item in event["attachedFiles"]:
+            item["presignedUrl"] = bool(item["presignedUrl"])
+    return orjson.dumps(candidate, option=orjson.OPT_SORT_KEYS)
+
+
+def baseline_candidates(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                candidate = orjson.loads(line)
+                yield len(candidate["events"]), _canonical(candidate)
+
+
+def export_candidates(path: Path) -> Iterator[tuple[int, bytes]]:
+    document = orjson.loads(path.read_bytes())
+    candidates = document.pop("candidates")
+    del document
+    candidates.reverse()  # pop from the end: each candidate is freed once compared
+    while candidates:
+        candidate = candidates.pop()
+        yield len(candidate["events"]), _canonical(candidate)
+
+
+def same_content(export_file: Path, baseline_file: Path) -> dict[str, Any]:
+    """Same candidates, events, fields and order (pre-signed links only checked for presence)."""
+    left = export_candidates(export_file)
+    right = baseline_candidates(baseline_file)
+    candidates = events = 0
+    mismatch: int | None = None
+    for index, pair in enumerate(zip(left, right, strict=False)):
+        (count, a), (_, b) = pair
+        if a != b:
+            mismatch = index
+            break
+        candidates += 1
+        events += count
+    rest = next(left, None) is not None or next(right, None) is not None
+    return {
+        "equal": mismatch is None and not rest,
+        "candidates": candidates,
+        "events": events,
+        "first_mismatch": mismatch,
+    }
+
+
+# --- exports through the HTTP API -------------------------------------------------------------
+
+
+def export_via_api(
+    deployment: Deployment, token: str, test_id: int, download_to: Path | None = None
+) -> dict[str, Any]:
+    """Order an export, poll until finished; wall time and the exporting process's peak RSS."""
+    runner = deployment.worker or deployment.api
+    assert runner is not None and runner.proc is not None
+    pid = runner.proc.pid
+    idle_rss = read_status_kb(pid, "VmRSS") / 1024
+    peak_reset = reset_peak_rss(pid)
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=deployment.base_url, headers=headers, timeout=60) as client:
+        started = time.perf_counter()
+        ordered = client.post(f"/v1/test/{test_id}/events")
+        ordered.raise_for_status()
+        job_id = ordered.json()["jobId"]
+        polls = 0
+        while True:
+            status = client.get(f"/v1/test/{test_id}/events", params={"jobId": job_id})
+            polls += 1
+            body = status.json()
+            if body["status"] in ("finished", "failed", "cancelled"):
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+    if body["status"] != "finished":
+        raise RuntimeError(f"export {job_id} ended {body['status']}: {body.get('error')}")
+    result = {
+        "seconds": wall,
+        "peak_rss_mb": peak_rss_mb(pid),
+        "idle_rss_mb": idle_rss,
+        "peak_reset": peak_reset,
+        "file_bytes": body["fileSize"],
+        "events": body["eventsWritten"],
+        "candidates": body["candidatesDone"],
+        "sha256": body["sha256"],
+        "job_id": job_id,
+        "polls": polls,
+    }
+    if download_to is not None:
+        with httpx.stream("GET", body["downloadUrl"], timeout=300) as response:
+            response.raise_for_status()
+            with download_to.open("wb") as handle:
+                for chunk in response.iter_bytes(1024 * 1024):
+                    handle.write(chunk)
+    return result
+
+
+# --- ingestion: the batch API against COPY ------------------------------------------------------
+
+
+def ingest_dataset(
+    spec: GenerateSpec, batch_size: int
+) -> tuple[list[GeneratedCandidate], list[tuple[int, bytes]], list[tuple[int, GeneratedEvent]]]:
+    """Candidates, request bodies (userId, JSON array) and the same events as rows."""
+    synth = Synthesizer(spec)
+    people = [p for p in synth.candidates() if p.event_count]
+    bodies: list[tuple[int, bytes]] = []
+    rows: list[tuple[int, GeneratedEvent]] = []
+    for person in people:
+        events = synth.events(person)
+        rows.extend((person.user_id, ev) for ev in events)
+        for start in range(0, len(events), batch_size):
+            chunk = events[start : start + batch_size]
+            bodies.append((person.user_id, orjson.dumps([ev.api_json() for ev in chunk])))
+    return people, bodies, rows
+
+
+def ingest_via_api(
+    deployment: Deployment,
+    token: str,
+    test_id: int,
+    people: Sequence[GeneratedCandidate],
+    bodies: Sequence[tuple[int, bytes]],
+    clients: int,
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=deployment.base_url, headers=headers, timeout=300) as client:
+        client.put(f"/v1/test/{test_id}", json={"title": "ingestion benchmark"}).raise_for_status()
+        roster = [{"userId": p.user_id, "candidateId": p.candidate_id} for p in people]
+        client.put(f"/v1/test/{test_id}/candidates", json=roster).raise_for_status()
+    local = threading.local()
+
+    def post(item: tuple[int, bytes]) -> int:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=deployment.base_url, headers=headers, timeout=300)
+        user_id, body = item
+        response = local.client.post(f"/v1/test/{test_id}/candidates/{user_id}/events", content=body)
+        if response.status_code != 201:
+            raise RuntimeError(f"ingestion answered {response.status_code}: {response.text[:300]}")
+        return int(response.json()["created"])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        created = sum(pool.map(post, bodies))
+    seconds = time.perf_counter() - started
+    return {
+        "events": created,
+        "seconds": seconds,
+        "events_per_s": created / seconds,
+        "clients": clients,
+        "batches": len(bodies),
+    }
+
+
+def copy_rows(
+    dsn: str,
+    tenant: str,
+    test_id: int,
+    people: Sequence[GeneratedCandidate],
+    rows: Iterable[tuple[int, GeneratedEvent]],
+) -> dict[str, Any]:
+    """COPY the same events into a fresh test: the database's own ingestion rate."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM tenants WHERE name = %s", (tenant,))
+        tenant_row = cur.fetchone()
+        assert tenant_row is not None
+        cur.execute(
+            "INSERT INTO tests (tenant_id, external_id, title, created_at, updated_at) "
+            "VALUES (%s, %s, 'copy benchmark', %s, %s) RETURNING id",
+            (tenant_row[0], test_id, now, now),
+        )
+        test_row = cur.fetchone()
+        assert test_row is not None
+        test_pk = test_row[0]
+        with cur.copy("COPY candidates (test_pk, user_id, candidate_id, created_at) FROM STDIN") as copy:
+            for p in people:
+                copy.write_row((test_pk, p.user_id, p.candidate_id, now))
+        cur.execute("SELECT user_id, id FROM candidates WHERE test_pk = %s", (test_pk,))
+        pks: dict[int, int] = {int(user): int(pk) for user, pk in cur.fetchall()}
+        prepared = [
+            (test_pk, pks[user_id], ev.event_id, ev.event, ev.occurred_at_ms, ev.user_id,
+             ev.flagging_info["flagType"] if ev.flagging_info else None, ev.doc, 0, now)
+            for user_id, ev in rows
+        ]  # fmt: skip
+        conn.commit()
+        columns = (
+            "test_pk, candidate_pk, event_id, event, occurred_at_ms, creator_user_id, flag_type, doc, "
+            "file_count, created_at"
+        )
+        started = time.perf_counter()
+        with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
+            for row in prepared:
+                copy.write_row(row)
+        conn.commit()
+        seconds = time.perf_counter() - started
+    return {"events": len(prepared), "seconds": seconds, "events_per_s": len(prepared) / seconds}
+
+
+# --- polling: status calls under load --------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value.strip())
+    if match is None:
+        raise ValueError(f"unexpected wrk duration {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    percentiles = {
+        int(p): _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, re.MULTILINE)
+    }
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors:.*", output)
+    return {
+        "p50_ms": percentiles.get(50),
+        "p75_ms": percentiles.get(75),
+        "p90_ms": percentiles.get(90),
+        "p99_ms": percentiles.get(99),
+        "requests_per_s": float(rps.group(1)) if rps else None,
+        "requests": int(total.group(1)) if total else None,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(0) if socket_errors else "",
+    }
+
+
+def poll_with_wrk(url: str, token: str, connections: int, seconds: float, threads: int = 1) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    assert wrk is not None
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {token}",
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    result = parse_wrk(done.stdout)
+    result.update({"tool": "wrk 4 (closed loop)", "connections": connections, "raw": done.stdout})
+    return result
+
+
+def poll_with_python(url: str, token: str, connections: int, seconds: float) -> dict[str, Any]:
+    """Fallback when wrk is missing (the smoke test on a bare machine): threads with keep-alive."""
+    parts = urlsplit(url)
+    path = parts.path + ("?" + parts.query if parts.query else "")
+    deadline = time.perf_counter() + seconds
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0]
+
+    def loop(slot: int) -> None:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=30)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            response.read()
+            latencies[slot].append((time.perf_counter() - started) * 1000)
+            if response.status != 200:
+                errors[0] += 1
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    flat = sorted(v for slot in latencies for v in slot)
+    cuts = statistics.quantiles(flat, n=100) if len(flat) > 1 else [flat[0] if flat else 0.0] * 99
+    return {
+        "p50_ms": cuts[49],
+        "p75_ms": cuts[74],
+        "p90_ms": cuts[89],
+        "p99_ms": cuts[98],
+        "requests_per_s": len(flat) / elapsed,
+        "requests": len(flat),
+        "non_2xx": errors[0],
+        "socket_errors": "",
+        "tool": "python threads (fallback: " + WRK_HINT + ")",
+        "connections": connections,
+        "raw": "",
+    }
+
+
+def poll(url: str, token: str, connections: int, seconds: float) -> dict[str, Any]:
+    if shutil.which("wrk"):
+        return poll_with_wrk(url, token, connections, seconds)
+    print(WRK_HINT + "; using the slower Python fallback")
+    return poll_with_python(url, token, connections, seconds)

@@ -1,0 +1,178 @@
+"""RESULTS.md from the results of one benchmark run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SECTIONS = ("Machine", "Baseline", "Export", "Scale", "Ingestion", "Polling", "Targets")
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def render_markdown(results: dict[str, Any], notes: str = "") -> str:
+    m = results["machine"]
+    c = results["config"]
+    lines: list[str] = []
+    add = lines.append
+    add("# Examtrail benchmark results")
+    add("")
+    add(
+        f"One run of `{'make bench (smoke)' if c['smoke'] else 'make bench'}` on {m['date']}; "
+        f"every figure below comes from that run, on the same data ({results['duration_s']:.0f} s in all)."
+    )
+    add("")
+    add("## Machine")
+    add("")
+    add("| | |")
+    add("| --- | --- |")
+    add(f"| CPU | {m['cpu']} ({m['cores']} cores) |")
+    add(f"| memory | {m['memory_gib']} GiB |")
+    add(f"| OS | {m['os']} |")
+    add(f"| Python / PostgreSQL | {m['python']} / {m['postgresql']} |")
+    add(f"| load average at start | {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])} |")
+    add(f"| load tool | {m['wrk']} |")
+    add("")
+    d = results["dataset"]
+    add(
+        f"Data: `examtrail bench generate` — {d['candidates']:,} candidates ({c['candidates']:,} with "
+        f"{c['events']} events each, the rest without events), {d['events']:,} events: "
+        f"{d['flagged']:,} flagged with a comment, {d['with_extra_info']:,} with extraInfo, "
+        f"{d['with_files']:,} with an attached file ({d['objects']:,} objects in the store); "
+        f"loaded by COPY in {d['seconds']:.1f} s."
+    )
+    add("")
+
+    b = results["baseline"]
+    add("## Baseline")
+    add("")
+    add(
+        'PostgreSQL builds the same JSON content by itself: `psql -c "COPY (SELECT json_build_object('
+        "'userId', …, 'events', json_agg(e.doc::json … ORDER BY timeStamp, eventId)) FROM candidates …) "
+        "TO STDOUT\"` into a file, one candidate per line (a single value would pass PostgreSQL's 1 GB "
+        "limit at 10M events). Attachments are built by `json_agg(json_build_object(...))` with the "
+        "storage key in place of the signed link (PostgreSQL cannot sign)."
+    )
+    add("")
+    add("| run | seconds | bytes |")
+    add("| --- | ---: | ---: |")
+    for n, run in enumerate(b["runs"], 1):
+        add(f"| {n} | {_f(run['seconds'], 3)} | {run['bytes']:,} |")
+    add(f"| **median** | **{_f(b['median_s'], 3)}** | |")
+    add("")
+
+    add("## Export")
+    add("")
+    add(
+        "Order (`POST /v1/test/{testId}/events`) to `finished` seen by polling every 20 ms, through the "
+        "HTTP API; the file is in the store when the status says finished. Peak RSS is the kernel's "
+        "VmHWM of the process that ran the export (reset before each run)."
+    )
+    add("")
+    add("| deployment | run | wall s | x baseline | peak RSS MB | file bytes | events |")
+    add("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for key, label in (
+        ("export_pg", "PostgreSQL + SeaweedFS S3 + Redis, `examtrail worker`"),
+        ("export_embedded", "embedded default: SQLite + local store, in-process worker"),
+    ):
+        section = results.get(key)
+        if not section:
+            continue
+        for n, run in enumerate(section["runs"], 1):
+            add(
+                f"| {label} | {n} | {_f(run['seconds'], 3)} | {_f(run['seconds'] / b['median_s'])} | "
+                f"{_f(run['peak_rss_mb'], 0)} | {run['file_bytes']:,} | {run['events']:,} |"
+            )
+        add(
+            f"| {label} | **median** | **{_f(section['median_s'], 3)}** | "
+            f"**{_f(section['median_s'] / b['median_s'])}** | **{_f(section['peak_rss_mb'], 0)}** | | |"
+        )
+    add("")
+    for key, label in (("export_pg", "PostgreSQL export"), ("export_embedded", "embedded export")):
+        content = results.get(key, {}).get("content")
+        if content:
+            verdict = "equals" if content["equal"] else "DIFFERS FROM"
+            add(
+                f"- Content check: the {label} file {verdict} the baseline's JSON content "
+                f"({content['candidates']:,} candidates, {content['events']:,} events, same order; "
+                "signed links checked for presence)."
+            )
+    add("")
+
+    add("## Scale")
+    add("")
+    add("| events | baseline s | export s | export x baseline | export s per 1M events | peak RSS MB |")
+    add("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for p in results["scale"]["points"]:
+        add(
+            f"| {p['events']:,} | {_f(p['baseline_s'], 3)} | {_f(p['export_s'], 3)} | "
+            f"{_f(p['export_s'] / p['baseline_s'])} | {_f(p['export_s'] / p['events'] * 1e6, 3)} | "
+            f"{_f(p['peak_rss_mb'], 0)} |"
+        )
+    add("")
+
+    i = results["ingestion"]
+    add("## Ingestion")
+    add("")
+    add(
+        f"The same {i['copy']['events']:,} events (new test, candidates registered first) through "
+        "`POST /v1/test/{testId}/candidates/{userId}/events`, "
+        f"{i['batch_events']:,} events per request ({i['api']['batches']} requests, "
+        f"{i['api']['clients']} concurrent clients, `examtrail serve --workers {i['api_workers']}` on "
+        "PostgreSQL), against psycopg `COPY` of the same rows into the events table. The last row "
+        "sends other events in requests of 500 (one candidate's log each): per-request costs weigh "
+        "ten times more."
+    )
+    add("")
+    add("| path | events | requests | seconds | events/s | x COPY |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: |")
+    copy_rate = i["copy"]["events_per_s"]
+    for label, row in (
+        (f"batch HTTP API, {i['batch_events']:,}-event batches", i["api"]),
+        ("COPY", i["copy"]),
+        ("batch HTTP API, 500-event batches", i.get("api_small_batches")),
+    ):
+        if row is None:
+            continue
+        add(
+            f"| {label} | {row['events']:,} | {row.get('batches', 1)} | {_f(row['seconds'], 3)} | "
+            f"{_f(row['events_per_s'], 0)} | {_f(row['events_per_s'] / copy_rate)} |"
+        )
+    add("")
+
+    p = results["polling"]
+    add("## Polling")
+    add("")
+    add(
+        f"`GET /v1/test/{{testId}}/events?jobId=…` of a finished job (signs a fresh download link on "
+        f"every call) with {p['connections']} concurrent connections for {c['poll_seconds']:.0f} s, "
+        f"{p['tool']}, against `examtrail serve --workers {p['api_workers']}` (PostgreSQL, Redis, S3)."
+    )
+    add("")
+    add("| p50 ms | p75 ms | p90 ms | p99 ms | requests/s | requests | non-2xx |")
+    add("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    add(
+        f"| {_f(p['p50_ms'])} | {_f(p['p75_ms'])} | {_f(p['p90_ms'])} | {_f(p['p99_ms'])} | "
+        f"{_f(p['requests_per_s'], 0)} | {p['requests'] or 0:,} | {p['non_2xx']} |"
+    )
+    add("")
+
+    add("## Targets")
+    add("")
+    add("| target | measured | limit | verdict |")
+    add("| --- | ---: | ---: | --- |")
+    for t in results["targets"]:
+        verdict = "met" if t["met"] else "**missed**"
+        add(
+            f"| {t['target']} | {_f(t['value'])} {t['unit']} | {_f(t['limit'])} {t['unit']} | "
+            f"{verdict} ({t['margin_pct']:+.0f}% of the limit) |"
+        )
+    add("")
+    if c["smoke"]:
+        add("_Smoke run: sizes are tiny, so the ratios say nothing about performance._")
+        add("")
+    if notes.strip():
+        add(notes.strip())
+        add("")
+    return "\n".join(lines)

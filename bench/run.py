@@ -1,0 +1,447 @@
+"""``make bench``: every benchmark of issue 5 in one run, on the same data.
+
+    uv run python -m bench.run                  # 2,000 x 500 = 1M events, scale to 10M
+    uv run python -m bench.run --smoke          # ~10,000 events, seconds (CI)
+    uv run python -m bench.run --help           # sizes, repeats, output directory
+
+It starts its own SeaweedFS (the test harness), a PostgreSQL database of its own, Redis
+as the broker (database 11 unless BENCH_REDIS_URL says otherwise), real ``examtrail
+serve`` / ``examtrail worker`` processes, and the embedded default (SQLite + local store
++ in-process worker). It writes ``RESULTS.md`` and ``results.json`` (default: ``bench/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import deploy, measure
+from bench.report import render_markdown
+from examtrail.cli.bench import GenerateSpec, generate
+
+TENANT = "bench"
+MAIN_TEST_ID = 1
+WARMUP_TEST_ID = 2
+INGEST_TEST_ID = 900
+COPY_TEST_ID = 901
+INGEST_SMALL_TEST_ID = 902
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass
+class Config:
+    candidates: int = 2000
+    events: int = 500
+    scale: list[int] = field(default_factory=lambda: [10_000_000])
+    repeats: int = 3
+    ingest_events: int = 200_000
+    ingest_batch: int = 5000
+    ingest_clients: int = 4
+    poll_clients: int = 50
+    poll_seconds: float = 10.0
+    api_workers: int = 2
+    database: str = "examtrail_bench"
+    out: Path = ROOT / "bench"
+    work: Path = ROOT / "var" / "bench"
+    smoke: bool = False
+    verify: bool = True
+    keep: bool = False
+    render_only: bool = False
+
+    @property
+    def main_events(self) -> int:
+        return self.candidates * self.events
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (~10,000 events), for CI")
+    parser.add_argument("--candidates", type=int, default=_env_int("BENCH_CANDIDATES", 2000))
+    parser.add_argument("--events", type=int, default=_env_int("BENCH_EVENTS", 500), help="per candidate")
+    parser.add_argument(
+        "--scale",
+        default=os.environ.get("BENCH_SCALE", "10000000"),
+        help="comma-separated total event counts for the scale section ('' to skip)",
+    )
+    parser.add_argument("--repeats", type=int, default=_env_int("BENCH_REPEATS", 3))
+    parser.add_argument("--ingest-events", type=int, default=_env_int("BENCH_INGEST_EVENTS", 200_000))
+    parser.add_argument("--ingest-clients", type=int, default=_env_int("BENCH_INGEST_CLIENTS", 4))
+    parser.add_argument("--poll-clients", type=int, default=_env_int("BENCH_POLL_CLIENTS", 50))
+    parser.add_argument("--poll-seconds", type=float, default=float(os.environ.get("BENCH_POLL_SECONDS", 10)))
+    parser.add_argument("--api-workers", type=int, default=_env_int("BENCH_API_WORKERS", 2))
+    parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE", "examtrail_bench"))
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("BENCH_OUT", ROOT / "bench")))
+    work = os.environ.get("BENCH_WORK", ROOT / "var" / "bench")
+    parser.add_argument("--work", type=Path, default=Path(work), help="scratch directory")
+    parser.add_argument("--no-verify", action="store_true", help="skip the content comparison")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database afterwards")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite RESULTS.md from results.json and bench/notes.md"
+    )
+    args = parser.parse_args(argv)
+    config = Config(
+        candidates=args.candidates,
+        events=args.events,
+        scale=[int(s) for s in args.scale.split(",") if s.strip()],
+        repeats=args.repeats,
+        ingest_events=args.ingest_events,
+        ingest_clients=args.ingest_clients,
+        poll_clients=args.poll_clients,
+        poll_seconds=args.poll_seconds,
+        api_workers=args.api_workers,
+        database=args.database,
+        out=args.out,
+        work=args.work,
+        smoke=args.smoke,
+        verify=not args.no_verify,
+        keep=args.keep,
+        render_only=args.render_only,
+    )
+    if config.smoke:
+        config.candidates, config.events = 20, 500
+        config.scale = [20_000]
+        config.repeats = 1
+        config.ingest_events = 10_000
+        config.ingest_batch = 2500
+        config.poll_seconds = min(config.poll_seconds, 2.0)
+        if args.database == "examtrail_bench":
+            config.database = "examtrail_bench_smoke"
+    return config
+
+
+def say(message: str) -> None:
+    print(f"[bench {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = 0.0
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory_gib = kb / 1024 / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    pg = subprocess.run(
+        ["psql", deploy.PG_ADMIN_DSN, "-XAtc", "SHOW server_version"], capture_output=True, text=True
+    ).stdout.strip()
+    wrk = shutil.which("wrk")
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_gib, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "load_average_at_start": list(os.getloadavg()),
+        "wrk": wrk or measure.WRK_HINT,
+    }
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _spec(test_id: int, candidates: int, events: int) -> GenerateSpec:
+    return GenerateSpec(test_id=test_id, candidates=candidates, events_per_candidate=events, tenant=TENANT)
+
+
+def _generate(settings: Any, spec: GenerateSpec, config: Config) -> dict[str, Any]:
+    result = generate(settings, spec, replace=True, show_progress=not config.smoke)
+    say(
+        f"generated test {spec.test_id} on {result.backend}: {result.events:,} events, "
+        f"{result.candidates:,} candidates in {result.seconds:.1f} s"
+    )
+    return asdict(result)
+
+
+def _timed(label: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    result = action()
+    rss = f", peak RSS {result['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in result else ""
+    say(f"{label}: {result['seconds']:.3f} s{rss}")
+    return result
+
+
+def _warm_up(deployment: deploy.Deployment, token: str, config: Config) -> None:
+    """One small export first: the service is long-running, so first-use costs (connections,
+    lazily loaded client code) are not what a real export pays."""
+    generate(deployment.settings, _spec(WARMUP_TEST_ID, 10, 100), replace=True, show_progress=False)
+    measure.export_via_api(deployment, token, WARMUP_TEST_ID)
+
+
+def run_postgres(config: Config, results: dict[str, Any]) -> Path:
+    """Baseline, PG+S3+Redis export, scale, ingestion and polling; returns the baseline file."""
+    work = config.work
+    dsn = deploy.recreate_pg_database(config.database)
+    deploy.flush_redis_db()
+    files = work / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    with deploy.seaweedfs(work) as s3:
+        bucket = s3.create_bucket("examtrail-bench")
+        pg = deploy.postgres_deployment("pg", config.database, s3, bucket, work)
+        pg.migrate()
+        try:
+            spec = _spec(MAIN_TEST_ID, config.candidates, config.events)
+            results["dataset"] = _generate(pg.settings, spec, config)
+            pg.start_api(workers=1)
+            pg.start_worker(threads=2)
+            client_id, api_key = pg.create_client(TENANT)
+            token = pg.token(client_id, api_key)
+            _warm_up(pg, token, config)
+
+            baselines, exports = [], []
+            baseline_file = files / "baseline.jsonl"
+            export_file = files / "export-pg.json"
+            for rep in range(config.repeats):
+                baselines.append(
+                    _timed(
+                        f"baseline {rep + 1}",
+                        lambda: measure.run_baseline(dsn, TENANT, MAIN_TEST_ID, baseline_file),
+                    )
+                )
+                target = export_file if rep == 0 and config.verify else None
+                exports.append(
+                    _timed(
+                        f"export PG+S3+Redis {rep + 1}",
+                        lambda target=target: measure.export_via_api(pg, token, MAIN_TEST_ID, target),  # type: ignore[misc]
+                    )
+                )
+            results["baseline"] = {"runs": baselines, "median_s": median([b["seconds"] for b in baselines])}
+            section: dict[str, Any] = {
+                "runs": exports,
+                "median_s": median([e["seconds"] for e in exports]),
+                "peak_rss_mb": max(e["peak_rss_mb"] for e in exports),
+            }
+            if config.verify:
+                section["content"] = measure.same_content(export_file, baseline_file)
+                say(f"export content equals the baseline: {section['content']['equal']}")
+                export_file.unlink(missing_ok=True)
+            results["export_pg"] = section
+
+            scale_points = [
+                {
+                    "events": config.main_events,
+                    "baseline_s": results["baseline"]["median_s"],
+                    "export_s": section["median_s"],
+                    "peak_rss_mb": section["peak_rss_mb"],
+                }
+            ]
+            for n, size in enumerate(s for s in config.scale if s != config.main_events):
+                test_id = 100 + n
+                candidates = max(1, size // config.events)
+                _generate(pg.settings, _spec(test_id, candidates, config.events), config)
+                scale_file = files / f"baseline-{size}.jsonl"
+                base = measure.run_baseline(dsn, TENANT, test_id, scale_file)
+                say(f"baseline {size:,}: {base['seconds']:.3f} s")
+                scale_file.unlink(missing_ok=True)
+                export = _timed(f"export {size:,}", lambda: measure.export_via_api(pg, token, test_id))  # noqa: B023
+                scale_points.append(
+                    {
+                        "events": candidates * config.events,
+                        "baseline_s": base["seconds"],
+                        "export_s": export["seconds"],
+                        "peak_rss_mb": export["peak_rss_mb"],
+                    }
+                )
+            results["scale"] = {"points": scale_points}
+
+            # The multi-process deployment for ingestion and polling.
+            pg.stop()
+            pg.start_api(workers=config.api_workers)
+            pg.start_worker(threads=2)
+            token = pg.token(client_id, api_key)
+            results["ingestion"] = run_ingestion(config, pg, token, dsn)
+
+            job_id = exports[0]["job_id"]
+            url = f"{pg.base_url}/v1/test/{MAIN_TEST_ID}/events?jobId={job_id}"
+            polling = measure.poll(url, token, config.poll_clients, config.poll_seconds)
+            polling["api_workers"] = config.api_workers
+            say(
+                f"polling: p50 {polling['p50_ms']:.2f} ms, p99 {polling['p99_ms']:.2f} ms, "
+                f"{polling['requests_per_s']:.0f} req/s"
+            )
+            results["polling"] = polling
+        finally:
+            pg.stop()
+    if not config.keep:
+        deploy.drop_pg_database(config.database)
+    return baseline_file
+
+
+def run_ingestion(config: Config, pg: deploy.Deployment, token: str, dsn: str) -> dict[str, Any]:
+    """The batch API with full batches (one candidate's events per request, ``ingest_batch`` of
+    them), the same rows by COPY, and the API again with one 500-event log per request."""
+    spec = GenerateSpec(
+        test_id=INGEST_TEST_ID,
+        candidates=max(1, config.ingest_events // config.ingest_batch),
+        events_per_candidate=config.ingest_batch,
+        absent_candidates=0,
+        seed=7,
+        tenant=TENANT,
+    )
+    people, bodies, rows = measure.ingest_dataset(spec, config.ingest_batch)
+    api = measure.ingest_via_api(pg, token, INGEST_TEST_ID, people, bodies, config.ingest_clients)
+    say(f"ingestion via the API ({config.ingest_batch}-event batches): {api['events_per_s']:,.0f} events/s")
+    copy = measure.copy_rows(dsn, TENANT, COPY_TEST_ID, people, rows)
+    say(f"ingestion via COPY: {copy['events_per_s']:,.0f} events/s")
+    small_spec = GenerateSpec(
+        test_id=INGEST_SMALL_TEST_ID,
+        candidates=max(1, config.ingest_events // 500),
+        events_per_candidate=500,
+        absent_candidates=0,
+        seed=8,
+        tenant=TENANT,
+    )
+    people, bodies, _ = measure.ingest_dataset(small_spec, 500)
+    small = measure.ingest_via_api(pg, token, INGEST_SMALL_TEST_ID, people, bodies, config.ingest_clients)
+    say(f"ingestion via the API (500-event batches): {small['events_per_s']:,.0f} events/s")
+    return {
+        "api": api,
+        "copy": copy,
+        "ratio": api["events_per_s"] / copy["events_per_s"],
+        "api_small_batches": small,
+        "ratio_small_batches": small["events_per_s"] / copy["events_per_s"],
+        "batch_events": config.ingest_batch,
+        "api_workers": config.api_workers,
+    }
+
+
+def run_embedded(config: Config, results: dict[str, Any], baseline_file: Path) -> None:
+    """The embedded default: SQLite, local store, worker inside the API process."""
+    embedded = deploy.sqlite_deployment("embedded", config.work)
+    embedded.migrate()
+    _generate(embedded.settings, _spec(MAIN_TEST_ID, config.candidates, config.events), config)
+    embedded.start_api(workers=1)
+    try:
+        client_id, api_key = embedded.create_client(TENANT)
+        token = embedded.token(client_id, api_key)
+        _warm_up(embedded, token, config)
+        export_file = config.work / "files" / "export-embedded.json"
+        runs = []
+        for rep in range(config.repeats):
+            target = export_file if rep == 0 and config.verify else None
+            runs.append(
+                _timed(
+                    f"export embedded {rep + 1}",
+                    lambda target=target: measure.export_via_api(embedded, token, MAIN_TEST_ID, target),  # type: ignore[misc]
+                )
+            )
+        section: dict[str, Any] = {
+            "runs": runs,
+            "median_s": median([r["seconds"] for r in runs]),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        }
+        if config.verify:
+            section["content"] = measure.same_content(export_file, baseline_file)
+            say(f"embedded export content equals the PostgreSQL baseline: {section['content']['equal']}")
+            export_file.unlink(missing_ok=True)
+        results["export_embedded"] = section
+    finally:
+        embedded.stop()
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 5: the measured value, the limit, met or missed and by how much."""
+    targets = []
+
+    def target(name: str, value: float, limit: float, higher_is_better: bool = False, unit: str = "") -> None:
+        met = value >= limit if higher_is_better else value <= limit
+        margin = (value / limit - 1) * 100 if limit else 0.0
+        targets.append(
+            {"target": name, "value": value, "limit": limit, "unit": unit, "met": met, "margin_pct": margin}
+        )
+
+    baseline = results["baseline"]["median_s"]
+    target("export wall / PostgreSQL baseline", results["export_pg"]["median_s"] / baseline, 1.0, unit="x")
+    target("worker peak RSS (main size)", results["export_pg"]["peak_rss_mb"], 150.0, unit="MB")
+    points = results["scale"]["points"]
+    if len(points) > 1:
+        small, large = points[0], points[-1]
+        growth = large["events"] / small["events"]
+        target("worker peak RSS (largest size)", large["peak_rss_mb"], 150.0, unit="MB")
+        target(
+            f"time growth for {growth:.0f}x events",
+            large["export_s"] / small["export_s"],
+            growth * 1.1,
+            unit="x",
+        )
+    target("ingestion API / COPY rate", results["ingestion"]["ratio"], 0.5, higher_is_better=True, unit="x")
+    polling = results["polling"]
+    target(f"status p99 at {polling['connections']} clients", polling["p99_ms"], 20.0, unit="ms")
+    return targets
+
+
+def _notes() -> str:
+    notes = ROOT / "bench" / "notes.md"
+    return notes.read_text() if notes.exists() else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    if config.render_only:
+        saved = json.loads((config.out / "results.json").read_text())
+        (config.out / "RESULTS.md").write_text(render_markdown(saved, _notes()))
+        return 0
+    config.work.mkdir(parents=True, exist_ok=True)
+    config.out.mkdir(parents=True, exist_ok=True)
+    if not shutil.which("wrk"):
+        say(measure.WRK_HINT)
+    results: dict[str, Any] = {"machine": machine(), "config": _config_json(config)}
+    started = time.perf_counter()
+    say(
+        f"{'smoke' if config.smoke else 'full'} run: {config.candidates:,} x {config.events} = "
+        f"{config.main_events:,} events; scale {config.scale}"
+    )
+    baseline_file = run_postgres(config, results)
+    run_embedded(config, results, baseline_file)
+    results["targets"] = evaluate(results)
+    results["duration_s"] = time.perf_counter() - started
+    markdown = render_markdown(results, _notes())
+    (config.out / "results.json").write_text(json.dumps(_strip_raw(results), indent=2) + "\n")
+    (config.out / "RESULTS.md").write_text(markdown)
+    say(f"wrote {config.out / 'RESULTS.md'} and results.json in {results['duration_s']:.0f} s")
+    for t in results["targets"]:
+        verdict = "MET   " if t["met"] else "MISSED"
+        say(f"  {verdict} {t['target']}: {t['value']:.3f} {t['unit']} (limit {t['limit']} {t['unit']})")
+    baseline_file.unlink(missing_ok=True)
+    return 0
+
+
+def _config_json(config: Config) -> dict[str, Any]:
+    data = asdict(config)
+    data["out"], data["work"] = str(config.out), str(config.work)
+    return data
+
+
+def _strip_raw(results: dict[str, Any]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(results, default=str))
+    copy.get("polling", {}).pop("raw", None)
+    return copy  # type: ignore[no-any-return]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

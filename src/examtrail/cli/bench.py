@@ -1,0 +1,519 @@
+"""``examtrail bench generate``: a realistic test of N candidates x M events for benchmarks.
+
+Events are a mix of system events (no ``userId``) and invigilator events; about 10% are
+flags with a comment, about a third carry ``extraInfo`` and about 2% have one attached
+file, a small real object written to the configured object store. The stored ``doc``
+of every event is byte for byte what ingestion stores (``examtrail.ingest.service.
+event_doc``), built here by a fast path that the test suite checks against it.
+
+Rows go in by the fastest path of each backend: ``COPY`` on PostgreSQL, ``executemany``
+in large transactions on SQLite. The same seed and sizes give the same test on both.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import Engine, delete, select
+
+from examtrail.core.settings import Settings, get_settings
+from examtrail.ingest.service import TimestampFormatter
+
+bench_app = typer.Typer(help="Benchmark tooling: generate large realistic tests.", no_args_is_help=True)
+console = Console()
+
+START_MS = 1_780_304_400_000  # 2026-06-01T09:00:00Z
+_ROWS_PER_WRITE = 20_000
+
+SYSTEM_EVENTS = (
+    "network_lost",
+    "network_restored",
+    "idle_warning",
+    "offline",
+    "new_seb_login",
+    "lockdown_browser_error",
+    "device_security_violation",
+    "suspicious_behaviour_detected",
+    "security_level_applied",
+    "timed_out",
+)
+INVIGILATOR_EVENTS = (
+    "attendance_confirmed",
+    "id_confirmed",
+    "extra_time",
+    "message_sent",
+    "paused",
+    "resumed",
+    "unflag",
+    "exempt_from_lockdown",
+)
+EXTRA_INFO = (
+    ("sebVersion", "3.7.1"),
+    ("ip", "10.20.30.40"),
+    ("offlineSeconds", "45"),
+    ("browser", "Safe Exam Browser 3.7.1 (Windows 11)"),
+    ("extraMinutes", "15"),
+    ("message", 'Please raise your hand if you need "help" — Bitte melden Sie sich.'),
+)
+FLAG_TYPES = ("suspicious_behaviour", "technical_problem", "rule_violation", "note")
+FLAG_SUB_TYPES = ("phone_visible", "talking", "left_seat", "second_screen", "notes_on_desk", "noise")
+COMMENTS = (
+    "Phone on the desk during the exam.",
+    'Candidate said "I am finished" and kept typing.',
+    "Left the room for 4 minutes; escorted by invigilator Ø. Hansen.",
+    "Whispering with the neighbour (seat 14B).",
+    "Screen showed another window\\tab; asked to close it.",
+    "Kandidaten hadde notater på pulten — tatt inn.",
+)
+SEVERITIES = ("low", "medium", "high", None)
+FILE_TYPES = (("evidence.jpg", "image/jpeg"), ("note.txt", "text/plain"), ("screenshot.png", "image/png"))
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedEvent:
+    """One synthetic event: the API fields, its canonical doc, and an optional file."""
+
+    event_id: str
+    event: str
+    occurred_at_ms: int
+    extra_info: dict[str, str] | None
+    flagging_info: dict[str, Any] | None
+    user_id: int | None
+    doc: str
+    file: tuple[str, str] | None = None
+
+    def api_json(self) -> dict[str, Any]:
+        """The event as a client would POST it (``timeStamp`` in RFC 3339 UTC)."""
+        return {
+            "eventId": self.event_id,
+            "event": self.event,
+            "timeStamp": orjson.loads(self.doc)["timeStamp"],
+            "extraInfo": self.extra_info,
+            "flaggingInfo": self.flagging_info,
+            "userId": self.user_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedCandidate:
+    user_id: int
+    candidate_id: str
+    event_count: int
+
+
+@dataclass
+class GenerateSpec:
+    test_id: int = 5000
+    candidates: int = 2000
+    events_per_candidate: int = 500
+    # Extra candidates registered on the test without any event (the export lists them too).
+    absent_candidates: int = -1
+    seed: int = 2026
+    tenant: str = "bench"
+    # Distinct file objects written to the store; more attachments than that share objects.
+    max_objects: int = 2000
+
+    @property
+    def absent(self) -> int:
+        return self.absent_candidates if self.absent_candidates >= 0 else max(1, self.candidates // 100)
+
+    @property
+    def total_events(self) -> int:
+        return self.candidates * self.events_per_candidate
+
+
+@dataclass
+class GenerateResult:
+    tenant_id: int
+    test_id: int
+    test_pk: int
+    candidates: int
+    events: int
+    flagged: int = 0
+    with_extra_info: int = 0
+    with_files: int = 0
+    objects: int = 0
+    seconds: float = 0.0
+    backend: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Synthesizer:
+    """Deterministic event stream for a spec (same seed, same test on every backend)."""
+
+    def __init__(self, spec: GenerateSpec) -> None:
+        self.spec = spec
+        self.rng = random.Random(spec.seed)
+        self.fmt = TimestampFormatter()
+        self.counter = 0
+
+    def candidates(self) -> list[GeneratedCandidate]:
+        spec = self.spec
+        rng = random.Random(spec.seed ^ 0x5EED)
+        total = spec.candidates + spec.absent
+        user_ids = rng.sample(range(100_000, 100_000 + total * 50), total)
+        people = [
+            GeneratedCandidate(user_id, f"C-{n:06d}", spec.events_per_candidate if n < spec.candidates else 0)
+            for n, user_id in enumerate(user_ids)
+        ]
+        rng.shuffle(people)  # insertion order differs from userId order, as in real life
+        return people
+
+    def events(self, candidate: GeneratedCandidate) -> list[GeneratedEvent]:
+        rng = self.rng
+        fmt = self.fmt
+        count = candidate.event_count
+        ms = START_MS + rng.randrange(0, 600_000)
+        out: list[GeneratedEvent] = []
+        for n in range(count):
+            self.counter += 1
+            if n and rng.random() >= 0.05:  # 5% share the previous millisecond: eventId decides
+                ms += rng.randrange(1, 20_000)
+            event_id = f"{rng.getrandbits(32):08x}-{self.counter:x}"
+            roll = rng.random()
+            extra: dict[str, str] | None = None
+            flagging: dict[str, Any] | None = None
+            user_id: int | None = None
+            if n == 0:
+                name = "new_seb_login"
+                extra = {"type": "sebVersion", "value": "3.7.1"}
+            elif n == count - 1:
+                name = "submitted"
+            elif roll < 0.10:
+                name = "flag"
+                user_id = 9000 + rng.randrange(20)
+                subs = rng.sample(FLAG_SUB_TYPES, rng.randrange(0, 3))
+                flagging = {
+                    "flagType": rng.choice(FLAG_TYPES),
+                    "flagSubTypes": subs,
+                    "comment": rng.choice(COMMENTS),
+                    "severityLevel": rng.choice(SEVERITIES),
+                }
+            elif roll < 0.25:
+                name = rng.choice(INVIGILATOR_EVENTS)
+                user_id = 9000 + rng.randrange(20)
+            else:
+                name = rng.choice(SYSTEM_EVENTS)
+            if extra is None and rng.random() < 0.33:
+                kind, value = rng.choice(EXTRA_INFO)
+                extra = {"type": kind, "value": value}
+            attached = rng.choice(FILE_TYPES) if rng.random() < 0.02 else None
+            doc = orjson.dumps(
+                {
+                    "eventId": event_id,
+                    "event": name,
+                    "timeStamp": fmt(ms),
+                    "extraInfo": extra,
+                    "flaggingInfo": flagging,
+                    "attachedFiles": [],
+                    "userId": user_id,
+                }
+            ).decode()
+            out.append(GeneratedEvent(event_id, name, ms, extra, flagging, user_id, doc, attached))
+        return out
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _prepare_test(engine: Engine, spec: GenerateSpec, replace: bool) -> tuple[int, int]:
+    """(tenant id, test pk) of an empty test, creating tenant and test as needed."""
+    from examtrail.auth import repository as auth_repository
+    from examtrail.core.db import build_session_factory, transaction
+    from examtrail.ingest import repository as ingest_repository
+    from examtrail.ingest.models import Candidate, Test
+
+    with transaction(build_session_factory(engine)) as session:
+        tenant = auth_repository.get_tenant_by_name(session, spec.tenant) or auth_repository.add_tenant(
+            session, spec.tenant
+        )
+        existing = ingest_repository.get_test(session, tenant.id, spec.test_id)
+        if existing is not None:
+            has_rows = session.scalar(select(Candidate.id).where(Candidate.test_pk == existing.id).limit(1))
+            if has_rows is not None and not replace:
+                raise typer.BadParameter(f"test {spec.test_id} already has data; use --replace")
+            session.execute(delete(Test).where(Test.id == existing.id))
+        title = f"Benchmark {spec.candidates} x {spec.events_per_candidate}"
+        test, _ = ingest_repository.upsert_test(session, tenant.id, spec.test_id, title)
+        return tenant.id, test.id
+
+
+def _write_objects(
+    settings: Settings, count: int, tenant_id: int, test_pk: int
+) -> list[tuple[str, int, str]]:
+    """Write ``count`` small evidence objects concurrently; (key, size, sha256) each."""
+    from examtrail.storage import build_object_store
+
+    store = build_object_store(settings)
+    store.ensure_ready()
+
+    def put(n: int) -> tuple[str, int, str]:
+        key = f"attachments/{tenant_id}/{test_pk}/bench/{uuid.uuid4().hex}"
+        body = f"Evidence #{n}: invigilator note written by the benchmark generator.\n".encode() * 8
+        writer = store.open_writer(key, content_type="application/octet-stream")
+        writer.write(body)
+        stored = writer.commit()
+        return key, stored.size, stored.sha256
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(put, range(count)))
+
+
+def _stream_batches(
+    synth: Synthesizer, people: Sequence[GeneratedCandidate], pks: dict[int, int]
+) -> Iterator[tuple[list[tuple[int, GeneratedEvent]], int]]:
+    """Events with their candidate pk, in write-sized batches; yields (batch, candidates done)."""
+    batch: list[tuple[int, GeneratedEvent]] = []
+    for done, person in enumerate(people, 1):
+        pk = pks[person.user_id]
+        batch.extend((pk, ev) for ev in synth.events(person))
+        if len(batch) >= _ROWS_PER_WRITE or done == len(people):
+            yield batch, done
+            batch = []
+
+
+def generate(
+    settings: Settings,
+    spec: GenerateSpec,
+    *,
+    replace: bool = False,
+    show_progress: bool = True,
+) -> GenerateResult:
+    """Create the test described by ``spec`` in the configured database and store."""
+    from examtrail.core.db import build_engine
+
+    started = time.perf_counter()
+    engine = build_engine(settings)
+    try:
+        tenant_id, test_pk = _prepare_test(engine, spec, replace)
+        loader = _load_postgres if engine.dialect.name == "postgresql" else _load_sqlite
+        result = GenerateResult(
+            tenant_id, spec.test_id, test_pk, spec.candidates + spec.absent, 0, backend=engine.dialect.name
+        )
+        with _progress(show_progress) as progress:
+            loader(engine, settings, spec, tenant_id, test_pk, result, progress)
+    finally:
+        engine.dispose()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _tally(result: GenerateResult, batch: list[tuple[int, GeneratedEvent]]) -> None:
+    result.events += len(batch)
+    for _, ev in batch:
+        if ev.flagging_info is not None:
+            result.flagged += 1
+        if ev.extra_info is not None:
+            result.with_extra_info += 1
+        if ev.file is not None:
+            result.with_files += 1
+        result.counts[ev.event] = result.counts.get(ev.event, 0) + 1
+
+
+def _attachment_rows(
+    settings: Settings,
+    spec: GenerateSpec,
+    tenant_id: int,
+    test_pk: int,
+    files: list[tuple[str, tuple[str, str]]],
+    event_pks: dict[str, int],
+    now: Any,
+    result: GenerateResult,
+) -> list[tuple[Any, ...]]:
+    objects = _write_objects(settings, min(len(files), spec.max_objects), tenant_id, test_pk) if files else []
+    result.objects = len(objects)
+    rows = []
+    for n, (event_id, (name, content_type)) in enumerate(files):
+        key, size, sha = objects[n % len(objects)]
+        rows.append((event_pks[event_id], name, content_type, size, sha, key, now))
+    return rows
+
+
+def _load_postgres(
+    engine: Engine,
+    settings: Settings,
+    spec: GenerateSpec,
+    tenant_id: int,
+    test_pk: int,
+    result: GenerateResult,
+    progress: Progress,
+) -> None:
+    import psycopg
+
+    synth = Synthesizer(spec)
+    people = synth.candidates()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    files: list[tuple[str, tuple[str, str]]] = []
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert isinstance(conn, psycopg.Connection)
+        with conn.cursor() as cur:
+            with cur.copy("COPY candidates (test_pk, user_id, candidate_id, created_at) FROM STDIN") as copy:
+                for person in people:
+                    copy.write_row((test_pk, person.user_id, person.candidate_id, now))
+            cur.execute("SELECT user_id, id FROM candidates WHERE test_pk = %s", (test_pk,))
+            pks = {int(u): int(pk) for u, pk in cur.fetchall()}
+            task = progress.add_task("events (COPY)", total=spec.total_events, rate="")
+            t0 = time.perf_counter()
+            columns = (
+                "test_pk, candidate_pk, event_id, event, occurred_at_ms, creator_user_id, flag_type, "
+                "doc, file_count, created_at"
+            )
+            with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
+                for batch, _ in _stream_batches(synth, people, pks):
+                    for pk, ev in batch:
+                        flag = ev.flagging_info["flagType"] if ev.flagging_info else None
+                        has_file = ev.file is not None
+                        copy.write_row(
+                            (test_pk, pk, ev.event_id, ev.event, ev.occurred_at_ms, ev.user_id, flag, ev.doc,
+                             1 if has_file else 0, now)
+                        )  # fmt: skip
+                        if has_file:
+                            assert ev.file is not None
+                            files.append((ev.event_id, ev.file))
+                    _tally(result, batch)
+                    rate = result.events / max(time.perf_counter() - t0, 1e-9)
+                    progress.update(task, advance=len(batch), rate=f"{rate:,.0f} ev/s")
+            cur.execute("SELECT event_id, id FROM events WHERE test_pk = %s AND file_count > 0", (test_pk,))
+            event_pks = {str(e): int(pk) for e, pk in cur.fetchall()}
+            rows = _attachment_rows(settings, spec, tenant_id, test_pk, files, event_pks, now, result)
+            with cur.copy(
+                "COPY attachments (event_pk, file_name, content_type, size, sha256, storage_key, created_at) "
+                "FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        conn.commit()
+        # Hint bits, visibility map and statistics now, so no measured reader pays for them.
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE candidates, events, attachments")
+        conn.autocommit = False
+    finally:
+        raw.close()
+
+
+def _load_sqlite(
+    engine: Engine,
+    settings: Settings,
+    spec: GenerateSpec,
+    tenant_id: int,
+    test_pk: int,
+    result: GenerateResult,
+    progress: Progress,
+) -> None:
+    synth = Synthesizer(spec)
+    people = synth.candidates()
+    now = datetime.now(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    files: list[tuple[str, tuple[str, str]]] = []
+    raw = engine.raw_connection()
+    try:
+        conn = raw.driver_connection
+        assert conn is not None
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        cur.executemany(
+            "INSERT INTO candidates (test_pk, user_id, candidate_id, created_at) VALUES (?, ?, ?, ?)",
+            [(test_pk, p.user_id, p.candidate_id, now) for p in people],
+        )
+        cur.execute("SELECT user_id, id FROM candidates WHERE test_pk = ?", (test_pk,))
+        pks = {int(u): int(pk) for u, pk in cur.fetchall()}
+        task = progress.add_task("events (executemany)", total=spec.total_events, rate="")
+        t0 = time.perf_counter()
+        sql = (
+            "INSERT INTO events (test_pk, candidate_pk, event_id, event, occurred_at_ms, creator_user_id, "
+            "flag_type, doc, file_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        for batch, _ in _stream_batches(synth, people, pks):
+            rows = []
+            for pk, ev in batch:
+                flag = ev.flagging_info["flagType"] if ev.flagging_info else None
+                rows.append(
+                    (test_pk, pk, ev.event_id, ev.event, ev.occurred_at_ms, ev.user_id, flag, ev.doc,
+                     1 if ev.file else 0, now)
+                )  # fmt: skip
+                if ev.file is not None:
+                    files.append((ev.event_id, ev.file))
+            cur.executemany(sql, rows)
+            _tally(result, batch)
+            if result.events % 500_000 < len(batch):  # keep each transaction large but bounded
+                cur.execute("COMMIT")
+                cur.execute("BEGIN IMMEDIATE")
+            rate = result.events / max(time.perf_counter() - t0, 1e-9)
+            progress.update(task, advance=len(batch), rate=f"{rate:,.0f} ev/s")
+        cur.execute("SELECT event_id, id FROM events WHERE test_pk = ? AND file_count > 0", (test_pk,))
+        event_pks = {str(e): int(pk) for e, pk in cur.fetchall()}
+        rows_a = _attachment_rows(settings, spec, tenant_id, test_pk, files, event_pks, now, result)
+        cur.executemany(
+            "INSERT INTO attachments (event_pk, file_name, content_type, size, sha256, storage_key, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows_a,
+        )
+        cur.execute("COMMIT")
+        cur.execute("ANALYZE")
+        cur.close()
+    finally:
+        raw.close()
+
+
+def _print_result(result: GenerateResult, as_json: bool, echo: Callable[[str], None]) -> None:
+    if as_json:
+        echo(json.dumps(asdict(result)))
+        return
+    console.print(
+        f"[bold green]generated[/] test {result.test_id} on {result.backend}: "
+        f"{result.candidates:,} candidates, {result.events:,} events "
+        f"({result.flagged:,} flagged, {result.with_extra_info:,} with extraInfo, "
+        f"{result.with_files:,} with a file in {result.objects:,} objects) in {result.seconds:.1f} s"
+    )
+
+
+@bench_app.command("generate")
+def generate_command(
+    candidates: int = typer.Option(2000, "--candidates", "-n", min=1, help="Candidates with events."),
+    events: int = typer.Option(500, "--events", "-m", min=1, help="Events per candidate."),
+    test_id: int = typer.Option(5000, help="The test's external id (testId)."),
+    tenant: str = typer.Option("bench", help="Tenant name; created if missing."),
+    seed: int = typer.Option(2026, help="Random seed: the same seed gives the same test."),
+    absent: int = typer.Option(-1, help="Extra candidates without events (default: 1%)."),
+    max_objects: int = typer.Option(2000, help="Distinct file objects written to the store."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the test if it already has data."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Generate N candidates x M events (default 2,000 x 500 = 1,000,000) into the configured database."""
+    spec = GenerateSpec(
+        test_id=test_id,
+        candidates=candidates,
+        events_per_candidate=events,
+        absent_candidates=absent,
+        seed=seed,
+        tenant=tenant,
+        max_objects=max_objects,
+    )
+    result = generate(get_settings(), spec, replace=replace, show_progress=not as_json)
+    _print_result(result, as_json, typer.echo)

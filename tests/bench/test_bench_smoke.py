@@ -1,0 +1,100 @@
+"""The benchmark machinery at a tiny size (~10,000 events), end to end; no timing assertions.
+
+The generator's fast path must store exactly the docs ingestion stores; the benchmark
+must produce every section of RESULTS.md, and the exported files must hold the same
+content as PostgreSQL's own JSON (same candidates, events and order).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from examtrail.cli.bench import GenerateSpec, Synthesizer
+from examtrail.core.timeutil import format_ms, to_epoch_ms
+from examtrail.ingest.schemas import EventIn
+from examtrail.ingest.service import TimestampFormatter, event_doc
+from tests.support import db
+
+
+def test_generated_docs_are_byte_identical_to_ingestion() -> None:
+    synth = Synthesizer(GenerateSpec(candidates=6, events_per_candidate=400, seed=11))
+    seen = {"flag": 0, "extra": 0, "file": 0, "system": 0, "invigilator": 0}
+    for person in synth.candidates():
+        for generated in synth.events(person):
+            event = EventIn.model_validate_json(json.dumps(generated.api_json()))
+            assert to_epoch_ms(event.timeStamp) == generated.occurred_at_ms
+            assert event_doc(generated.event_id, event, generated.occurred_at_ms) == generated.doc
+            seen["flag"] += generated.flagging_info is not None
+            seen["extra"] += generated.extra_info is not None
+            seen["file"] += generated.file is not None
+            seen["system" if generated.user_id is None else "invigilator"] += 1
+    total = 6 * 400
+    assert 0.06 * total < seen["flag"] < 0.14 * total
+    assert 0.25 * total < seen["extra"] < 0.42 * total
+    assert 0 < seen["file"] < 0.05 * total
+    assert seen["system"] > seen["invigilator"] > 0
+
+
+def test_timestamp_formatter_matches_format_ms() -> None:
+    formatter = TimestampFormatter(limit=16)
+    rng = random.Random(5)
+    for _ in range(20_000):
+        ms = rng.randrange(-(10**12), 4 * 10**12)
+        assert formatter(ms) == format_ms(ms)
+
+
+def test_same_seed_same_test() -> None:
+    def docs() -> list[str]:
+        synth = Synthesizer(GenerateSpec(candidates=3, events_per_candidate=50, seed=3))
+        return [e.doc for p in synth.candidates() for e in synth.events(p)]
+
+    assert docs() == docs()
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+@pytest.mark.skipif(db.backend() != "postgresql", reason="runs once, in the PostgreSQL pass")
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    from bench import run
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    out = tmp_path / "out"
+    code = run.main(
+        [
+            "--smoke",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--database",
+            f"examtrail_bench_smoke_{worker}",
+            "--poll-seconds",
+            "1",
+        ]
+    )
+    assert code == 0
+    markdown = (out / "RESULTS.md").read_text()
+    for section in ("Machine", "Baseline", "Export", "Scale", "Ingestion", "Polling", "Targets"):
+        assert f"## {section}" in markdown
+    results = json.loads((out / "results.json").read_text())
+    sections = ("machine", "dataset", "baseline", "export_pg", "export_embedded", "scale", "ingestion")
+    assert set(sections) | {"polling", "targets"} <= set(results)
+    assert results["dataset"]["events"] == 10_000
+    for key in ("export_pg", "export_embedded"):
+        content = results[key]["content"]
+        assert content["equal"], content
+        assert content["events"] == 10_000
+        assert content["candidates"] == results["dataset"]["candidates"]
+    assert [p["events"] for p in results["scale"]["points"]] == [10_000, 20_000]
+    assert results["ingestion"]["api"]["events"] == results["ingestion"]["copy"]["events"] == 10_000
+    assert results["polling"]["requests"] > 0
+    assert results["polling"]["non_2xx"] == 0
+    assert {t["target"] for t in results["targets"]} >= {
+        "export wall / PostgreSQL baseline",
+        "ingestion API / COPY rate",
+    }
