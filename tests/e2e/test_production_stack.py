@@ -21,6 +21,7 @@ from tests.support.api import bearer, get_token
 from tests.support.bulk import load_events
 from tests.support.processes import ExamtrailProcess, run_cli
 from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
+from tests.support.throttle import ThrottledProxy
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,7 +36,7 @@ EVENTS_PER_CANDIDATE = 750  # 300,000 events, ~45 MB of JSON: several multipart 
 
 
 class Stack:
-    def __init__(self, tmp_path: Path, s3: SeaweedS3, broker: str) -> None:
+    def __init__(self, tmp_path: Path, s3: SeaweedS3, broker: str, s3_via: str | None = None) -> None:
         name = f"examtrail_stack_{uuid.uuid4().hex[:10]}"
         self.database = name
         self.database_url = db.recreate_pg_database(name)
@@ -53,6 +54,10 @@ class Stack:
             "EXAMTRAIL_S3_PART_SIZE": str(5 * 1024 * 1024),
             **s3.env(self.bucket),
         }
+        if s3_via is not None:
+            # Workers and APIs reach S3 through ``s3_via``; links still point at S3 itself.
+            self.env["EXAMTRAIL_S3_ENDPOINT_URL"] = s3_via
+            self.env["EXAMTRAIL_S3_PUBLIC_ENDPOINT_URL"] = s3.endpoint_url
         self.apis: list[ExamtrailProcess] = []
         self.workers: list[ExamtrailProcess] = []
         migrated = run_cli(["db", "upgrade"], self.env)
@@ -148,7 +153,10 @@ def check_file(status: dict[str, Any], events: int) -> None:
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_worker_killed_mid_export_job_finishes_once(tmp_path: Path, s3: SeaweedS3, broker: str) -> None:
-    stack = Stack(tmp_path, s3, broker)
+    # A slow link to S3 (~6 MB/s) keeps the ~45 MB upload going for several seconds.
+    host, port = s3.endpoint_url.removeprefix("http://").split(":")
+    proxy = ThrottledProxy(host, int(port), 6 * 1024 * 1024).start()
+    stack = Stack(tmp_path, s3, broker, s3_via=proxy.url)
     try:
         stack.start_apis(2)
         headers = stack.token()
@@ -186,11 +194,14 @@ def test_worker_killed_mid_export_job_finishes_once(tmp_path: Path, s3: SeaweedS
         assert len(uploads) <= 1  # the killed worker's unfinished upload, never visible as an object
     finally:
         stack.stop()
+        proxy.stop()
 
 
 def test_s3_outage_during_export_retries_or_fails_cleanly(tmp_path: Path) -> None:
     with run_seaweedfs(tmp_path / "s3") as own_s3:
-        stack = Stack(tmp_path, own_s3, "redis")
+        host, port = own_s3.endpoint_url.removeprefix("http://").split(":")
+        proxy = ThrottledProxy(host, int(port), 6 * 1024 * 1024).start()
+        stack = Stack(tmp_path, own_s3, "redis", s3_via=proxy.url)
         try:
             stack.start_apis(2)
             headers = stack.token()
@@ -230,3 +241,4 @@ def test_s3_outage_during_export_retries_or_fails_cleanly(tmp_path: Path) -> Non
                 assert keys == []
         finally:
             stack.stop()
+            proxy.stop()
