@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from examtrail.core.db import transaction, utcnow
+from examtrail.core.db import begin_write, transaction, utcnow
 from examtrail.core.errors import BadRequest, Conflict, NotFound
 from examtrail.core.security import Principal
 from examtrail.core.settings import Settings
@@ -158,6 +158,8 @@ def create_subscription(
     subscription_id = str(uuid.uuid4())
     _verify_endpoint(settings, subscription_id, body, secret)
 
+    # Only now a writer: no database lock is held while the endpoint is being verified.
+    begin_write(session)
     existing = repository.find_active(session, principal.tenant_id, body.event, body.endpoint)
     if existing is not None:
         raise Conflict(
