@@ -274,3 +274,25 @@ def test_retry_schedule_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert Settings(_env_file=None).webhook_retry_schedule == [0, 1, 2]
     monkeypatch.setenv("EXAMTRAIL_WEBHOOK_RETRY_SCHEDULE", "[5, 10]")
     assert Settings(_env_file=None).webhook_retry_schedule == [5, 10]
+
+
+def test_concurrent_orders_create_one_job(runtime: Runtime) -> None:
+    """Orders racing from several API processes end up with one job under way."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from examtrail.auth.service import create_client
+    from examtrail.core.security import Principal
+    from examtrail.ingest.service import put_test
+
+    with transaction(runtime.sessions) as session:
+        tenant_id = create_client(session, tenant_name="uni-a", scopes=frozenset({"export"})).tenant_id
+        put_test(session, tenant_id, 30, "race")
+    principal = Principal(tenant_id, "et_x", frozenset({"export"}), utcnow() + timedelta(hours=1))
+
+    def order(_: int) -> str:
+        with transaction(runtime.sessions) as session:
+            return service.order_export(session, principal, 30).job.id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = set(pool.map(order, range(16)))
+    assert len(ids) == 1

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from examtrail.core.db import transaction, utcnow
@@ -23,7 +23,7 @@ from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
 from examtrail.exports.schemas import ExportJobOut
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
-from examtrail.storage.base import ObjectStore, StorageError
+from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class Ordered:
 
 def order_export(session: Session, principal: Principal, test_id: int) -> Ordered:
     """Schedule an export; an export of the same test already under way is returned instead."""
-    test = require_test(session, principal.tenant_id, test_id)
+    # Locking the test row makes "is one under way? else create" atomic across API processes.
+    test = require_test(session, principal.tenant_id, test_id, lock=True)
     active = repository.active_job_for_test(session, principal.tenant_id, test.id)
     if active is not None:
         return Ordered(active, created=False)
@@ -109,7 +110,8 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
 
 # --- running a job --------------------------------------------------------------------
 
-TRANSIENT = (StorageError, OperationalError, DBAPIError, ConnectionError, TimeoutError)
+# Outages worth retrying; a ProgrammingError or DataError is a bug and fails at once.
+TRANSIENT = (StorageError, OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
 def _worker_id() -> str:
@@ -180,13 +182,26 @@ def run_job(runtime: Runtime, job_id: str) -> None:
         assert job is not None
         attempt, test_pk, tenant_id = job.attempts, job.test_pk, job.tenant_id
         links_expire_at = job.links_expire_at
+    if links_expire_at < now + timedelta(seconds=60):
+        # A retry after the ordering token expired: links in the file must still work.
+        links_expire_at = now + timedelta(seconds=settings.token_ttl_seconds)
     if attempt > settings.job_max_attempts:
         _complete_failed(runtime, job_id, owner, "too_many_attempts", f"gave up after {attempt - 1} attempts")
         return
 
     key = f"exports/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}.json"
     progress = Progress()
-    writer = None
+    writer: ObjectWriter | None = None
+    committed = False
+
+    def discard() -> None:
+        # Before commit: abort the upload. After it (e.g. the read transaction failed
+        # to close): the object exists but is not ours to publish, so delete it.
+        if writer is not None and not committed:
+            _quietly(writer.abort)
+        else:
+            _quietly(lambda: runtime.store.delete(key))
+
     try:
         with _Heartbeat(runtime, job_id, owner, progress) as heartbeat:
             writer = runtime.store.open_writer(key, content_type="application/json")
@@ -200,26 +215,21 @@ def run_job(runtime: Runtime, job_id: str) -> None:
                     links_expire_at=links_expire_at,
                     progress=progress,
                 )
-            writer = None
+                committed = True
             if heartbeat.lost:
                 raise ExportInterrupted
     except ExportInterrupted:
         log.info("export %s was cancelled or taken over; discarding attempt %d", job_id, attempt)
-        if writer is not None:
-            writer.abort()
-        else:
-            runtime.store.delete(key)
+        discard()
         return
     except TRANSIENT as exc:
-        if writer is not None:
-            _quietly(writer.abort)
+        discard()
         code = "storage_unavailable" if isinstance(exc, StorageError) else "database_unavailable"
         _retry_or_fail(runtime, job_id, owner, attempt, code, _describe(exc))
         return
     except Exception:
         log.exception("export %s failed", job_id)
-        if writer is not None:
-            _quietly(writer.abort)
+        discard()
         _complete_failed(runtime, job_id, owner, "internal_error", "The export failed unexpectedly.")
         return
 

@@ -20,8 +20,8 @@ from examtrail.ingest.schemas import CandidateIn, CandidatesResult, EventIn, Eve
 EMPTY_FILES = '"attachedFiles":[]'
 
 
-def require_test(session: Session, tenant_id: int, test_id: int) -> Test:
-    test = repository.get_test(session, tenant_id, test_id)
+def require_test(session: Session, tenant_id: int, test_id: int, *, lock: bool = False) -> Test:
+    test = repository.get_test(session, tenant_id, test_id, lock=lock)
     if test is None:
         # Same answer for "another tenant's" and "does not exist": no probing across tenants.
         raise NotFound(f"Test {test_id} not found.", code="test_not_found")
