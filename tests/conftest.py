@@ -41,8 +41,8 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
 def database_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database for this xdist worker (SQLite template file or PG database)."""
     if db.backend() == "postgresql":
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        url = db.recreate_pg_database(f"examtrail_test_{worker}")
+        # EXAMTRAIL_TEST_PG_PREFIX lets several checkouts share one PostgreSQL server.
+        url = db.recreate_pg_database(db.pg_database_name("suite"))
         from examtrail.core.migrate import upgrade
 
         upgrade(Settings(database_url=url))

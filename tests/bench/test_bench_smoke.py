@@ -16,8 +16,9 @@ import pytest
 
 from examtrail.cli.bench import GenerateSpec, Synthesizer
 from examtrail.core.timeutil import format_ms, to_epoch_ms
+from examtrail.ingest.docs import TimestampFormatter
 from examtrail.ingest.schemas import EventIn
-from examtrail.ingest.service import TimestampFormatter, event_doc
+from examtrail.ingest.service import event_doc
 from tests.support import db
 
 

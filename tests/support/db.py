@@ -20,6 +20,12 @@ from examtrail.core.settings import Settings
 PG_ADMIN_DSN = os.environ.get("EXAMTRAIL_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+def pg_database_name(suffix: str) -> str:
+    """A database name unique to this checkout (prefix) and xdist worker."""
+    prefix = os.environ.get("EXAMTRAIL_TEST_PG_PREFIX", "examtrail_test")
+    return f"{prefix}_{suffix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+
+
 def backend() -> str:
     return os.environ.get("EXAMTRAIL_TEST_DB", "sqlite")
 

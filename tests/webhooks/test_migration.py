@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import psycopg
@@ -46,7 +45,7 @@ def test_models_match_the_migrated_schema(settings: Settings) -> None:
 
 def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
     if db.backend() == "postgresql":
-        name = f"examtrail_test_whmig_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+        name = db.pg_database_name("whmig")
         url = db.recreate_pg_database(name)
     else:
         name = ""

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine, delete, select
 
 from examtrail.core.settings import Settings, get_settings
-from examtrail.ingest.service import TimestampFormatter
+from examtrail.ingest.docs import TimestampFormatter
 
 bench_app = typer.Typer(help="Benchmark tooling: generate large realistic tests.", no_args_is_help=True)
 console = Console()

@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository
-from examtrail.ingest.service import EMPTY_FILES
+from examtrail.ingest.docs import EMPTY_FILES
 from examtrail.storage.base import ObjectStore, ObjectWriter, StoredObject
 
 _FLUSH_BYTES = 256 * 1024

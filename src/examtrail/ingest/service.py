@@ -7,17 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy.orm import Session
 
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
-from examtrail.core.timeutil import format_dt, format_ms, to_epoch_ms
-from examtrail.ingest import repository
+from examtrail.core.timeutil import format_dt, to_epoch_ms
+from examtrail.ingest import docs, repository
 from examtrail.ingest.models import Attachment, Test
 from examtrail.ingest.schemas import CandidateIn, CandidatesResult, EventIn, EventsResult, TestOut
-
-# Every stored event doc has this marker; exports splice attachments in at its place.
-EMPTY_FILES = '"attachedFiles":[]'
 
 
 def require_test(session: Session, tenant_id: int, test_id: int, *, lock: bool = False) -> Test:
@@ -76,42 +72,17 @@ def put_candidates(session: Session, test: Test, candidates: Sequence[CandidateI
     return CandidatesResult(received=len(candidates), created=len(new_rows), updated=len(renames))
 
 
-class TimestampFormatter:
-    """``format_ms`` with each minute's prefix cached: the same text at a fraction of the cost."""
-
-    __slots__ = ("_limit", "_minutes")
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self._minutes: dict[int, str] = {}
-        self._limit = limit
-
-    def __call__(self, ms: int) -> str:
-        minute, rest = divmod(ms, 60_000)
-        prefix = self._minutes.get(minute)
-        if prefix is None:
-            if len(self._minutes) >= self._limit:
-                self._minutes.clear()
-            prefix = self._minutes[minute] = format_ms(minute * 60_000)[:-7]
-        seconds, millis = divmod(rest, 1000)
-        return f"{prefix}{seconds:02d}.{millis:03d}Z"
-
-
-_format_timestamp = TimestampFormatter()
-
-
 def event_doc(event_id: str, event: EventIn, occurred_at_ms: int) -> str:
-    """The event as the export file shows it, serialised once at ingestion."""
+    """The stored doc of an ingested event."""
     flagging = event.flaggingInfo
-    doc: dict[str, Any] = {
-        "eventId": event_id,
-        "event": event.event,
-        "timeStamp": _format_timestamp(occurred_at_ms),
-        "extraInfo": event.extraInfo.model_dump() if event.extraInfo else None,
-        "flaggingInfo": flagging.model_dump() if flagging else None,
-        "attachedFiles": [],
-        "userId": event.userId,
-    }
-    return orjson.dumps(doc).decode()
+    return docs.build_doc(
+        event_id,
+        event.event,
+        occurred_at_ms,
+        event.extraInfo.model_dump() if event.extraInfo else None,
+        flagging.model_dump() if flagging else None,
+        event.userId,
+    )
 
 
 def add_events(session: Session, test: Test, user_id: int, events: Sequence[EventIn]) -> EventsResult:
