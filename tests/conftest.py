@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from examtrail.app import create_app
 from examtrail.core.settings import Settings
-from examtrail.queue.worker import BackgroundWorker
-from examtrail.runtime import Runtime, build_runtime, set_runtime
+from examtrail.runtime import Runtime, build_runtime
+from examtrail.tasks import background_worker
 from tests.support import db
 from tests.support.api import bearer, create_client, get_token
 from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
@@ -98,9 +98,7 @@ def settings(database_url: str, tmp_path: Path, deployment: dict[str, Any]) -> S
 def runtime(settings: Settings) -> Iterator[Runtime]:
     rt = build_runtime(settings)
     rt.store.ensure_ready()
-    set_runtime(rt)
     yield rt
-    set_runtime(None)
     if not rt.embedded_worker:
         rt.broker.flush_all()
     rt.close()
@@ -109,7 +107,7 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def http(runtime: Runtime) -> Iterator[TestClient]:
     """The app with a worker running: in-process (as ``make run``) or on the test's broker."""
-    worker = None if runtime.embedded_worker else BackgroundWorker(runtime)
+    worker = None if runtime.embedded_worker else background_worker(runtime)
     if worker is not None:
         worker.start()
     try:

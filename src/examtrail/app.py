@@ -22,9 +22,9 @@ from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
 from examtrail.ingest.api import router as ingest_router
 from examtrail.ingest.schemas import EventIn
-from examtrail.queue.worker import BackgroundWorker
-from examtrail.runtime import Runtime, build_runtime, set_runtime
+from examtrail.runtime import Runtime, build_runtime
 from examtrail.storage.api import router as storage_router
+from examtrail.tasks import background_worker
 from examtrail.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or build_runtime(settings)
         await run_in_threadpool(rt.store.ensure_ready)
-        set_runtime(rt)
         app.state.runtime = rt
-        worker = BackgroundWorker(rt) if rt.embedded_worker else None
+        worker = background_worker(rt) if rt.embedded_worker else None
         if worker is not None:
             worker.start()
         try:

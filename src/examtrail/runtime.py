@@ -1,6 +1,8 @@
 """The process-wide runtime: settings, database, object store and task queue.
 
-Built once per process (API, worker, CLI); tasks reach it through ``get_runtime``.
+Built once per process (API, worker, CLI) and passed down: routes get it from the app
+(``examtrail.deps``), tasks as their first argument (``examtrail.tasks``). It knows no
+feature; the features depend on it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from examtrail.core.db import build_engine, build_session_factory
 from examtrail.core.settings import Settings
-from examtrail.queue import registry
 from examtrail.queue.broker import DramatiqQueue, TaskQueue, build_broker
 from examtrail.storage import ObjectStore, build_object_store
 
@@ -37,12 +38,7 @@ class Runtime:
         self.engine.dispose()
 
 
-_current: Runtime | None = None
-
-
 def build_runtime(settings: Settings) -> Runtime:
-    # Every process that can run or finish a job needs every feature's tasks and hooks.
-    registry.load_task_modules()
     engine = build_engine(settings)
     broker = build_broker(settings.broker_url, settings.queue_name)
     return Runtime(
@@ -53,14 +49,3 @@ def build_runtime(settings: Settings) -> Runtime:
         broker=broker,
         queue=DramatiqQueue(broker, settings.queue_name),
     )
-
-
-def set_runtime(runtime: Runtime | None) -> None:
-    global _current
-    _current = runtime
-
-
-def get_runtime() -> Runtime:
-    if _current is None:
-        raise RuntimeError("runtime not initialised")
-    return _current

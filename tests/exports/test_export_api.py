@@ -261,6 +261,7 @@ def test_job_lease_lost_is_recovered(http: TestClient, headers: dict[str, str], 
         job.attempts = 1
         job.lease_owner = "dead-worker"
         job.lease_expires_at = utcnow() - timedelta(seconds=1)
+        job.enqueued_at = None  # as a claim leaves it: the wake-up message was consumed
         job_id = job.id
     # No message was ever sent for this job: only the sweeper can find it.
     status = wait_for_job(http, headers, 16, job_id, timeout=20)

@@ -12,11 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from examtrail.core.db import transaction, utcnow
+from examtrail.core.db import snapshot, transaction, utcnow
 from examtrail.core.settings import Settings
 from examtrail.exports import pipeline, repository, service
 from examtrail.exports.models import ExportJob
 from examtrail.exports.pipeline import write_export
+from examtrail.ingest import read_model
 from examtrail.ingest.models import Candidate, Event, Test
 from examtrail.runtime import Runtime
 from examtrail.storage.base import StorageError, StoredObject
@@ -136,9 +137,9 @@ def test_taken_over_job_does_not_publish(runtime: Runtime, http: TestClient, hea
             "someone-else",
             utcnow() + timedelta(hours=1),
         )
-    service._publish(
-        runtime, "job-takeover", "me", "exports/x/job-takeover/1-me.json", 1, "0" * 64, pipeline.Progress()
-    )
+    key = "exports/x/job-takeover/1-me.json"
+    stored = StoredObject(key=key, size=1, sha256="0" * 64)
+    service._publish(runtime, (), "job-takeover", "me", key, stored, pipeline.Progress())
     with runtime.sessions() as session:
         after = repository.load_job(session, "job-takeover")
         assert after is not None and after.status == "running" and after.storage_key is None
@@ -153,9 +154,9 @@ def test_snapshot_excludes_events_added_during_export(
         test = session.query(Test).filter_by(external_id=25).one()
         test_pk = test.id
     writer = store.open_writer("exports/snapshot-test.json", content_type="application/json")
-    with repository.snapshot(runtime.engine) as connection:
+    with snapshot(runtime.engine) as connection:
         # Start reading, then let another client add events before the read finishes.
-        connection.execute(repository.CANDIDATE_COUNT_SQL, {"test_pk": test_pk}).scalar_one()
+        read_model.count_candidates(connection, test_pk)
         late = {"eventId": "late", "event": "x", "timeStamp": "2026-06-01T09:00:00Z"}
         assert http.post("/v1/test/25/candidates/100/events", json=late, headers=headers).status_code == 201
         stored = pipeline.write_export(
@@ -230,7 +231,7 @@ def _peak_export_memory(runtime: Runtime, test_pk: int) -> tuple[int, _CountingW
     writer = _CountingWriter()
     tracemalloc.start()
     try:
-        with repository.snapshot(runtime.engine) as connection:
+        with snapshot(runtime.engine) as connection:
             pipeline.write_export(
                 connection,
                 test_pk,

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Form, Header, Query, Request
 from pydantic import BaseModel
 
 from examtrail.auth import service
-from examtrail.core.deps import RuntimeDep, SessionDep
 from examtrail.core.responses import JSONResponse
+from examtrail.deps import RuntimeDep, SessionDep
 
 router = APIRouter(tags=["auth"])
 

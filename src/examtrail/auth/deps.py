@@ -8,9 +8,9 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, Request
 
-from examtrail.core.deps import RuntimeDep
 from examtrail.core.errors import Forbidden, Unauthorized
 from examtrail.core.security import Principal, decode_token
+from examtrail.deps import RuntimeDep
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 

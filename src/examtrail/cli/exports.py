@@ -19,9 +19,10 @@ from examtrail.core.security import Principal
 from examtrail.core.settings import get_settings
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository, service
-from examtrail.exports.models import ACTIVE_STATUSES, JobStatus
+from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
 from examtrail.ingest.service import require_test
-from examtrail.runtime import Runtime, build_runtime, set_runtime
+from examtrail.runtime import Runtime, build_runtime
+from examtrail.tasks import run_export as run_job
 
 exports_app = typer.Typer(help="Run and inspect exports.", no_args_is_help=True)
 console = Console()
@@ -30,7 +31,6 @@ console = Console()
 def _runtime() -> Runtime:
     runtime = build_runtime(get_settings())
     runtime.store.ensure_ready()
-    set_runtime(runtime)
     return runtime
 
 
@@ -42,6 +42,11 @@ def _tenant_id(runtime: Runtime, tenant: str) -> int:
     return found.id
 
 
+def _runnable(job: ExportJob) -> bool:
+    """Waiting, and its retry delay (if any) is over: this process may run it now."""
+    return job.status == JobStatus.QUEUED and (job.not_before is None or job.not_before <= utcnow())
+
+
 @exports_app.command("run")
 def run_export(
     test_id: int = typer.Argument(..., help="The test's id (testId)."),
@@ -51,9 +56,23 @@ def run_export(
     """Order an export and run it in this process, with a progress bar.
 
     If workers are running, whichever claims the job first runs it; this command waits.
+    After a transient failure it runs the job again once its retry delay is over.
     """
+    if out is not None and not out.parent.is_dir():
+        raise typer.BadParameter(f"folder {out.parent} does not exist", param_hint="--out")
     runtime = _runtime()
-    tenant_id = _tenant_id(runtime, tenant)
+    try:
+        job = _run(runtime, _tenant_id(runtime, tenant), test_id)
+        if out is not None and job.storage_key is not None:
+            with out.open("wb") as handle:
+                for chunk in runtime.store.open_read(job.storage_key):
+                    handle.write(chunk)
+            console.print(f"written to {out}")
+    finally:
+        runtime.close()
+
+
+def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
     principal = Principal(
         tenant_id,
         "cli",
@@ -66,8 +85,7 @@ def run_export(
     except AppError as exc:
         console.print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from None
-    worker = threading.Thread(target=service.run_job, args=(runtime, job_id), daemon=True)
-    worker.start()
+    worker: threading.Thread | None = None
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(f"export {job_id[:8]} candidates", total=None)
@@ -78,8 +96,8 @@ def run_export(
             bar.update(task, total=job.candidates_total or None, completed=job.candidates_done)
             if job.status not in ACTIVE_STATUSES:
                 break
-            if not worker.is_alive() and job.status == JobStatus.QUEUED and job.not_before is None:
-                worker = threading.Thread(target=service.run_job, args=(runtime, job_id), daemon=True)
+            if (worker is None or not worker.is_alive()) and _runnable(job):
+                worker = threading.Thread(target=run_job, args=(runtime, job_id), daemon=True)
                 worker.start()
             time.sleep(0.2)
     if job.status != JobStatus.FINISHED or job.storage_key is None:
@@ -89,12 +107,7 @@ def run_export(
         f"[green]finished[/]: {job.events_written} events of {job.candidates_total} candidates, "
         f"{job.file_size} bytes, sha256 {job.sha256}"
     )
-    if out is not None:
-        with out.open("wb") as handle:
-            for chunk in runtime.store.open_read(job.storage_key):
-                handle.write(chunk)
-        console.print(f"written to {out}")
-    runtime.close()
+    return job
 
 
 @exports_app.command("list")
@@ -104,7 +117,13 @@ def list_exports(
 ) -> None:
     """Every export of a test: who ordered it, when, and how it ended (an audit trail)."""
     runtime = _runtime()
-    tenant_id = _tenant_id(runtime, tenant)
+    try:
+        _list(runtime, _tenant_id(runtime, tenant), test_id)
+    finally:
+        runtime.close()
+
+
+def _list(runtime: Runtime, tenant_id: int, test_id: int) -> None:
     table = Table("job", "status", "requested by", "created", "finished", "events", "bytes", "error")
     with runtime.sessions() as session:
         try:
@@ -124,4 +143,3 @@ def list_exports(
                 job.error_code or "",
             )
     console.print(table)
-    runtime.close()

@@ -63,8 +63,8 @@ def worker(
     threads: int = typer.Option(0, help="Worker threads (default: EXAMTRAIL_WORKER_THREADS)."),
 ) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
-    from examtrail.queue.worker import BackgroundWorker
-    from examtrail.runtime import build_runtime, set_runtime
+    from examtrail.runtime import build_runtime
+    from examtrail.tasks import background_worker
 
     settings = get_settings()
     if not settings.broker_url:
@@ -74,8 +74,7 @@ def worker(
     _logging()
     runtime = build_runtime(settings)
     runtime.store.ensure_ready()
-    set_runtime(runtime)
-    background = BackgroundWorker(runtime, threads or None)
+    background = background_worker(runtime, threads or None)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import BigInteger, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -113,3 +113,33 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# --- consistent reads -------------------------------------------------------------------
+
+_PG_SNAPSHOT: dict[str, Any] = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection on one consistent snapshot of the database."""
+    # SQLite: WAL readers see the database as of their first read, and never block writers.
+    options = _PG_SNAPSHOT if engine.dialect.name == "postgresql" else {"sqlite_begin": "DEFERRED"}
+    with engine.connect().execution_options(**options) as connection, connection.begin():
+        yield connection
+
+
+def export_snapshot(connection: Connection) -> str:
+    """PostgreSQL: the id of ``connection``'s snapshot, for :func:`snapshot_reader`."""
+    return str(connection.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
+
+
+@contextmanager
+def snapshot_reader(engine: Engine, snapshot_id: str) -> Iterator[Connection]:
+    """PostgreSQL: another read-only connection on the exported snapshot ``snapshot_id``
+    (valid while the exporting transaction is open)."""
+    if not snapshot_id or any(not (ch.isalnum() or ch == "-") for ch in snapshot_id):
+        raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+    with engine.connect().execution_options(**_PG_SNAPSHOT) as connection, connection.begin():
+        connection.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot_id}'")
+        yield connection

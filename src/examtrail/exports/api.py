@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
 from examtrail.core.db import begin_write
-from examtrail.core.deps import RuntimeDep, SessionDep, WriteSessionDep
+from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.exports import service
 from examtrail.exports.schemas import ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId

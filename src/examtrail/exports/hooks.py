@@ -1,34 +1,31 @@
-"""Extension point: features that react when an export ends (webhooks) register here.
+"""Extension point: features that react when an export ends (webhooks) hook in here.
 
 A hook runs inside the transaction that finishes or fails the job, so whatever it
 writes (an outbox row) commits atomically with the job's final state. It may return
-a callback to run after that commit (waking a worker).
+a callback to run after that commit (waking a worker). Hooks are passed to
+``service.run_job`` by the application's top (``examtrail.tasks``), so exports never
+imports the features that react to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session
 
 from examtrail.exports.models import ExportJob
+from examtrail.runtime import Runtime
 
 AfterCommit = Callable[[], None]
-CompletionHook = Callable[[Session, ExportJob], AfterCommit | None]
-
-ON_JOB_COMPLETED: list[CompletionHook] = []
+CompletionHook = Callable[[Runtime, Session, ExportJob], AfterCommit | None]
 
 
-def on_job_completed(hook: CompletionHook) -> CompletionHook:
-    if hook not in ON_JOB_COMPLETED:
-        ON_JOB_COMPLETED.append(hook)
-    return hook
-
-
-def run_completion_hooks(session: Session, job: ExportJob) -> list[AfterCommit]:
+def run_completion_hooks(
+    hooks: Sequence[CompletionHook], runtime: Runtime, session: Session, job: ExportJob
+) -> list[AfterCommit]:
     callbacks = []
-    for hook in ON_JOB_COMPLETED:
-        callback = hook(session, job)
+    for hook in hooks:
+        callback = hook(runtime, session, job)
         if callback is not None:
             callbacks.append(callback)
     return callbacks

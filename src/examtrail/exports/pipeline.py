@@ -15,20 +15,20 @@ event from a cursor.
 from __future__ import annotations
 
 import queue
-import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import orjson
 from sqlalchemy import Connection
 
+from examtrail.core.db import export_snapshot, snapshot_reader
 from examtrail.core.timeutil import format_dt
-from examtrail.exports import repository
-from examtrail.ingest.docs import EMPTY_FILES
+from examtrail.ingest import read_model
+from examtrail.ingest.docs import with_attachments
+from examtrail.ingest.read_model import FILES_MARK, AttachmentRef
 from examtrail.storage.base import ObjectStore, ObjectWriter, StoredObject
 
 _FLUSH_BYTES = 256 * 1024
@@ -39,13 +39,6 @@ _QUEUED_CHUNKS = 2
 # travel as one row; a candidate with more is streamed event by event.
 _PG_READERS = 2
 _PG_MAX_EVENTS_PER_ROW = 2000
-
-_FILES_MARK = repository.FILES_MARK.encode()
-_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_HEADER_SIZE = len(_BINARY_SIGNATURE) + 8
-_INT16 = struct.Struct("!h")
-_INT32 = struct.Struct("!i")
-_INT64 = struct.Struct("!q")
 
 Signer = Callable[[str, str, str], str]
 
@@ -123,16 +116,16 @@ class _Sink:
             self._thread.join()
 
 
-def _attachments_json(files: list[tuple[int, str, int, str, str]], sign: Signer) -> bytes:
+def _attachments_json(files: Iterable[AttachmentRef], sign: Signer) -> bytes:
     return orjson.dumps(
         [
             {
-                "fileName": name,
-                "contentItemId": item_id,
-                "fileSize": size,
-                "presignedUrl": sign(key, name, ctype),
+                "fileName": f.file_name,
+                "contentItemId": f.content_item_id,
+                "fileSize": f.size,
+                "presignedUrl": sign(f.storage_key, f.file_name, f.content_type),
             }
-            for item_id, name, size, key, ctype in files
+            for f in files
         ]
     )
 
@@ -158,9 +151,7 @@ def write_export(
             key, expires_at=links_expire_at, filename=name, content_type=content_type
         )
 
-    progress.total = int(
-        connection.execute(repository.CANDIDATE_COUNT_SQL, {"test_pk": test_pk}).scalar_one()
-    )
+    progress.total = read_model.count_candidates(connection, test_pk)
     sink = _Sink(writer)
     try:
         sink.add(b'{"created":' + orjson.dumps(format_dt(created)) + b',"candidates":[')
@@ -182,85 +173,27 @@ def write_export(
 
 def _splice_files(body: bytes, sign: Signer) -> list[bytes]:
     """The body's pieces with each marked attachment list replaced by its final JSON."""
-    pieces = body.split(_FILES_MARK)
+    pieces = body.split(FILES_MARK)
     for index in range(1, len(pieces), 2):
-        files = [
-            (int(item_id), str(name), int(size), str(key), str(ctype))
-            for item_id, name, size, key, ctype in orjson.loads(pieces[index])
-        ]
-        pieces[index] = _attachments_json(files, sign)
+        pieces[index] = _attachments_json(read_model.decode_marked_files(pieces[index]), sign)
     return pieces
-
-
-@dataclass(slots=True)
-class _CandidateRow:
-    user_id: int
-    candidate_id: str
-    candidate_pk: int
-    events: int
-    body: bytes | None
-
-
-def _copy_rows(copy: Any) -> Iterator[_CandidateRow]:
-    """Parse binary COPY output of :func:`repository.pg_candidate_rows_sql`, row by row.
-
-    PostgreSQL sends each row in its own CopyData message (the file header rides on the
-    first one), so one ``read()`` is one row.
-    """
-    first = True
-    while data := copy.read():
-        view = memoryview(data)
-        pos = 0
-        if first:
-            if bytes(view[: len(_BINARY_SIGNATURE)]) != _BINARY_SIGNATURE:
-                raise ValueError("unexpected COPY header")
-            pos = _HEADER_SIZE + _INT32.unpack_from(view, _HEADER_SIZE - 4)[0]
-            first = False
-        while pos < len(view):
-            (fields,) = _INT16.unpack_from(view, pos)
-            pos += 2
-            if fields == -1:  # trailer
-                break
-            values: list[bytes | None] = []
-            for _ in range(fields):
-                (size,) = _INT32.unpack_from(view, pos)
-                pos += 4
-                if size < 0:
-                    values.append(None)
-                else:
-                    values.append(bytes(view[pos : pos + size]))
-                    pos += size
-            user_id, candidate_id, candidate_pk, events, body = values
-            assert user_id is not None and candidate_id is not None
-            assert candidate_pk is not None and events is not None
-            yield _CandidateRow(
-                _INT64.unpack(user_id)[0],
-                candidate_id.decode(),
-                _INT64.unpack(candidate_pk)[0],
-                _INT64.unpack(events)[0],
-                body,
-            )
-
-
-def _driver(connection: Connection) -> Any:
-    return connection.connection.driver_connection
 
 
 def _write_candidates_postgres(
     connection: Connection, test_pk: int, sink: _Sink, sign: Signer, progress: Progress
 ) -> None:
     engine = connection.engine
-    snapshot_id = repository.export_snapshot(connection)
+    snapshot_id = export_snapshot(connection)
     with ExitStack() as stack:
         readers = [connection] + [
-            stack.enter_context(repository.snapshot_reader(engine, snapshot_id))
-            for _ in range(_PG_READERS - 1)
+            stack.enter_context(snapshot_reader(engine, snapshot_id)) for _ in range(_PG_READERS - 1)
         ]
-        streams = []
-        for part, reader in enumerate(readers):
-            sql = repository.pg_candidate_rows_sql(test_pk, part, len(readers), _PG_MAX_EVENTS_PER_ROW)
-            cursor = stack.enter_context(_driver(reader).cursor())
-            streams.append(_copy_rows(stack.enter_context(cursor.copy(sql))))
+        streams = [
+            stack.enter_context(
+                read_model.pg_candidate_rows(reader, test_pk, part, len(readers), _PG_MAX_EVENTS_PER_ROW)
+            )
+            for part, reader in enumerate(readers)
+        ]
         long_reader: Connection | None = None
 
         first = True
@@ -281,11 +214,11 @@ def _write_candidates_postgres(
             first = False
             if row.events > _PG_MAX_EVENTS_PER_ROW:
                 if long_reader is None:
-                    long_reader = stack.enter_context(repository.snapshot_reader(engine, snapshot_id))
+                    long_reader = stack.enter_context(snapshot_reader(engine, snapshot_id))
                 _write_long_candidate(long_reader, row.candidate_pk, sink, sign, progress)
             elif row.body is not None:
                 body = row.body
-                if _FILES_MARK in body:  # events with attached files
+                if FILES_MARK in body:  # events with attached files
                     for piece in _splice_files(bytes(body), sign):
                         sink.add(piece)
                 else:
@@ -299,20 +232,17 @@ def _write_long_candidate(
     reader: Connection, candidate_pk: int, sink: _Sink, sign: Signer, progress: Progress
 ) -> None:
     """A candidate with more events than fit a row: its fragments in pieces of _FETCH_ROWS."""
-    with _driver(reader).cursor(name=f"long_candidate_{candidate_pk}") as cursor:
-        cursor.itersize = _FETCH_ROWS
-        cursor.execute(repository.PG_CANDIDATE_EVENTS_SQL, {"candidate_pk": candidate_pk})
-        first = True
-        while rows := cursor.fetchmany(_FETCH_ROWS):
-            body = ",".join(frag for (frag,) in rows).encode()
-            if not first:
-                sink.add(b",")
-            first = False
-            for piece in _splice_files(body, sign) if _FILES_MARK in body else (body,):
-                sink.add(piece)
-            progress.events += len(rows)
-            if progress.stop.is_set():
-                raise ExportInterrupted
+    first = True
+    for fragments in read_model.pg_candidate_fragments(reader, candidate_pk, _FETCH_ROWS):
+        body = ",".join(fragments).encode()
+        if not first:
+            sink.add(b",")
+        first = False
+        for piece in _splice_files(body, sign) if FILES_MARK in body else (body,):
+            sink.add(piece)
+        progress.events += len(fragments)
+        if progress.stop.is_set():
+            raise ExportInterrupted
 
 
 # --- other databases (SQLite): one row per event -----------------------------------------
@@ -321,10 +251,9 @@ def _write_long_candidate(
 def _write_candidates_generic(
     connection: Connection, test_pk: int, sink: _Sink, sign: Signer, progress: Progress
 ) -> None:
-    stream = connection.execution_options(stream_results=True, yield_per=_FETCH_ROWS)
-    files_cursor = stream.execute(repository.ATTACHMENTS_SQL, {"test_pk": test_pk})
+    files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS)
     pending_file = files_cursor.fetchone()
-    rows = stream.execute(repository.EVENTS_SQL, {"test_pk": test_pk})
+    rows = read_model.stream_events(connection, test_pk, _FETCH_ROWS)
 
     current_user: int | None = None
     docs: list[str] = []
@@ -355,10 +284,9 @@ def _write_candidates_generic(
                 if file_count:
                     files = []
                     while pending_file is not None and pending_file[0] == event_pk:
-                        files.append(tuple(pending_file[1:]))
+                        files.append(AttachmentRef(*pending_file[1:]))
                         pending_file = files_cursor.fetchone()
-                    head, _, tail = doc.rpartition(EMPTY_FILES)
-                    doc = head + '"attachedFiles":' + _attachments_json(files, sign).decode() + tail
+                    doc = with_attachments(doc, _attachments_json(files, sign).decode())
                 docs.append(doc)
                 progress.events += 1
             if len(docs) >= _FETCH_ROWS:

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from examtrail.core.db import transaction, utcnow
+from examtrail.core import leases
+from examtrail.core.db import snapshot, transaction, utcnow
 from examtrail.core.errors import Conflict, NotFound
 from examtrail.core.security import Principal
 from examtrail.core.timeutil import format_dt
-from examtrail.exports import hooks, repository
+from examtrail.exports import repository
+from examtrail.exports.hooks import AfterCommit, CompletionHook, run_completion_hooks
 from examtrail.exports.models import ExportJob, JobStatus
 from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
 from examtrail.exports.schemas import ExportJobOut
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
-from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError
+from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,19 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
     )
 
 
+def describe_job(
+    session: Session, store: ObjectStore, job_id: str, url_expires_at: datetime | None
+) -> ExportJobOut | None:
+    """The status of job ``job_id`` (any tenant: for internal callers such as webhooks),
+    with a download URL valid until ``url_expires_at``; None when the job is gone."""
+    job = repository.load_job(session, job_id)
+    return None if job is None else job_status(job, store, url_expires_at)
+
+
 # --- running a job --------------------------------------------------------------------
 
 # Outages worth retrying; a ProgrammingError or DataError is a bug and fails at once.
 TRANSIENT = (StorageError, OperationalError, InterfaceError, ConnectionError, TimeoutError)
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class _Heartbeat:
@@ -166,14 +172,22 @@ class _Heartbeat:
                 log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
 
 
+# Seconds before retrying after the n-th failed attempt (index n); the last entry repeats.
+RETRY_SCHEDULE = (0, 2, 4, 8, 16, 32, 60)
+
+
 def _backoff(attempt: int) -> timedelta:
-    return timedelta(seconds=min(60, 2 ** min(attempt, 6)))
+    delay = leases.backoff(RETRY_SCHEDULE, min(attempt, len(RETRY_SCHEDULE) - 1))
+    return timedelta(seconds=delay or 0)
 
 
-def run_job(runtime: Runtime, job_id: str) -> None:
-    """Claim and run one export job; safe to call any number of times for the same id."""
+def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ()) -> None:
+    """Claim and run one export job; safe to call any number of times for the same id.
+
+    ``hooks`` run in the transaction that ends the job (see ``exports.hooks``).
+    """
     settings = runtime.settings
-    owner = _worker_id()
+    owner = leases.worker_id()
     now = utcnow()
     with transaction(runtime.sessions) as session:
         if not repository.claim(session, job_id, owner, now, timedelta(seconds=settings.job_lease_seconds)):
@@ -186,7 +200,9 @@ def run_job(runtime: Runtime, job_id: str) -> None:
         # A retry after the ordering token expired: links in the file must still work.
         links_expire_at = now + timedelta(seconds=settings.token_ttl_seconds)
     if attempt > settings.job_max_attempts:
-        _complete_failed(runtime, job_id, owner, "too_many_attempts", f"gave up after {attempt - 1} attempts")
+        _complete_failed(
+            runtime, hooks, job_id, owner, "too_many_attempts", f"gave up after {attempt - 1} attempts"
+        )
         return
 
     key = f"exports/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}.json"
@@ -205,7 +221,7 @@ def run_job(runtime: Runtime, job_id: str) -> None:
     try:
         with _Heartbeat(runtime, job_id, owner, progress) as heartbeat:
             writer = runtime.store.open_writer(key, content_type="application/json")
-            with repository.snapshot(runtime.engine) as connection:
+            with snapshot(runtime.engine) as connection:
                 stored = write_export(
                     connection,
                     test_pk,
@@ -225,24 +241,30 @@ def run_job(runtime: Runtime, job_id: str) -> None:
     except TRANSIENT as exc:
         discard()
         code = "storage_unavailable" if isinstance(exc, StorageError) else "database_unavailable"
-        _retry_or_fail(runtime, job_id, owner, attempt, code, _describe(exc))
+        _retry_or_fail(runtime, hooks, job_id, owner, attempt, code, _describe(exc))
         return
     except Exception:
         log.exception("export %s failed", job_id)
         discard()
-        _complete_failed(runtime, job_id, owner, "internal_error", "The export failed unexpectedly.")
+        _complete_failed(runtime, hooks, job_id, owner, "internal_error", "The export failed unexpectedly.")
         return
 
-    _publish(runtime, job_id, owner, key, stored.size, stored.sha256, progress)
+    _publish(runtime, hooks, job_id, owner, key, stored, progress)
 
 
 def _publish(
-    runtime: Runtime, job_id: str, owner: str, key: str, size: int, sha256: str, progress: Progress
+    runtime: Runtime,
+    hooks: Sequence[CompletionHook],
+    job_id: str,
+    owner: str,
+    key: str,
+    stored: StoredObject,
+    progress: Progress,
 ) -> None:
     values = {
         "storage_key": key,
-        "file_size": size,
-        "sha256": sha256,
+        "file_size": stored.size,
+        "sha256": stored.sha256,
         "finished_at": utcnow(),
         "candidates_total": progress.total,
         "candidates_done": progress.done,
@@ -256,10 +278,10 @@ def _publish(
                 raise ExportInterrupted
             job = repository.load_job(session, job_id)
             assert job is not None
-            callbacks = hooks.run_completion_hooks(session, job)
+            callbacks = run_completion_hooks(hooks, runtime, session, job)
     except ExportInterrupted:
         # Cancelled or taken over between the last byte and now: the file is not ours to publish.
-        runtime.store.delete(key)
+        _quietly(lambda: runtime.store.delete(key))
         return
     except TRANSIENT:
         # Whether the commit landed is unknown. Keep the file: if it did not, the lease
@@ -271,7 +293,15 @@ def _publish(
     _quietly(lambda: runtime.store.delete_prefix(key.rsplit("/", 1)[0] + "/", keep=key))
 
 
-def _retry_or_fail(runtime: Runtime, job_id: str, owner: str, attempt: int, code: str, message: str) -> None:
+def _retry_or_fail(
+    runtime: Runtime,
+    hooks: Sequence[CompletionHook],
+    job_id: str,
+    owner: str,
+    attempt: int,
+    code: str,
+    message: str,
+) -> None:
     if attempt and attempt < runtime.settings.job_max_attempts:
         delay = _backoff(attempt)
         try:
@@ -287,24 +317,31 @@ def _retry_or_fail(runtime: Runtime, job_id: str, owner: str, attempt: int, code
             log.warning("export %s attempt %d failed (%s); retrying in %s", job_id, attempt, code, delay)
             runtime.queue.send(RUN_TASK, job_id, delay_ms=int(delay.total_seconds() * 1000))
         return
-    _complete_failed(runtime, job_id, owner, code, message)
+    _complete_failed(runtime, hooks, job_id, owner, code, message)
 
 
-def _complete_failed(runtime: Runtime, job_id: str, owner: str | None, code: str, message: str) -> None:
+def _complete_failed(
+    runtime: Runtime,
+    hooks: Sequence[CompletionHook],
+    job_id: str,
+    owner: str | None,
+    code: str,
+    message: str,
+) -> None:
     try:
         with transaction(runtime.sessions) as session:
             if not repository.fail(session, job_id, owner, utcnow(), code, message):
                 return
             job = repository.load_job(session, job_id)
             assert job is not None
-            callbacks = hooks.run_completion_hooks(session, job)
+            callbacks = run_completion_hooks(hooks, runtime, session, job)
     except TRANSIENT:
         log.warning("could not mark export %s failed; its lease will expire", job_id)
         return
     _after_commit(callbacks)
 
 
-def _after_commit(callbacks: list[hooks.AfterCommit]) -> None:
+def _after_commit(callbacks: list[AfterCommit]) -> None:
     for callback in callbacks:
         _quietly(callback)
 

@@ -1,17 +1,19 @@
-"""Background tasks of the export pipeline."""
+"""Background tasks of the export pipeline (registered by ``examtrail.tasks``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from examtrail.exports import service
-from examtrail.queue.registry import periodic, task
-from examtrail.runtime import get_runtime
+from examtrail.exports.hooks import CompletionHook
+from examtrail.runtime import Runtime
+
+RUN_TASK = service.RUN_TASK
 
 
-@task(service.RUN_TASK)
-def run_export(job_id: str) -> None:
-    service.run_job(get_runtime(), job_id)
+def run_export(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ()) -> None:
+    service.run_job(runtime, job_id, hooks)
 
 
-@periodic("export.dispatch_due")
-def dispatch_due() -> None:
-    service.dispatch_due(get_runtime())
+def dispatch_due(runtime: Runtime) -> None:
+    service.dispatch_due(runtime)

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from examtrail.auth.deps import IngestPrincipal
 from examtrail.core.body import read_limited, validate_json
 from examtrail.core.db import begin_write
-from examtrail.core.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.core.errors import PayloadTooLarge, Unprocessable
+from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
     INT64_MAX,

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from examtrail.queue import registry
+from examtrail.queue.registry import C, TaskFn, TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,17 @@ def build_broker(url: str, queue_name: str) -> dramatiq.Broker:
     return broker
 
 
-def declare_actors(broker: dramatiq.Broker, queue_name: str) -> None:
-    """Bind every registered task to ``broker`` so a worker on it can run them."""
-    registry.load_task_modules()
-    for name, fn in registry.TASKS.items():
+def declare_actors(broker: dramatiq.Broker, queue_name: str, registry: TaskRegistry[C], context: C) -> None:
+    """Bind every task of ``registry`` to ``broker``, each called with ``context`` first."""
+    for name, fn in registry.tasks.items():
         if name in broker.actors:
             continue
+
+        def run(*args: Any, _fn: TaskFn = fn) -> None:
+            _fn(context, *args)
+
         # Retries live in the database (job rows, delivery rows), not in the broker.
-        dramatiq.actor(broker=broker, actor_name=name, queue_name=queue_name, max_retries=0)(fn)
+        dramatiq.actor(broker=broker, actor_name=name, queue_name=queue_name, max_retries=0)(run)
 
 
 class DramatiqQueue:

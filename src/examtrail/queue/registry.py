@@ -1,50 +1,40 @@
-"""Task and periodic-job registry, independent of any broker.
+"""Tasks and periodic jobs, independent of any broker and of the features.
 
-Feature modules register plain functions here at import time; a worker binds them
-to whatever Dramatiq broker the settings chose (``examtrail.queue.broker``).
+The application's top (``examtrail.tasks``) fills a :class:`TaskRegistry` with the
+features' functions; a worker binds them to the Dramatiq broker the settings chose
+(``examtrail.queue.broker``) and calls each with a context object (the runtime) as its
+first argument. The queue itself knows no feature.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
+C = TypeVar("C")
+
+# A task: ``fn(context, *message_args)``; a periodic job: ``fn(context)``.
 TaskFn = Callable[..., None]
 
 
 @dataclass(frozen=True, slots=True)
-class Periodic:
+class Periodic(Generic[C]):
     name: str
-    fn: Callable[[], None]
+    fn: Callable[[C], Any]
 
 
-TASKS: dict[str, TaskFn] = {}
-PERIODICS: list[Periodic] = []
+@dataclass
+class TaskRegistry(Generic[C]):
+    tasks: dict[str, TaskFn] = field(default_factory=dict)
+    periodics: list[Periodic[C]] = field(default_factory=list)
 
+    def task(self, name: str, fn: TaskFn) -> None:
+        self.tasks[name] = fn
 
-def task(name: str) -> Callable[[TaskFn], TaskFn]:
-    def register(fn: TaskFn) -> TaskFn:
-        TASKS[name] = fn
-        return fn
+    def periodic(self, name: str, fn: Callable[[C], Any]) -> None:
+        if all(p.name != name for p in self.periodics):
+            self.periodics.append(Periodic(name, fn))
 
-    return register
-
-
-def periodic(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-    def register(fn: Callable[[], None]) -> Callable[[], None]:
-        if all(p.name != name for p in PERIODICS):
-            PERIODICS.append(Periodic(name, fn))
-        return fn
-
-    return register
-
-
-def load_task_modules() -> None:
-    """Import the modules that register tasks (kept in one place so workers see all)."""
-    import examtrail.exports.tasks
-    import examtrail.webhooks.tasks  # noqa: F401
-
-
-def describe() -> dict[str, Any]:
-    return {"tasks": sorted(TASKS), "periodic": [p.name for p in PERIODICS]}
+    def describe(self) -> dict[str, Any]:
+        return {"tasks": sorted(self.tasks), "periodic": [p.name for p in self.periodics]}

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Generic
 
 import dramatiq
 
-from examtrail.queue import registry
 from examtrail.queue.broker import declare_actors
-from examtrail.runtime import Runtime
+from examtrail.queue.registry import C, TaskRegistry
 
 log = logging.getLogger(__name__)
 
 
-class Sweeper:
+class Sweeper(Generic[C]):
     """Periodically runs every registered periodic job (lost-message recovery,
     due webhook retries). Safe with many sweepers: each job claims rows in the DB."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, registry: TaskRegistry[C], context: C, interval: float) -> None:
+        self.registry = registry
+        self.context = context
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="examtrail-sweeper", daemon=True)
@@ -31,9 +33,9 @@ class Sweeper:
         self._thread.join(timeout=5)
 
     def run_once(self) -> None:
-        for job in list(registry.PERIODICS):
+        for job in list(self.registry.periodics):
             try:
-                job.fn()
+                job.fn(self.context)
             except Exception:
                 log.exception("periodic job %s failed", job.name)
 
@@ -44,19 +46,33 @@ class Sweeper:
             self._stop.wait(self.interval)
 
 
-class BackgroundWorker:
-    def __init__(self, runtime: Runtime, threads: int | None = None) -> None:
-        self.runtime = runtime
-        self.threads = threads or runtime.settings.worker_threads
+class BackgroundWorker(Generic[C]):
+    """Dramatiq worker threads on ``broker`` plus the sweeper; tasks get ``context``."""
+
+    def __init__(
+        self,
+        broker: dramatiq.Broker,
+        queue_name: str,
+        registry: TaskRegistry[C],
+        context: C,
+        *,
+        threads: int,
+        sweep_interval: float,
+    ) -> None:
+        self.broker = broker
+        self.queue_name = queue_name
+        self.registry = registry
+        self.context = context
+        self.threads = threads
         self._worker: dramatiq.Worker | None = None
-        self._sweeper = Sweeper(runtime.settings.sweep_interval_seconds)
+        self._sweeper = Sweeper(registry, context, sweep_interval)
 
     def start(self) -> None:
-        declare_actors(self.runtime.broker, self.runtime.settings.queue_name)
-        self._worker = dramatiq.Worker(self.runtime.broker, worker_threads=self.threads, worker_timeout=200)
+        declare_actors(self.broker, self.queue_name, self.registry, self.context)
+        self._worker = dramatiq.Worker(self.broker, worker_threads=self.threads, worker_timeout=200)
         self._worker.start()
         self._sweeper.start()
-        log.info("worker started with %d threads on %s", self.threads, type(self.runtime.broker).__name__)
+        log.info("worker started with %d threads on %s", self.threads, type(self.broker).__name__)
 
     def stop(self) -> None:
         self._sweeper.stop()

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
-from examtrail.core.deps import RuntimeDep, SessionDep, WriteSessionDep
+from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.webhooks import service
 from examtrail.webhooks.schemas import (
     DeliveryList,

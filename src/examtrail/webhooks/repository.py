@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from examtrail.core import leases
 from examtrail.webhooks.models import (
     FINAL_DELIVERY_STATUSES,
     DeliveryStatus,
@@ -82,7 +83,7 @@ def delete_subscription(session: Session, tenant_id: int, subscription_id: str) 
         .where(WebhookSubscription.id == subscription_id, WebhookSubscription.tenant_id == tenant_id)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return leases.rowcount(result) == 1
 
 
 def disable_subscription(session: Session, subscription_id: str, now: datetime, reason: str) -> bool:
@@ -100,7 +101,7 @@ def disable_subscription(session: Session, subscription_id: str, now: datetime, 
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return leases.rowcount(result) == 1
 
 
 def mark_failing(session: Session, subscription_id: str, now: datetime) -> datetime | None:
@@ -180,45 +181,22 @@ def add_attempt(session: Session, attempt: WebhookAttempt) -> None:
     session.flush()
 
 
+LEASE = leases.LeaseSpec(
+    WebhookDelivery,
+    waiting=DeliveryStatus.PENDING,
+    leased=DeliveryStatus.SENDING,
+    due=WebhookDelivery.next_attempt_at,
+)
+
+
 def claim(session: Session, delivery_id: str, owner: str, now: datetime, lease: timedelta) -> bool:
     """Take the delivery if its next attempt is due, or if its sender's lease ran out."""
-    result = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            or_(
-                and_(
-                    WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now
-                ),
-                and_(
-                    WebhookDelivery.status == DeliveryStatus.SENDING, WebhookDelivery.lease_expires_at < now
-                ),
-            ),
-        )
-        .values(
-            status=DeliveryStatus.SENDING,
-            lease_owner=owner,
-            lease_expires_at=now + lease,
-            attempts=WebhookDelivery.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return leases.claim(session, LEASE, delivery_id, owner, now, lease, attempts=WebhookDelivery.attempts + 1)
 
 
 def settle(session: Session, delivery_id: str, owner: str, values: dict[str, Any]) -> bool:
     """Record the outcome of the claimed attempt; False when the claim was lost meanwhile."""
-    result = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            WebhookDelivery.lease_owner == owner,
-            WebhookDelivery.status == DeliveryStatus.SENDING,
-        )
-        .values(lease_owner=None, lease_expires_at=None, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return leases.settle(session, LEASE, delivery_id, owner, **values)
 
 
 def cancel_pending(session: Session, subscription_id: str, now: datetime, reason: str) -> int:
@@ -233,7 +211,7 @@ def cancel_pending(session: Session, subscription_id: str, now: datetime, reason
         )
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return leases.rowcount(result)
 
 
 def rearm(session: Session, delivery_id: str, now: datetime) -> bool:
@@ -244,9 +222,7 @@ def rearm(session: Session, delivery_id: str, now: datetime) -> bool:
             WebhookDelivery.id == delivery_id,
             or_(
                 WebhookDelivery.status.in_((DeliveryStatus.PENDING, *FINAL_DELIVERY_STATUSES)),
-                and_(
-                    WebhookDelivery.status == DeliveryStatus.SENDING, WebhookDelivery.lease_expires_at < now
-                ),
+                LEASE.is_orphaned(now),
             ),
         )
         .values(
@@ -260,29 +236,9 @@ def rearm(session: Session, delivery_id: str, now: datetime) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return leases.rowcount(result) == 1
 
 
 def due_for_dispatch(session: Session, now: datetime, stale_before: datetime, limit: int = 500) -> list[str]:
     """Deliveries whose wake-up message is overdue (lost), or whose sender stopped mid-attempt."""
-    not_recently_woken = or_(
-        WebhookDelivery.enqueued_at.is_(None), WebhookDelivery.enqueued_at < stale_before
-    )
-    due = and_(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
-    orphaned = and_(WebhookDelivery.status == DeliveryStatus.SENDING, WebhookDelivery.lease_expires_at < now)
-    ids = list(
-        session.scalars(
-            select(WebhookDelivery.id)
-            .where(or_(due, orphaned), not_recently_woken)
-            .order_by(WebhookDelivery.next_attempt_at)
-            .limit(limit)
-        )
-    )
-    if ids:
-        session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_(ids))
-            .values(enqueued_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return ids
+    return leases.due_for_dispatch(session, LEASE, now, stale_before, limit)

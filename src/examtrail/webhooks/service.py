@@ -21,9 +21,6 @@ attempt of the same delivery (same id) and starts a fresh retry cycle.
 from __future__ import annotations
 
 import logging
-import os
-import random
-import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,15 +29,16 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
+from examtrail.core import leases
 from examtrail.core.db import begin_write, transaction, utcnow
 from examtrail.core.errors import BadRequest, Conflict, NotFound
 from examtrail.core.security import Principal
 from examtrail.core.settings import Settings
 from examtrail.core.timeutil import format_dt
-from examtrail.exports import repository as export_repository
-from examtrail.exports import service as export_service
+from examtrail.exports import service as exports
 from examtrail.exports.hooks import AfterCommit
 from examtrail.exports.models import ExportJob, JobStatus
+from examtrail.exports.schemas import ExportJobOut
 from examtrail.runtime import Runtime
 from examtrail.webhooks import repository, sender
 from examtrail.webhooks.models import (
@@ -272,10 +270,6 @@ def redeliver(session: Session, principal: Principal, subscription_id: str, deli
 # --- the outbox --------------------------------------------------------------------
 
 
-def _jittered(seconds: float) -> float:
-    return seconds * random.uniform(0.9, 1.1) if seconds > 0 else 0.0
-
-
 def record_notifications(runtime: Runtime, session: Session, job: ExportJob) -> AfterCommit | None:
     """Completion hook: runs in the transaction that ends ``job``; writes the outbox rows."""
     event = EVENT_FOR_STATUS.get(JobStatus(job.status))
@@ -288,7 +282,7 @@ def record_notifications(runtime: Runtime, session: Session, job: ExportJob) -> 
     schedule = runtime.settings.webhook_retry_schedule or [0]
     deliveries = []
     for subscription in subscriptions:
-        first = now + timedelta(seconds=_jittered(schedule[0]))
+        first = now + timedelta(seconds=leases.backoff(schedule, 0) or 0.0)
         deliveries.append(
             WebhookDelivery(
                 id=str(uuid.uuid4()),
@@ -337,27 +331,23 @@ class _Prepared:
     trigger: str
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def _lease(settings: Settings) -> timedelta:
     # Connecting and reading may each take the whole timeout; add a margin.
     return timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
 
 
-def build_payload(
-    runtime: Runtime, delivery: WebhookDelivery, job: ExportJob, now: datetime
-) -> dict[str, Any]:
-    """The notification; a finished export's download URL is made now, valid for the TTL."""
-    # Whole seconds: signed links carry their expiry in seconds, so the payload says the same.
-    expires = (now + timedelta(seconds=runtime.settings.webhook_url_ttl_seconds)).replace(microsecond=0)
-    status = export_service.job_status(job, runtime.store, expires)
+def link_expiry(settings: Settings, now: datetime) -> datetime:
+    """When a notification's download link expires: whole seconds, as signed links carry."""
+    return (now + timedelta(seconds=settings.webhook_url_ttl_seconds)).replace(microsecond=0)
+
+
+def build_payload(delivery: WebhookDelivery, status: ExportJobOut) -> dict[str, Any]:
+    """The notification for ``delivery`` about the export whose status is ``status``."""
     payload: dict[str, Any] = {
         "event": delivery.event,
         "timestamp": format_dt(delivery.occurred_at),
         "contextObjectId": delivery.test_external_id,
-        "jobId": job.id,
+        "jobId": status.jobId,
         "status": status.status,
     }
     if delivery.event == WebhookEvent.EXPORT_FINISHED:
@@ -368,33 +358,43 @@ def build_payload(
             sha256=status.sha256,
         )
     else:
-        payload["error"] = status.error or {"code": job.error_code or "", "message": job.error_message or ""}
+        payload["error"] = status.error or {"code": "", "message": ""}
     return payload
+
+
+def _cancel_unsent(
+    session: Session, delivery: WebhookDelivery, owner: str, now: datetime, reason: str
+) -> None:
+    log.info("webhook delivery %s cancelled: %s", delivery.id, reason)
+    repository.settle(
+        session,
+        delivery.id,
+        owner,
+        {
+            "status": DeliveryStatus.CANCELLED,
+            "next_attempt_at": None,
+            "completed_at": now,
+            "last_error": reason,
+            "attempts": delivery.attempts - 1,  # nothing was sent
+        },
+    )
 
 
 def _prepare(
     runtime: Runtime, session: Session, delivery: WebhookDelivery, owner: str, now: datetime
 ) -> _Prepared | None:
     subscription = repository.load_subscription(session, delivery.subscription_id)
-    job = export_repository.load_job(session, delivery.job_id)
-    if subscription is None or subscription.status != SubscriptionStatus.ACTIVE or job is None:
-        repository.settle(
-            session,
-            delivery.id,
-            owner,
-            {
-                "status": DeliveryStatus.CANCELLED,
-                "next_attempt_at": None,
-                "completed_at": now,
-                "last_error": "the subscription is disabled",
-                "attempts": delivery.attempts - 1,  # nothing was sent
-            },
-        )
+    status = exports.describe_job(session, runtime.store, delivery.job_id, link_expiry(runtime.settings, now))
+    if subscription is None or subscription.status != SubscriptionStatus.ACTIVE:
+        _cancel_unsent(session, delivery, owner, now, "the subscription is disabled")
+        return None
+    if status is None:
+        _cancel_unsent(session, delivery, owner, now, "the export no longer exists")
         return None
     secret, payload, problem = "", {}, None
     try:
         secret = secret_box(runtime.settings).open(subscription.secret_encrypted, subscription.id)
-        payload = build_payload(runtime, delivery, job, now)
+        payload = build_payload(delivery, status)
     except sender.SecretUnavailableError:
         problem = "the signing secret cannot be decrypted (was the service's secret key changed?)"
     except Exception:
@@ -440,13 +440,9 @@ def _send(runtime: Runtime, prepared: _Prepared) -> sender.SendResult:
 
 def retry_delay(schedule: list[int], cycle_attempt: int, retry_after: float | None) -> float | None:
     """Seconds until the next attempt after the ``cycle_attempt``-th failed; None: give up."""
-    if cycle_attempt >= len(schedule):
-        return None
-    delay = _jittered(float(schedule[cycle_attempt]))
     if retry_after is not None:
-        cap = max(RETRY_AFTER_CAP_SECONDS, max(schedule))
-        delay = max(delay, min(retry_after, cap))
-    return delay
+        retry_after = min(retry_after, max(RETRY_AFTER_CAP_SECONDS, *schedule))
+    return leases.backoff(schedule, cycle_attempt, retry_after=retry_after)
 
 
 def _disable(session: Session, subscription_id: str, now: datetime, reason: str) -> None:
@@ -528,7 +524,7 @@ def _record(
 
 def deliver(runtime: Runtime, delivery_id: str) -> None:
     """Claim and make one attempt of a delivery; safe to call any number of times."""
-    owner = _worker_id()
+    owner = leases.worker_id()
     now = utcnow()
     with transaction(runtime.sessions) as session:
         if not repository.claim(session, delivery_id, owner, now, _lease(runtime.settings)):

@@ -1,27 +1,26 @@
-"""Webhook background work: the delivery task, the sweeper's dispatch, the export hook."""
+"""Webhook background work (registered by ``examtrail.tasks``): the delivery task, the
+sweeper's dispatch, and the export completion hook that writes the outbox."""
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from examtrail.exports.hooks import AfterCommit, on_job_completed
+from examtrail.exports.hooks import AfterCommit
 from examtrail.exports.models import ExportJob
-from examtrail.queue.registry import periodic, task
-from examtrail.runtime import get_runtime
+from examtrail.runtime import Runtime
 from examtrail.webhooks import service
 
-
-@task(service.DELIVER_TASK)
-def deliver(delivery_id: str) -> None:
-    service.deliver(get_runtime(), delivery_id)
+DELIVER_TASK = service.DELIVER_TASK
 
 
-@periodic("webhooks.dispatch_due")
-def dispatch_due() -> None:
-    service.dispatch_due(get_runtime())
+def deliver(runtime: Runtime, delivery_id: str) -> None:
+    service.deliver(runtime, delivery_id)
 
 
-@on_job_completed
-def notify_subscribers(session: Session, job: ExportJob) -> AfterCommit | None:
-    """Writes the outbox rows inside the transaction that ends the job."""
-    return service.record_notifications(get_runtime(), session, job)
+def dispatch_due(runtime: Runtime) -> None:
+    service.dispatch_due(runtime)
+
+
+def notify_subscribers(runtime: Runtime, session: Session, job: ExportJob) -> AfterCommit | None:
+    """Completion hook: writes the outbox rows inside the transaction that ends the job."""
+    return service.record_notifications(runtime, session, job)

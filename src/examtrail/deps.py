@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by features: the runtime and a request-scoped session."""
+"""FastAPI dependencies shared by features: the app's runtime and request-scoped sessions."""
 
 from __future__ import annotations
 

@@ -1,0 +1,48 @@
+"""Every background task of the application, registered in one place.
+
+This module sits at the top with ``app`` and the CLI: it knows the features and
+wires them to the generic queue (``examtrail.queue``), which knows none of them. The
+API (embedded worker), the standalone worker and the CLI all start work from here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from examtrail.exports import tasks as exports
+from examtrail.exports.hooks import CompletionHook
+from examtrail.queue.registry import TaskRegistry
+from examtrail.queue.worker import BackgroundWorker
+from examtrail.runtime import Runtime
+from examtrail.webhooks import tasks as webhooks
+
+# What reacts when an export ends (inside the transaction that ends it).
+EXPORT_COMPLETION_HOOKS: tuple[CompletionHook, ...] = (webhooks.notify_subscribers,)
+
+
+def run_export(runtime: Runtime, job_id: str) -> None:
+    """Run one export job with every completion hook (the task, and ``examtrail exports run``)."""
+    exports.run_export(runtime, job_id, EXPORT_COMPLETION_HOOKS)
+
+
+@cache
+def registry() -> TaskRegistry[Runtime]:
+    tasks: TaskRegistry[Runtime] = TaskRegistry()
+    tasks.task(exports.RUN_TASK, run_export)
+    tasks.task(webhooks.DELIVER_TASK, webhooks.deliver)
+    tasks.periodic("export.dispatch_due", exports.dispatch_due)
+    tasks.periodic("webhooks.dispatch_due", webhooks.dispatch_due)
+    return tasks
+
+
+def background_worker(runtime: Runtime, threads: int | None = None) -> BackgroundWorker[Runtime]:
+    """Worker threads and the sweeper on the runtime's broker (not started yet)."""
+    settings = runtime.settings
+    return BackgroundWorker(
+        runtime.broker,
+        settings.queue_name,
+        registry(),
+        runtime,
+        threads=threads or settings.worker_threads,
+        sweep_interval=settings.sweep_interval_seconds,
+    )
