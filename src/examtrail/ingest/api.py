@@ -7,11 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import Field, TypeAdapter
-from starlette.concurrency import run_in_threadpool
 
 from examtrail.auth.deps import IngestPrincipal
 from examtrail.core.body import read_limited, validate_json
-from examtrail.core.db import begin_write
 from examtrail.core.errors import PayloadTooLarge, Unprocessable
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.ingest import service
@@ -158,47 +156,16 @@ async def put_file(
     limit = runtime.settings.max_file_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Files are limited to {limit} bytes.", code="file_too_large")
+        raise _file_too_large(limit)
     content_type = request.headers.get("content-type") or "application/octet-stream"
-
-    def prepare() -> service.UploadTarget:
-        with runtime.sessions() as session:
-            return service.prepare_upload(session, principal.tenant_id, test_id, user_id, event_id, file_name)
-
-    target = await run_in_threadpool(prepare)
-    writer = runtime.store.open_writer(target.storage_key, content_type=content_type, max_size=limit)
+    uploads = service.FileUploads(runtime.sessions, runtime.store, limit)
     try:
-        async for chunk in request.stream():
-            if chunk:
-                await run_in_threadpool(writer.write, chunk)
-        stored = await run_in_threadpool(writer.commit)
-    except ObjectTooLarge:
-        await run_in_threadpool(writer.abort)
-        raise PayloadTooLarge(f"Files are limited to {limit} bytes.", code="file_too_large") from None
-    except BaseException:
-        await run_in_threadpool(writer.abort)
-        raise
-
-    def record() -> AttachmentOut:
-        with runtime.sessions() as session:
-            try:
-                begin_write(session)
-                attachment, replaced = service.record_upload(
-                    session, target, file_name, content_type, stored.size, stored.sha256
-                )
-                session.commit()
-            except BaseException:
-                session.rollback()
-                runtime.store.delete(stored.key)
-                raise
-        if replaced:
-            runtime.store.delete(replaced)
-        return AttachmentOut(
-            fileName=attachment.file_name,
-            contentItemId=attachment.id,
-            fileSize=attachment.size,
-            sha256=attachment.sha256,
-            contentType=attachment.content_type,
+        return await uploads.upload(
+            principal.tenant_id, test_id, user_id, event_id, file_name, content_type, request.stream()
         )
+    except ObjectTooLarge:
+        raise _file_too_large(limit) from None
 
-    return await run_in_threadpool(record)
+
+def _file_too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Files are limited to {limit} bytes.", code="file_too_large")

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
+from anyio import CancelScope, to_thread
+from sqlalchemy.orm import Session, sessionmaker
 
+from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.timeutil import format_dt, to_epoch_ms
 from examtrail.ingest import docs, repository
 from examtrail.ingest.models import Attachment, Test
-from examtrail.ingest.schemas import CandidateIn, CandidatesResult, EventIn, EventsResult, TestOut
+from examtrail.ingest.schemas import (
+    AttachmentOut,
+    CandidateIn,
+    CandidatesResult,
+    EventIn,
+    EventsResult,
+    TestOut,
+)
+from examtrail.storage.base import ObjectStore, ObjectWriter, StoredObject
+
+log = logging.getLogger(__name__)
 
 
 def require_test(session: Session, tenant_id: int, test_id: int, *, lock: bool = False) -> Test:
@@ -195,3 +208,93 @@ def record_upload(
     )
     repository.add_attachment(session, attachment)
     return attachment, None
+
+
+def attachment_out(attachment: Attachment) -> AttachmentOut:
+    return AttachmentOut(
+        fileName=attachment.file_name,
+        contentItemId=attachment.id,
+        fileSize=attachment.size,
+        sha256=attachment.sha256,
+        contentType=attachment.content_type,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FileUploads:
+    """Evidence-file uploads: the body streams into the object store, then the row is recorded.
+
+    No transaction is held while the body streams (it may be large and slow): the target
+    is resolved in a short read, the bytes go to a new key, and only then is the row
+    written in a write transaction. Nothing is left behind on failure: the writer is
+    aborted on any error while streaming (``ObjectTooLarge`` past ``max_bytes`` included,
+    which propagates for the caller to answer), the new object is deleted if recording
+    fails, and a replaced file's old object is deleted once the new row is committed.
+    Blocking work (database, store) runs on worker threads; the event loop only awaits.
+    """
+
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    max_bytes: int
+
+    async def upload(
+        self,
+        tenant_id: int,
+        test_id: int,
+        user_id: int,
+        event_id: str,
+        file_name: str,
+        content_type: str,
+        body: AsyncIterable[bytes],
+    ) -> AttachmentOut:
+        target = await to_thread.run_sync(self._prepare, tenant_id, test_id, user_id, event_id, file_name)
+        stored = await self._store_body(target.storage_key, content_type, body)
+        return await to_thread.run_sync(self._record, target, file_name, content_type, stored)
+
+    def _prepare(
+        self, tenant_id: int, test_id: int, user_id: int, event_id: str, file_name: str
+    ) -> UploadTarget:
+        with self.sessions() as session:
+            return prepare_upload(session, tenant_id, test_id, user_id, event_id, file_name)
+
+    def _open_writer(self, key: str, content_type: str) -> ObjectWriter:
+        return self.store.open_writer(key, content_type=content_type, max_size=self.max_bytes)
+
+    async def _store_body(self, key: str, content_type: str, body: AsyncIterable[bytes]) -> StoredObject:
+        writer = await to_thread.run_sync(self._open_writer, key, content_type)
+        try:
+            async for chunk in body:
+                if chunk:
+                    await to_thread.run_sync(writer.write, chunk)
+            return await to_thread.run_sync(writer.commit)
+        except BaseException:
+            # Shielded: a cancelled request still discards what was written.
+            with CancelScope(shield=True):
+                await to_thread.run_sync(writer.abort)
+            raise
+
+    def _record(
+        self, target: UploadTarget, file_name: str, content_type: str, stored: StoredObject
+    ) -> AttachmentOut:
+        try:
+            with transaction(self.sessions) as session:
+                attachment, replaced = record_upload(
+                    session, target, file_name, content_type, stored.size, stored.sha256
+                )
+                out = attachment_out(attachment)
+        except BaseException:
+            # The row was not written: the new object is nobody's. A failed cleanup must
+            # not hide the error that matters to the client.
+            self._delete_quietly(stored.key)
+            raise
+        if replaced:
+            # Only now: until the commit the old row still pointed at it. The upload itself
+            # succeeded, so a failed delete only leaves an orphan behind (logged).
+            self._delete_quietly(replaced)
+        return out
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self.store.delete(key)
+        except Exception:
+            log.warning("could not delete object %s; it is left orphaned", key, exc_info=True)

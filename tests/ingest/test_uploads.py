@@ -1,0 +1,316 @@
+"""Evidence-file uploads (``ingest.service.FileUploads``): what stays in the object store
+and the database when a file is replaced, when recording fails, and when streaming fails."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from examtrail.core.errors import NotFound
+from examtrail.ingest import repository, service
+from examtrail.ingest.models import Attachment, Event, Test
+from examtrail.ingest.schemas import AttachmentOut
+from examtrail.runtime import Runtime
+from examtrail.storage.base import ObjectTooLarge, ObjectWriter, StoredObject
+from examtrail.storage.local import LocalObjectStore
+from examtrail.storage.s3 import MIN_PART_SIZE, S3ObjectStore
+from tests.support.api import seed_test
+
+MiB = 1024 * 1024
+FILE_URL = "/v1/test/42/candidates/100/events/ev-1/files/{}"
+
+
+@pytest.fixture
+def event_1(http: TestClient, headers: dict[str, str], runtime: Runtime) -> int:
+    """Test 42 with event ``ev-1`` on candidate 100; returns the tenant's id."""
+    seed_test(http, headers, test_id=42, candidates=1, events_per_candidate=0)
+    response = http.post(
+        "/v1/test/42/candidates/100/events",
+        json={"eventId": "ev-1", "event": "phone_seen", "timeStamp": "2026-06-01T10:00:00Z"},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    with runtime.sessions() as session:
+        return int(session.scalars(select(Test.tenant_id).where(Test.external_id == 42)).one())
+
+
+def attachments(runtime: Runtime) -> list[Attachment]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Attachment)))
+
+
+def file_count(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        return int(session.scalar(select(func.sum(Event.file_count))) or 0)
+
+
+def stored_keys(runtime: Runtime) -> list[str]:
+    return sorted(runtime.store.list_keys("attachments/"))
+
+
+def leftovers(runtime: Runtime) -> list[str]:
+    """Committed attachment objects plus anything half-written (temporary files, pending uploads)."""
+    store = runtime.store
+    found = stored_keys(runtime)
+    if isinstance(store, LocalObjectStore):
+        found += [f"tmp:{p.name}" for p in (store.root / ".tmp").iterdir()]
+    else:
+        assert isinstance(store, S3ObjectStore)
+        uploads = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+        found += [f"upload:{u.get('Key')}" for u in uploads]
+    return found
+
+
+def read(runtime: Runtime, key: str) -> bytes:
+    return b"".join(runtime.store.open_read(key))
+
+
+class SpyWriter:
+    """Delegates to the store's writer and remembers what was called."""
+
+    def __init__(self, inner: ObjectWriter) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append("write")
+        self.inner.write(data)
+
+    def commit(self) -> StoredObject:
+        self.calls.append("commit")
+        return self.inner.commit()
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+        self.inner.abort()
+
+
+@pytest.fixture
+def writers(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[SpyWriter]:
+    """Every writer the runtime's store opens from now on."""
+    opened: list[SpyWriter] = []
+    open_writer = runtime.store.open_writer
+
+    def spy(key: str, *, content_type: str, max_size: int | None = None) -> ObjectWriter:
+        writer = SpyWriter(open_writer(key, content_type=content_type, max_size=max_size))
+        opened.append(writer)
+        return writer
+
+    monkeypatch.setattr(runtime.store, "open_writer", spy)
+    return opened
+
+
+def uploads(runtime: Runtime, max_bytes: int = 10 * MiB) -> service.FileUploads:
+    return service.FileUploads(runtime.sessions, runtime.store, max_bytes)
+
+
+def upload(runtime: Runtime, tenant_id: int, body: Callable[[], AsyncIterator[bytes]], **kwargs: Any) -> Any:
+    async def run() -> Any:
+        return await uploads(runtime, **kwargs).upload(
+            tenant_id, 42, 100, "ev-1", "clip.bin", "video/mp4", body()
+        )
+
+    return anyio.run(run)
+
+
+def chunks(*parts: bytes, then: BaseException | None = None) -> Callable[[], AsyncIterator[bytes]]:
+    async def body() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+        if then is not None:
+            raise then
+
+    return body
+
+
+# -- through the HTTP API ---------------------------------------------------------------------
+
+
+def test_replacing_a_file_deletes_the_old_object(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int
+) -> None:
+    first = http.put(FILE_URL.format("photo.png"), content=b"v1" * 100, headers=headers)
+    assert first.status_code == 201, first.text
+    [old] = attachments(runtime)
+    assert stored_keys(runtime) == [old.storage_key]
+
+    second = http.put(
+        FILE_URL.format("photo.png"), content=b"v2", headers={**headers, "content-type": "image/png"}
+    )
+    assert second.status_code == 201, second.text
+    assert second.json() == {
+        "fileName": "photo.png",
+        "contentItemId": old.id,
+        "fileSize": 2,
+        "sha256": hashlib.sha256(b"v2").hexdigest(),
+        "contentType": "image/png",
+    }
+    [new] = attachments(runtime)
+    assert new.storage_key != old.storage_key
+    assert stored_keys(runtime) == [new.storage_key]
+    assert not runtime.store.exists(old.storage_key)
+    assert read(runtime, new.storage_key) == b"v2"
+    assert file_count(runtime) == 1
+
+
+def test_failed_record_of_a_new_file_leaves_no_object_and_no_row(
+    http: TestClient,
+    headers: dict[str, str],
+    runtime: Runtime,
+    event_1: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_add = repository.add_attachment
+
+    def add_then_fail(session: Any, attachment: Attachment) -> None:
+        real_add(session, attachment)  # the row and the event's file_count are flushed ...
+        raise RuntimeError("database went away")  # ... and must be rolled back
+
+    monkeypatch.setattr(repository, "add_attachment", add_then_fail)
+    response = http.put(FILE_URL.format("photo.png"), content=b"x" * 5000, headers=headers)
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal_error"
+    assert attachments(runtime) == []
+    assert file_count(runtime) == 0
+    assert leftovers(runtime) == []
+
+
+def test_failed_record_of_a_replacement_keeps_the_old_file(
+    http: TestClient,
+    headers: dict[str, str],
+    runtime: Runtime,
+    event_1: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert http.put(FILE_URL.format("photo.png"), content=b"v1", headers=headers).status_code == 201
+    [old] = attachments(runtime)
+    real_record = service.record_upload
+
+    def record_then_fail(*args: Any) -> Any:
+        real_record(*args)  # the row now points at the new object (flushed) ...
+        raise RuntimeError("database went away")  # ... until the rollback
+
+    monkeypatch.setattr(service, "record_upload", record_then_fail)
+    response = http.put(FILE_URL.format("photo.png"), content=b"v2", headers=headers)
+    assert response.status_code == 500
+    [kept] = attachments(runtime)
+    assert (kept.storage_key, kept.size, kept.sha256) == (old.storage_key, old.size, old.sha256)
+    assert leftovers(runtime) == [old.storage_key]
+    assert read(runtime, old.storage_key) == b"v1"
+
+
+def test_too_large_upload_leaves_nothing(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    runtime.settings.max_file_bytes = 1000
+
+    def body() -> Any:
+        yield b"x" * 600
+        yield b"x" * 600
+
+    response = http.put(FILE_URL.format("big.bin"), content=body(), headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "file_too_large"
+    [writer] = writers
+    assert writer.calls[-1] == "abort"
+    assert "commit" not in writer.calls
+    assert attachments(runtime) == []
+    assert leftovers(runtime) == []
+
+
+def test_declared_too_large_is_refused_before_anything_is_opened(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    runtime.settings.max_file_bytes = 1000
+    response = http.put(FILE_URL.format("big.bin"), content=b"x" * 1001, headers=headers)
+    assert response.status_code == 413
+    assert response.json()["error"] == "file_too_large"
+    assert writers == []
+
+
+# -- the service on its own -------------------------------------------------------------------
+
+
+def test_upload_streams_every_chunk_and_records_the_file(
+    http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    out = upload(runtime, event_1, chunks(b"abc", b"", b"def"))
+    assert out == AttachmentOut(
+        fileName="clip.bin",
+        contentItemId=out.contentItemId,
+        fileSize=6,
+        sha256=hashlib.sha256(b"abcdef").hexdigest(),
+        contentType="video/mp4",
+    )
+    [writer] = writers
+    assert writer.calls == ["write", "write", "commit"]  # the empty chunk is skipped
+    [row] = attachments(runtime)
+    assert row.id == out.contentItemId
+    assert stored_keys(runtime) == [row.storage_key]
+    assert read(runtime, row.storage_key) == b"abcdef"
+    assert file_count(runtime) == 1
+
+
+def test_unknown_target_opens_no_writer(
+    http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    async def run() -> None:
+        await uploads(runtime).upload(event_1, 42, 100, "ev-404", "a.txt", "text/plain", chunks(b"x")())
+
+    with pytest.raises(NotFound) as caught:
+        anyio.run(run)
+    assert caught.value.code == "event_not_found"
+    assert writers == []
+
+
+def test_over_the_limit_raises_object_too_large_and_stores_nothing(
+    http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    with pytest.raises(ObjectTooLarge):
+        upload(runtime, event_1, chunks(b"x" * 60, b"x" * 60), max_bytes=100)
+    assert writers[0].calls == ["write", "write", "abort"]
+    assert attachments(runtime) == []
+    assert leftovers(runtime) == []
+
+
+def test_a_failing_body_aborts_the_writer_even_mid_multipart(
+    http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    if isinstance(runtime.store, S3ObjectStore):
+        runtime.store.part_size = MIN_PART_SIZE  # the 6 MiB below start a multipart upload
+    body = chunks(*[b"y" * MiB] * 6, then=ConnectionResetError("client went away"))
+    with pytest.raises(ConnectionResetError):
+        upload(runtime, event_1, body)
+    assert writers[0].calls[-1] == "abort"
+    assert attachments(runtime) == []
+    assert leftovers(runtime) == []
+
+
+def test_a_cancelled_upload_still_aborts_the_writer(
+    http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    started = anyio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"first chunk"
+        started.set()
+        await anyio.sleep_forever()
+        yield b"never"
+
+    async def run() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(uploads(runtime).upload, event_1, 42, 100, "ev-1", "a.bin", "x/y", stalled())
+            await started.wait()
+            group.cancel_scope.cancel()
+
+    anyio.run(run)
+    [writer] = writers
+    assert writer.calls == ["write", "abort"]
+    assert attachments(runtime) == []
+    assert leftovers(runtime) == []
