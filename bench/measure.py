@@ -21,7 +21,7 @@ import orjson
 import psycopg
 
 from bench.deploy import Deployment, peak_rss_mb, read_status_kb, reset_peak_rss
-from examtrail.cli.bench import GeneratedCandidate, GeneratedEvent, GenerateSpec, Synthesizer
+from bench.generate import GeneratedCandidate, GeneratedEvent, GenerateSpec, Synthesizer
 
 WRK_HINT = "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
 

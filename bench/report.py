@@ -36,7 +36,7 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
     add("")
     d = results["dataset"]
     add(
-        f"Data: `examtrail bench generate` — {d['candidates']:,} candidates ({c['candidates']:,} with "
+        f"Data: `python -m bench.generate` — {d['candidates']:,} candidates ({c['candidates']:,} with "
         f"{c['events']} events each, the rest without events), {d['events']:,} events: "
         f"{d['flagged']:,} flagged with a comment, {d['with_extra_info']:,} with extraInfo, "
         f"{d['with_files']:,} with an attached file ({d['objects']:,} objects in the store); "

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import deploy, measure
+from bench.generate import GenerateSpec, generate
 from bench.report import render_markdown
-from examtrail.cli.bench import GenerateSpec, generate
 
 TENANT = "bench"
 MAIN_TEST_ID = 1

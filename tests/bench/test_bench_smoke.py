@@ -1,6 +1,6 @@
 """The benchmark machinery at a tiny size (~10,000 events), end to end; no timing assertions.
 
-The generator's fast path must store exactly the docs ingestion stores; the benchmark
+The generator (``bench.generate``) must store exactly the docs ingestion stores; the benchmark
 must produce every section of RESULTS.md, and the exported files must hold the same
 content as PostgreSQL's own JSON (same candidates, events and order).
 """
@@ -8,13 +8,12 @@ content as PostgreSQL's own JSON (same candidates, events and order).
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
 import pytest
 
-from examtrail.cli.bench import GenerateSpec, Synthesizer
+from bench.generate import GenerateSpec, Synthesizer
 from examtrail.core.timeutil import format_ms, to_epoch_ms
 from examtrail.ingest.docs import TimestampFormatter
 from examtrail.ingest.schemas import EventIn
@@ -63,7 +62,6 @@ def test_same_seed_same_test() -> None:
 def test_benchmark_smoke(tmp_path: Path) -> None:
     from bench import run
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     out = tmp_path / "out"
     code = run.main(
         [
@@ -73,7 +71,7 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
             "--work",
             str(tmp_path / "work"),
             "--database",
-            f"examtrail_bench_smoke_{worker}",
+            db.pg_database_name("bench_smoke"),
             "--poll-seconds",
             "1",
         ]

@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from examtrail.cli.bench import bench_app
 from examtrail.cli.exports import exports_app
 from examtrail.core.logging import install_redaction
 from examtrail.core.settings import get_settings
@@ -22,7 +21,6 @@ clients_app = typer.Typer(help="API clients of tenants.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
 app.add_typer(exports_app, name="exports")
-app.add_typer(bench_app, name="bench")
 
 console = Console()
 

@@ -1,10 +1,18 @@
-"""``examtrail bench generate``: a realistic test of N candidates x M events for benchmarks.
+"""``python -m bench.generate``: a realistic test of N candidates x M events for benchmarks.
+
+    uv run python -m bench.generate --candidates 2000 --events 500   # 1,000,000 events
+    uv run python -m bench.generate --help
+
+It writes into the database and object store the ``EXAMTRAIL_*`` settings point at
+(migrated first: ``examtrail db upgrade``); ``make bench`` (``bench.run``) calls
+``generate()`` directly.
 
 Events are a mix of system events (no ``userId``) and invigilator events; about 10% are
 flags with a comment, about a third carry ``extraInfo`` and about 2% have one attached
 file, a small real object written to the configured object store. The stored ``doc``
-of every event is byte for byte what ingestion stores (``examtrail.ingest.service.
-event_doc``), built here by a fast path that the test suite checks against it.
+of every event comes from ingestion's single definition (``examtrail.ingest.docs.
+build_doc``), so it is byte for byte what ingestion stores; the test suite checks it
+against ``examtrail.ingest.service.event_doc``.
 
 Rows go in by the fastest path of each backend: ``COPY`` on PostgreSQL, ``executemany``
 in large transactions on SQLite. The same seed and sizes give the same test on both.
@@ -29,9 +37,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine, delete, select
 
 from examtrail.core.settings import Settings, get_settings
-from examtrail.ingest.docs import TimestampFormatter
+from examtrail.ingest.docs import TimestampFormatter, build_doc
 
-bench_app = typer.Typer(help="Benchmark tooling: generate large realistic tests.", no_args_is_help=True)
+app = typer.Typer(add_completion=False, help="Generate a large realistic test for the benchmarks.")
 console = Console()
 
 START_MS = 1_780_304_400_000  # 2026-06-01T09:00:00Z
@@ -210,17 +218,7 @@ class Synthesizer:
                 kind, value = rng.choice(EXTRA_INFO)
                 extra = {"type": kind, "value": value}
             attached = rng.choice(FILE_TYPES) if rng.random() < 0.02 else None
-            doc = orjson.dumps(
-                {
-                    "eventId": event_id,
-                    "event": name,
-                    "timeStamp": fmt(ms),
-                    "extraInfo": extra,
-                    "flaggingInfo": flagging,
-                    "attachedFiles": [],
-                    "userId": user_id,
-                }
-            ).decode()
+            doc = build_doc(event_id, name, ms, extra, flagging, user_id, timestamp=fmt)
             out.append(GeneratedEvent(event_id, name, ms, extra, flagging, user_id, doc, attached))
         return out
 
@@ -493,8 +491,8 @@ def _print_result(result: GenerateResult, as_json: bool, echo: Callable[[str], N
     )
 
 
-@bench_app.command("generate")
-def generate_command(
+@app.command()
+def main(
     candidates: int = typer.Option(2000, "--candidates", "-n", min=1, help="Candidates with events."),
     events: int = typer.Option(500, "--events", "-m", min=1, help="Events per candidate."),
     test_id: int = typer.Option(5000, help="The test's external id (testId)."),
@@ -517,3 +515,7 @@ def generate_command(
     )
     result = generate(get_settings(), spec, replace=replace, show_progress=not as_json)
     _print_result(result, as_json, typer.echo)
+
+
+if __name__ == "__main__":
+    app()
