@@ -7,7 +7,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Engine,
+    MetaData,
+    Result,
+    create_engine,
+    event,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -82,6 +93,21 @@ WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
 def begin_write(session: Session) -> None:
     """Start ``session``'s transaction as a writer (call before its first query)."""
     session.connection(execution_options=WRITE_OPTIONS)
+
+
+def update_rows(session: Session, model: Any, where: ColumnElement[bool], **values: Any) -> int:
+    """``UPDATE model SET values WHERE where`` (no ORM sync); the number of rows matched."""
+    return rowcount(
+        session.execute(
+            update(model).where(where).values(**values).execution_options(synchronize_session=False)
+        )
+    )
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE or DELETE (typed: ``Result`` does not declare it)."""
+    count: int = getattr(result, "rowcount", 0)
+    return count
 
 
 def build_engine(settings: Settings) -> Engine:

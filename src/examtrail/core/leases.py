@@ -22,19 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Result, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from examtrail.core.db import update_rows
 
 
 def worker_id() -> str:
     """A lease owner's name: host, process and a random part (one per claim)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def rowcount(result: Result[Any]) -> int:
-    """Rows matched by an UPDATE or DELETE (typed: ``Result`` does not declare it)."""
-    count: int = getattr(result, "rowcount", 0)
-    return count
 
 
 @dataclass(frozen=True)
@@ -86,10 +82,7 @@ class LeaseSpec:
 
 
 def _update(session: Session, spec: LeaseSpec, condition: ColumnElement[bool], values: dict[str, Any]) -> int:
-    statement = (
-        update(spec.model).where(condition).values(**values).execution_options(synchronize_session=False)
-    )
-    return rowcount(session.execute(statement))
+    return update_rows(session, spec.model, condition, **values)
 
 
 def claim(

@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from examtrail.core import leases
+from examtrail.core.db import update_rows
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
 
 
@@ -115,25 +116,21 @@ def fail(session: Session, job_id: str, owner: str | None, now: datetime, code: 
     if owner:
         return leases.settle(session, LEASE, job_id, owner, **values)
     # Not claimed (e.g. too many attempts): fail it if nobody ended it meanwhile.
-    result = session.execute(
-        update(ExportJob)
-        .where(ExportJob.id == job_id, ExportJob.status.in_(ACTIVE_STATUSES))
-        .values(lease_owner=None, lease_expires_at=None, **values)
-        .execution_options(synchronize_session=False)
-    )
-    return leases.rowcount(result) == 1
+    unfinished = and_(ExportJob.id == job_id, ExportJob.status.in_(ACTIVE_STATUSES))
+    return update_rows(session, ExportJob, unfinished, lease_owner=None, lease_expires_at=None, **values) == 1
 
 
 def cancel(session: Session, tenant_id: int, job_id: str, now: datetime) -> bool:
-    result = session.execute(
-        update(ExportJob)
-        .where(
-            ExportJob.id == job_id, ExportJob.tenant_id == tenant_id, ExportJob.status.in_(ACTIVE_STATUSES)
-        )
-        .values(status=JobStatus.CANCELLED, lease_owner=None, lease_expires_at=None, finished_at=now)
-        .execution_options(synchronize_session=False)
+    cancellable = and_(
+        ExportJob.id == job_id, ExportJob.tenant_id == tenant_id, ExportJob.status.in_(ACTIVE_STATUSES)
     )
-    return leases.rowcount(result) == 1
+    values = {
+        "status": JobStatus.CANCELLED,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "finished_at": now,
+    }
+    return update_rows(session, ExportJob, cancellable, **values) == 1
 
 
 def due_for_dispatch(session: Session, now: datetime, stale_before: datetime, limit: int = 500) -> list[str]:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from examtrail.core import leases
+from examtrail.core.db import rowcount, update_rows
 from examtrail.webhooks.models import (
     FINAL_DELIVERY_STATUSES,
     DeliveryStatus,
@@ -83,34 +84,32 @@ def delete_subscription(session: Session, tenant_id: int, subscription_id: str) 
         .where(WebhookSubscription.id == subscription_id, WebhookSubscription.tenant_id == tenant_id)
         .execution_options(synchronize_session=False)
     )
-    return leases.rowcount(result) == 1
+    return rowcount(result) == 1
 
 
 def disable_subscription(session: Session, subscription_id: str, now: datetime, reason: str) -> bool:
-    result = session.execute(
-        update(WebhookSubscription)
-        .where(
-            WebhookSubscription.id == subscription_id,
-            WebhookSubscription.status == SubscriptionStatus.ACTIVE,
-        )
-        .values(
-            status=SubscriptionStatus.DISABLED,
-            disabled_reason=reason[:500],
-            disabled_at=now,
-            last_modified=now,
-        )
-        .execution_options(synchronize_session=False)
+    active = and_(
+        WebhookSubscription.id == subscription_id, WebhookSubscription.status == SubscriptionStatus.ACTIVE
     )
-    return leases.rowcount(result) == 1
+    disabled = update_rows(
+        session,
+        WebhookSubscription,
+        active,
+        status=SubscriptionStatus.DISABLED,
+        disabled_reason=reason[:500],
+        disabled_at=now,
+        last_modified=now,
+    )
+    return disabled == 1
 
 
 def mark_failing(session: Session, subscription_id: str, now: datetime) -> datetime | None:
     """Start (or continue) the subscription's run of failures; returns when it started."""
-    session.execute(
-        update(WebhookSubscription)
-        .where(WebhookSubscription.id == subscription_id)
-        .values(failing_since=func.coalesce(WebhookSubscription.failing_since, now))
-        .execution_options(synchronize_session=False)
+    update_rows(
+        session,
+        WebhookSubscription,
+        WebhookSubscription.id == subscription_id,
+        failing_since=func.coalesce(WebhookSubscription.failing_since, now),
     )
     return session.scalars(
         select(WebhookSubscription.failing_since).where(WebhookSubscription.id == subscription_id)
@@ -118,12 +117,8 @@ def mark_failing(session: Session, subscription_id: str, now: datetime) -> datet
 
 
 def clear_failing(session: Session, subscription_id: str) -> None:
-    session.execute(
-        update(WebhookSubscription)
-        .where(WebhookSubscription.id == subscription_id, WebhookSubscription.failing_since.is_not(None))
-        .values(failing_since=None)
-        .execution_options(synchronize_session=False)
-    )
+    failing = and_(WebhookSubscription.id == subscription_id, WebhookSubscription.failing_since.is_not(None))
+    update_rows(session, WebhookSubscription, failing, failing_since=None)
 
 
 # --- deliveries --------------------------------------------------------------------
@@ -200,43 +195,42 @@ def settle(session: Session, delivery_id: str, owner: str, values: dict[str, Any
 
 
 def cancel_pending(session: Session, subscription_id: str, now: datetime, reason: str) -> int:
-    result = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.subscription_id == subscription_id,
-            WebhookDelivery.status == DeliveryStatus.PENDING,
-        )
-        .values(
-            status=DeliveryStatus.CANCELLED, next_attempt_at=None, completed_at=now, last_error=reason[:500]
-        )
-        .execution_options(synchronize_session=False)
+    pending = and_(
+        WebhookDelivery.subscription_id == subscription_id, WebhookDelivery.status == DeliveryStatus.PENDING
     )
-    return leases.rowcount(result)
+    return update_rows(
+        session,
+        WebhookDelivery,
+        pending,
+        status=DeliveryStatus.CANCELLED,
+        next_attempt_at=None,
+        completed_at=now,
+        last_error=reason[:500],
+    )
 
 
 def rearm(session: Session, delivery_id: str, now: datetime) -> bool:
     """Start a new retry cycle now (manual redelivery), unless an attempt is in flight."""
-    result = session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery_id,
-            or_(
-                WebhookDelivery.status.in_((DeliveryStatus.PENDING, *FINAL_DELIVERY_STATUSES)),
-                LEASE.is_orphaned(now),
-            ),
-        )
-        .values(
-            status=DeliveryStatus.PENDING,
-            cycle_offset=WebhookDelivery.attempts,
-            next_attempt_at=now,
-            enqueued_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-            completed_at=None,
-        )
-        .execution_options(synchronize_session=False)
+    idle = and_(
+        WebhookDelivery.id == delivery_id,
+        or_(
+            WebhookDelivery.status.in_((DeliveryStatus.PENDING, *FINAL_DELIVERY_STATUSES)),
+            LEASE.is_orphaned(now),
+        ),
     )
-    return leases.rowcount(result) == 1
+    rearmed = update_rows(
+        session,
+        WebhookDelivery,
+        idle,
+        status=DeliveryStatus.PENDING,
+        cycle_offset=WebhookDelivery.attempts,
+        next_attempt_at=now,
+        enqueued_at=now,
+        lease_owner=None,
+        lease_expires_at=None,
+        completed_at=None,
+    )
+    return rearmed == 1
 
 
 def due_for_dispatch(session: Session, now: datetime, stale_before: datetime, limit: int = 500) -> list[str]:
