@@ -61,7 +61,7 @@ class ExamtrailProcess:
         assert self.port is not None
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: bool = True, timeout: float = 30.0) -> ExamtrailProcess:
+    def start(self, wait: bool = True, timeout: float = 90.0) -> ExamtrailProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
@@ -70,7 +70,7 @@ class ExamtrailProcess:
             self.wait_healthy(timeout)
         return self
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
