@@ -79,8 +79,17 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, deployment: dict[str, Any]) -> Settings:
-    return Settings(
+def settings(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path, deployment: dict[str, Any]
+) -> Settings:
+    """Test settings; ``@pytest.mark.settings(name=value)`` overrides them before anything runs.
+
+    Tests never assign to ``runtime.settings``: worker threads may already be reading it.
+    """
+    overrides: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers("settings"))):
+        overrides.update(marker.kwargs)
+    base: dict[str, Any] = dict(
         _env_file=None,
         data_dir=tmp_path / "data",
         database_url=database_url,
@@ -92,6 +101,7 @@ def settings(database_url: str, tmp_path: Path, deployment: dict[str, Any]) -> S
         webhook_retry_schedule=[0, 1, 1],
         **deployment,
     )
+    return Settings(**(base | overrides))
 
 
 @pytest.fixture

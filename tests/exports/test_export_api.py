@@ -10,11 +10,13 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
+from examtrail.auth import repository as auth_repository
+from examtrail.core import security
 from examtrail.core.db import transaction, utcnow
 from examtrail.exports import repository
 from examtrail.exports.schemas import export_file_schema
 from examtrail.runtime import Runtime
-from tests.support.api import fetch, seed_test, tamper, wait_for_job
+from tests.support.api import bearer, create_client, fetch, seed_test, tamper, wait_for_job
 
 
 def export(http: TestClient, headers: dict[str, str], test_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -180,28 +182,46 @@ def test_unknown_test_job_and_other_tenant(
         assert response.json()["error"] in ("test_not_found", "job_not_found")
 
 
+def mint_token(runtime: Runtime, client_id: str, ttl_seconds: int) -> dict[str, str]:
+    """A token of an existing client with a chosen lifetime, as the token endpoint would issue."""
+    with transaction(runtime.sessions) as session:
+        client = auth_repository.get_client(session, client_id)
+        assert client is not None
+        token, _ = security.issue_token(
+            runtime.settings.signing_key(),
+            tenant_id=client.tenant_id,
+            client_id=client.client_id,
+            scopes=client.scope_set,
+            ttl_seconds=ttl_seconds,
+        )
+    return bearer(token)
+
+
 def test_download_url_expires_with_token_and_refuses_tampering(
     http: TestClient, headers: dict[str, str], runtime: Runtime
 ) -> None:
     seed_test(http, headers, test_id=13)
-    runtime.settings.token_ttl_seconds = 2
-    from tests.support.api import bearer, create_client, get_token
-
-    short = bearer(get_token(http, *create_client(runtime, "uni-a")))
-    status, _ = export(http, short, 13)
-    url = status["downloadUrl"]
+    client_id, _ = create_client(runtime, "uni-a")
+    status, _ = export(http, headers, 13)
+    # A long-lived token: its link works whatever the machine's load (no race with expiry).
+    long_lived = mint_token(runtime, client_id, ttl_seconds=600)
+    url = http.get("/v1/test/13/events", params={"jobId": status["jobId"]}, headers=long_lived).json()[
+        "downloadUrl"
+    ]
     ranged = fetch(http, url, headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206
     assert ranged.content == b'{"created"'
     assert fetch(http, tamper(url)).status_code == 403
-    deadline = time.time() + 6
-    while time.time() < deadline and fetch(http, url).status_code == 200:
-        time.sleep(0.2)
-    assert fetch(http, url).status_code == 403
-    # The token itself has expired too; a new token gets a fresh link to the same file.
+    # A short token: its link dies with it. Only asserted once the expiry has surely passed.
+    short = mint_token(runtime, client_id, ttl_seconds=5)
+    minted = time.time()
+    short_url = http.get("/v1/test/13/events", params={"jobId": status["jobId"]}, headers=short).json()[
+        "downloadUrl"
+    ]
+    time.sleep(max(0.0, minted + 7 - time.time()))
+    assert fetch(http, short_url).status_code == 403
     assert http.get("/v1/test/13/events", params={"jobId": status["jobId"]}, headers=short).status_code == 401
-    fresh = http.get("/v1/test/13/events", params={"jobId": status["jobId"]}, headers=headers).json()
-    assert fetch(http, fresh["downloadUrl"]).status_code == 200
+    assert fetch(http, url).status_code == 200
 
 
 def test_cancel_queued_job(http: TestClient, headers: dict[str, str], runtime: Runtime) -> None:

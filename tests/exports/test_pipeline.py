@@ -28,11 +28,11 @@ def exported_files(runtime: Runtime) -> list[str]:
     return list(runtime.store.list_keys("exports/"))
 
 
+@pytest.mark.settings(job_max_attempts=2)
 def test_storage_failure_retries_then_fails_cleanly(
     http: TestClient, headers: dict[str, str], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_test(http, headers, test_id=20)
-    runtime.settings.job_max_attempts = 2
     monkeypatch.setattr(service, "_backoff", lambda attempt: timedelta(milliseconds=100))
     calls = []
 

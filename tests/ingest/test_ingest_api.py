@@ -187,10 +187,10 @@ def test_oversize_batch_is_413(
     assert count(runtime, Event) == 0
 
 
+@pytest.mark.settings(max_request_bytes=2048)
 def test_oversize_body_is_413(
     http: TestClient, headers: dict[str, str], test_42: str, runtime: Runtime
 ) -> None:
-    runtime.settings.max_request_bytes = 2048
     response = http.post(test_42, json=[event(n) for n in range(100)], headers=headers)
     assert response.status_code == 413
     assert count(runtime, Event) == 0
@@ -251,11 +251,11 @@ def test_attach_file(http: TestClient, headers: dict[str, str], test_42: str, ru
     assert count(runtime, Attachment) == 1
 
 
+@pytest.mark.settings(max_file_bytes=1000)
 def test_file_too_large_stores_nothing(
     http: TestClient, headers: dict[str, str], test_42: str, runtime: Runtime
 ) -> None:
     http.post(test_42, json=event(1), headers=headers)
-    runtime.settings.max_file_bytes = 1000
 
     def body() -> Any:
         yield b"x" * 800

@@ -205,10 +205,10 @@ def test_failed_record_of_a_replacement_keeps_the_old_file(
     assert read(runtime, old.storage_key) == b"v1"
 
 
+@pytest.mark.settings(max_file_bytes=1000)
 def test_too_large_upload_leaves_nothing(
     http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int, writers: list[SpyWriter]
 ) -> None:
-    runtime.settings.max_file_bytes = 1000
 
     def body() -> Any:
         yield b"x" * 600
@@ -224,10 +224,10 @@ def test_too_large_upload_leaves_nothing(
     assert leftovers(runtime) == []
 
 
+@pytest.mark.settings(max_file_bytes=1000)
 def test_declared_too_large_is_refused_before_anything_is_opened(
     http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int, writers: list[SpyWriter]
 ) -> None:
-    runtime.settings.max_file_bytes = 1000
     response = http.put(FILE_URL.format("big.bin"), content=b"x" * 1001, headers=headers)
     assert response.status_code == 413
     assert response.json()["error"] == "file_too_large"

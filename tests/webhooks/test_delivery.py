@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from examtrail.core.db import transaction, utcnow
 from examtrail.runtime import Runtime
@@ -29,6 +30,18 @@ from tests.webhooks.helpers import (
     verify,
     wait_for_delivery,
 )
+
+
+def unsent_deliveries(runtime: Runtime) -> int:
+    """Deliveries a worker could still send (pending or in flight)."""
+    with runtime.sessions() as session:
+        query = select(func.count()).where(WebhookDelivery.status.in_(("pending", "sending")))
+        return int(session.scalar(query) or 0)
+
+
+def all_deliveries(runtime: Runtime) -> int:
+    with runtime.sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(WebhookDelivery)) or 0)
 
 
 def _parse(stamp: str) -> datetime:
@@ -113,7 +126,7 @@ def test_failed_export_notifies_the_failed_event(
 
 
 def test_endpoint_down_then_up_gets_one_notification_with_one_id(
-    http: TestClient, headers: dict[str, str], receiver: Receiver
+    http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
     sub = subscribe(http, headers, receiver.url())
     receiver.configure("/hook", fail_first=2, fail_status=503)
@@ -133,15 +146,15 @@ def test_endpoint_down_then_up_gets_one_notification_with_one_id(
     assert delivery["attempts"][0]["nextRetry"] is not None
     assert delivery["attempts"][1]["nextRetry"] is not None
     assert delivery["attempts"][2]["nextRetry"] is None
-    # Nothing more arrives afterwards.
-    time.sleep(1.2)
+    # Nothing more can arrive: no delivery is left to send.
+    assert unsent_deliveries(runtime) == 0
     assert len(receiver.notifications("/hook")) == 3
 
 
+@pytest.mark.settings(webhook_retry_schedule=[0, 1, 1, 1, 1, 1])
 def test_receiver_process_down_then_restarted(
     http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
-    runtime.settings.webhook_retry_schedule = [0, 1, 1, 1, 1, 1]
     sub = subscribe(http, headers, receiver.url())
     receiver.stop()
     export(http, headers)
@@ -156,7 +169,7 @@ def test_receiver_process_down_then_restarted(
 
 
 def test_retry_schedule_exhausted_then_manual_redelivery(
-    http: TestClient, headers: dict[str, str], receiver: Receiver
+    http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
     sub = subscribe(http, headers, receiver.url())
     receiver.configure("/hook", status=500)
@@ -167,7 +180,7 @@ def test_retry_schedule_exhausted_then_manual_redelivery(
     assert failed["attempts"][-1]["nextRetry"] is None
     assert failed["lastStatusCode"] == 500
     assert failed["nextAttempt"] is None
-    time.sleep(1.2)
+    assert unsent_deliveries(runtime) == 0
     notes = receiver.notifications("/hook")
     assert len(notes) == 3  # len(schedule) attempts, then it stops
     assert {n.webhook_id for n in notes} == {failed["webhookId"]}
@@ -221,10 +234,10 @@ def test_retry_after_is_honoured(http: TestClient, headers: dict[str, str], rece
     assert notes[1].time - notes[0].time >= 1.9
 
 
+@pytest.mark.settings(webhook_retry_schedule=[0, 60])
 def test_gone_disables_the_subscription_and_cancels_its_pending_deliveries(
     http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
-    runtime.settings.webhook_retry_schedule = [0, 60]
     sub = subscribe(http, headers, receiver.url())
     sid = sub["subscriptionId"]
     receiver.configure("/hook", sequence=[503], status=410)
@@ -247,20 +260,21 @@ def test_gone_disables_the_subscription_and_cancels_its_pending_deliveries(
     assert gone["status"] == "failed"
     assert gone["lastStatusCode"] == 410
 
-    # No more notifications, and a disabled subscription cannot be redelivered.
+    # No more notifications, and a disabled subscription cannot be redelivered. Deliveries
+    # are written in the transaction that finishes the job: none exists, none will.
     export(http, headers, test_id=3)
-    time.sleep(0.5)
     assert len(deliveries(http, headers, sid)) == 2
+    assert unsent_deliveries(runtime) == 0
     assert len(receiver.notifications("/hook")) == 2
     response = http.post(f"/v1/subscription/{sid}/deliveries/{gone['deliveryId']}/redeliver", headers=headers)
     assert response.status_code == 409
     assert response.json()["error"] == "subscription_disabled"
 
 
+@pytest.mark.settings(webhook_disable_after_days=0.4 / 86_400)  # 0.4 s
 def test_subscription_failing_for_too_long_is_disabled(
     http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
-    runtime.settings.webhook_disable_after_days = 0.4 / 86_400  # 0.4 s
     sub = subscribe(http, headers, receiver.url())
     receiver.configure("/hook", status=500)
     export(http, headers)
@@ -271,27 +285,31 @@ def test_subscription_failing_for_too_long_is_disabled(
     assert "failed since" in described["disabledReason"]
 
 
+@pytest.mark.settings(webhook_disable_after_days=1.5 / 86_400)  # 1.5 s
 def test_success_resets_the_failing_clock(
     http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
-    runtime.settings.webhook_disable_after_days = 1.5 / 86_400  # 1.5 s
     sub = subscribe(http, headers, receiver.url())
     receiver.configure("/hook", sequence=[500, 200, 500], status=200)
+    first_failure = time.monotonic()
     export(http, headers, test_id=1)
     wait_for_delivery(http, headers, sub["subscriptionId"], "succeeded", attempts=2)
-    time.sleep(1.0)
+    # The next failure comes later than the window after the first: without the reset
+    # the subscription would be disabled by it.
+    time.sleep(max(0.0, first_failure + 2.0 - time.monotonic()))
     export(http, headers, test_id=2)
     wait_for_delivery(http, headers, sub["subscriptionId"], "succeeded", attempts=2)
     assert http.get(f"/v1/subscription/{sub['subscriptionId']}", headers=headers).json()["status"] == "active"
 
 
 def test_deleted_subscription_gets_nothing(
-    http: TestClient, headers: dict[str, str], receiver: Receiver
+    http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
     sub = subscribe(http, headers, receiver.url())
     assert http.delete(f"/v1/subscription/{sub['subscriptionId']}", headers=headers).status_code == 204
     export(http, headers)
-    time.sleep(0.5)
+    # The job's end wrote no delivery: nothing can be sent later.
+    assert all_deliveries(runtime) == 0
     assert receiver.notifications("/hook") == []
 
 
@@ -308,7 +326,11 @@ def test_only_the_tenants_own_subscriptions_are_notified(
 
 
 def test_another_tenant_cannot_redeliver_or_read_deliveries(
-    http: TestClient, headers: dict[str, str], other_headers: dict[str, str], receiver: Receiver
+    http: TestClient,
+    headers: dict[str, str],
+    other_headers: dict[str, str],
+    receiver: Receiver,
+    runtime: Runtime,
 ) -> None:
     sub = subscribe(http, headers, receiver.url())
     export(http, headers)
@@ -326,16 +348,20 @@ def test_another_tenant_cannot_redeliver_or_read_deliveries(
     )
     assert response.status_code == 404
     assert response.json()["error"] == "delivery_not_found"
-    time.sleep(0.3)
+    assert unsent_deliveries(runtime) == 0  # the refused redeliveries queued nothing
     assert len(receiver.notifications("/hook")) == 1
 
 
+@pytest.mark.settings(webhook_allow_private=False)
 def test_send_time_check_refuses_an_endpoint_that_became_private(
-    http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
+    http: TestClient, headers: dict[str, str], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The DNS-rebinding defence: the address is checked again before every attempt."""
-    sub = subscribe(http, headers, receiver.url())
-    runtime.settings.webhook_allow_private = False
+    with monkeypatch.context() as rebinding:
+        # While subscribing, the name resolves to an address that passes the check...
+        rebinding.setattr(sender, "address_problem", lambda _address: None)
+        sub = subscribe(http, headers, receiver.url())
+    # ...and by the time of the send it points at loopback.
     export(http, headers)
     failed = wait_for_delivery(http, headers, sub["subscriptionId"], "failed", attempts=3)
     for attempt in failed["attempts"]:
@@ -390,14 +416,17 @@ def test_an_attempt_whose_sender_died_is_taken_over_after_its_lease(
     sub = subscribe(http, headers, receiver.url())
     dropping = _DroppingQueue(runtime.queue)
     monkeypatch.setattr(runtime, "queue", dropping)
-    monkeypatch.setattr(runtime.settings, "sweep_interval_seconds", 1000.0)  # grace: no re-sends for now
+    # The sweeper stays out of it until the dead worker's claim is in place.
+    sweeping = threading.Event()
+    dispatch_due = service.dispatch_due
+    monkeypatch.setattr(service, "dispatch_due", lambda rt: dispatch_due(rt) if sweeping.is_set() else 0)
     export(http, headers)
     with transaction(runtime.sessions) as session:
         delivery_id = session.scalars(select(WebhookDelivery.id)).one()
         # A worker claims it and dies mid-attempt: the row stays "sending" under its lease.
         assert repository.claim(session, delivery_id, "dead-worker", utcnow(), timedelta(seconds=1))
     monkeypatch.setattr(runtime, "queue", dropping.inner)
-    monkeypatch.setattr(runtime.settings, "sweep_interval_seconds", 0.2)
+    sweeping.set()
     [note] = receiver.wait_for(lambda found: len(found) >= 1, timeout=10, what="the taken-over notification")
     verify(note, sub["secret"])
     delivery = wait_for_delivery(http, headers, sub["subscriptionId"], "succeeded")
@@ -427,18 +456,31 @@ def test_the_delivery_log_is_newest_first_and_limited(
 
 
 def test_deleting_a_subscription_during_an_attempt_is_clean(
-    http: TestClient, headers: dict[str, str], receiver: Receiver, caplog: pytest.LogCaptureFixture
+    http: TestClient,
+    headers: dict[str, str],
+    receiver: Receiver,
+    runtime: Runtime,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    recorded = threading.Event()
+    record = service._record
+
+    def record_and_signal(*args: Any) -> float | None:
+        try:
+            return record(*args)
+        finally:
+            recorded.set()
+
+    monkeypatch.setattr(service, "_record", record_and_signal)
     sub = subscribe(http, headers, receiver.url())
     receiver.configure("/hook", delay=1.0)
     export(http, headers)
     receiver.wait_for(lambda found: len(found) == 1, what="the attempt in flight")
     assert http.delete(f"/v1/subscription/{sub['subscriptionId']}", headers=headers).status_code == 204
-    receiver.wait_for(lambda found: all(n.status for n in found), what="the slow answer")
-    time.sleep(0.3)  # the sender records its outcome now
+    assert recorded.wait(20), "the sender never recorded the attempt's outcome"
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
-    with http.app.state.runtime.sessions() as session:  # type: ignore[attr-defined]
-        assert session.scalars(select(WebhookDelivery)).all() == []
+    assert all_deliveries(runtime) == 0
 
 
 @pytest.mark.parametrize("fault", ["undecryptable_secret", "payload_error"])

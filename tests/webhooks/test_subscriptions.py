@@ -109,10 +109,10 @@ def test_unreachable_endpoint_is_refused(
     assert _stored_subscriptions(runtime) == 0
 
 
+@pytest.mark.settings(webhook_timeout_seconds=0.3)
 def test_slow_verification_times_out(
     http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
-    runtime.settings.webhook_timeout_seconds = 0.3
     receiver.configure("/hook", delay=2)
     response = http.post(
         "/v1/subscription", json={"event": FINISHED, "endpoint": receiver.url()}, headers=headers
@@ -137,10 +137,10 @@ def test_slow_verification_times_out(
         "http://100.64.0.1/hook",
     ],
 )
+@pytest.mark.settings(webhook_allow_private=False)
 def test_private_endpoints_are_refused_unless_allowed(
     http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime, endpoint: str
 ) -> None:
-    runtime.settings.webhook_allow_private = False
     url = endpoint.format(port=receiver.port)
     response = http.post("/v1/subscription", json={"event": FINISHED, "endpoint": url}, headers=headers)
     assert response.status_code == 400, response.text
