@@ -155,7 +155,9 @@ def clients_list() -> None:
 
 @clients_app.command("revoke")
 def clients_revoke(client_id: str) -> None:
-    """Revoke a client: its key stops working for new tokens."""
+    """Revoke a client: its API key gets no new token, and every token it already holds is refused
+    (401 token_revoked) within EXAMTRAIL_REVOCATION_CHECK_SECONDS (default 5 s) on every API process.
+    Its data, exports and subscriptions stay with the tenant."""
     from examtrail.auth import service
     from examtrail.core.db import build_engine, build_session_factory, transaction
 

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # Secret for JWTs and locally signed URLs. Generated once into ``data_dir`` when empty.
     secret_key: SecretStr = SecretStr("")
     token_ttl_seconds: int = Field(default=3600, ge=1, le=86_400)
+    # A revoked client's tokens are refused within this many seconds (0: every request reads it).
+    revocation_check_seconds: float = Field(default=5.0, ge=0, le=60)
 
     storage: Literal["local", "s3"] = "local"
     s3_bucket: str = "examtrail"
