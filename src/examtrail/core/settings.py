@@ -53,7 +53,12 @@ class Settings(BaseSettings):
 
     webhook_allow_private: bool = False
     webhook_url_ttl_seconds: int = Field(default=3600, ge=60)
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # One deadline for a whole webhook request (DNS, connect, TLS, send, status and headers).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Subscription verifications in progress at once per API process (beyond: 503 verification_busy).
+    webhook_verify_threads: int = Field(default=16, ge=1, le=256)
+    # Threads per process that send webhooks (their own queue lane, apart from exports).
+    webhook_threads: int = Field(default=2, ge=1, le=64)
     # Comma-separated seconds in the environment ("0,5,300"); JSON lists work too.
     webhook_retry_schedule: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
