@@ -22,9 +22,9 @@ from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
 from examtrail.ingest.api import router as ingest_router
 from examtrail.ingest.schemas import EventIn
-from examtrail.runtime import Runtime, build_runtime
+from examtrail.runtime import Runtime
 from examtrail.storage.api import router as storage_router
-from examtrail.tasks import background_worker
+from examtrail.tasks import background_worker, build_runtime
 from examtrail.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)

@@ -58,11 +58,15 @@ def serve(
 
 @app.command()
 def worker(
-    threads: int = typer.Option(0, help="Worker threads (default: EXAMTRAIL_WORKER_THREADS)."),
+    threads: int = typer.Option(0, help="Export threads (default: EXAMTRAIL_WORKER_THREADS)."),
+    webhook_threads: int = typer.Option(
+        0,
+        help="Webhook sending threads, on their own queue lane <queue>-webhooks "
+        "(default: EXAMTRAIL_WEBHOOK_THREADS).",
+    ),
 ) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
-    from examtrail.runtime import build_runtime
-    from examtrail.tasks import background_worker
+    from examtrail.tasks import background_worker, build_runtime
 
     settings = get_settings()
     if not settings.broker_url:
@@ -72,12 +76,15 @@ def worker(
     _logging()
     runtime = build_runtime(settings)
     runtime.store.ensure_ready()
-    background = background_worker(runtime, threads or None)
+    background = background_worker(runtime, threads or None, webhook_threads or None)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     background.start()
-    console.print(f"[green]worker running[/] ({background.threads} threads); Ctrl-C to stop")
+    console.print(
+        f"[green]worker running[/] ({background.threads} export threads, "
+        f"{sum(background.lane_threads.values())} webhook threads); Ctrl-C to stop"
+    )
     stop.wait()
     background.stop()
     runtime.close()
