@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 
 from examtrail.core.timeutil import format_ms, to_epoch_ms
 from examtrail.ingest import repository
-from examtrail.ingest import service as ingest_service
 from tests.support.api import seed_test
 
 EVENTS = "/v1/test/42/candidates/100/events"
@@ -141,7 +140,7 @@ def test_racing_first_uploads_of_one_file_name_both_succeed(
         # The upload's reads (prepare, then record) both predate the winner's commit.
         return None if calls["n"] <= 2 else real(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_service.repository, "get_attachment", stale_read)
+    monkeypatch.setattr(repository, "get_attachment", stale_read)
     second = http.put(base + "race.bin", content=b"two!", headers=headers)
     assert second.status_code == 201, second.text
     assert second.json()["fileSize"] == 4

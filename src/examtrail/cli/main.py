@@ -38,8 +38,13 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="API processes (needs a broker URL when more than 1)."),
 ) -> None:
-    """Serve the HTTP API (with the in-process worker when no broker URL is set)."""
+    """Serve the HTTP API (with the in-process worker when no broker URL is set).
+
+    Slow-header and idle connections are closed (EXAMTRAIL_HTTP_HEADER_TIMEOUT_SECONDS,
+    EXAMTRAIL_HTTP_KEEP_ALIVE_SECONDS); put a reverse proxy in front when it faces the internet."""
     import uvicorn
+
+    from examtrail.core.server import uvicorn_options
 
     settings = get_settings()
     if workers > 1 and not settings.broker_url:
@@ -53,6 +58,7 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        **uvicorn_options(settings),
     )
 
 

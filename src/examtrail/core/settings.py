@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     )
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
 
+    # A request's headers must be complete this long after its first byte (slow-header clients).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An idle keep-alive connection is closed after this many seconds.
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+
     log_level: str = "INFO"
 
     # Read once per process: the key is on every request's path (tokens, links).
