@@ -23,6 +23,10 @@ from examtrail.webhooks import tasks as webhooks
 # occupies the threads that run exports.
 WEBHOOKS_LANE = "webhooks"
 
+# Temporary files untouched this long were left by a killed process (a live write keeps its
+# file fresh): removed at start-up and by the sweeper.
+STALE_TEMPORARY_SECONDS = 3600
+
 # What reacts when an export ends (inside the transaction that ends it).
 EXPORT_COMPLETION_HOOKS: tuple[CompletionHook, ...] = (webhooks.notify_subscribers,)
 
@@ -32,6 +36,11 @@ def run_export(runtime: Runtime, job_id: str) -> None:
     exports.run_export(runtime, job_id, EXPORT_COMPLETION_HOOKS)
 
 
+def sweep_temporaries(runtime: Runtime) -> int:
+    """Remove the object store's stale temporaries (periodic, and at every start)."""
+    return runtime.store.sweep_temporaries(STALE_TEMPORARY_SECONDS)
+
+
 @cache
 def registry() -> TaskRegistry[Runtime]:
     tasks: TaskRegistry[Runtime] = TaskRegistry()
@@ -39,6 +48,7 @@ def registry() -> TaskRegistry[Runtime]:
     tasks.task(webhooks.DELIVER_TASK, webhooks.deliver, lane=WEBHOOKS_LANE)
     tasks.periodic("export.dispatch_due", exports.dispatch_due)
     tasks.periodic("webhooks.dispatch_due", webhooks.dispatch_due)
+    tasks.periodic("storage.sweep_temporaries", sweep_temporaries)
     return tasks
 
 
