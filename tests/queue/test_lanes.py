@@ -17,8 +17,16 @@ def test_a_busy_lane_does_not_hold_the_default_lanes_threads() -> None:
     release = threading.Event()
     done: list[str] = []
     registry: TaskRegistry[None] = TaskRegistry()
-    registry.task("slow", lambda _ctx, name: (release.wait(30), done.append(name)), lane="slow")
-    registry.task("quick", lambda _ctx, name: done.append(name))
+
+    def slow(_ctx: None, name: str) -> None:
+        release.wait(30)
+        done.append(name)
+
+    def quick(_ctx: None, name: str) -> None:
+        done.append(name)
+
+    registry.task("slow", slow, lane="slow")
+    registry.task("quick", quick)
     routes = registry.routes("q")
     assert routes == {"slow": "q-slow", "quick": "q"}
     assert lane_queue("q", "") == "q"
