@@ -47,6 +47,14 @@ class Sweeper(Generic[C]):
             self._stop.wait(self.interval)
 
 
+class _OneWorkerPerLane(logging.Filter):
+    """Each lane's Dramatiq worker adds its own consumer middleware to the shared broker,
+    which Dramatiq warns about; here that is intended (each consumes only its own queue)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "middleware of the same type twice" not in record.getMessage()
+
+
 class BackgroundWorker(Generic[C]):
     """Dramatiq worker threads on ``broker`` plus the sweeper; tasks get ``context``.
 
@@ -80,6 +88,11 @@ class BackgroundWorker(Generic[C]):
         declare_actors(self.broker, self.queue_name, self.registry, self.context)
         self.broker.declare_queue(self.queue_name)
         lanes = {"": self.threads, **self.lane_threads}
+        broker_log = getattr(self.broker, "logger", None)
+        if isinstance(broker_log, logging.Logger) and not any(
+            isinstance(f, _OneWorkerPerLane) for f in broker_log.filters
+        ):
+            broker_log.addFilter(_OneWorkerPerLane())
         for lane, threads in lanes.items():
             queue = lane_queue(self.queue_name, lane)
             worker = dramatiq.Worker(self.broker, queues={queue}, worker_threads=threads, worker_timeout=200)
