@@ -181,7 +181,8 @@ def clients_revoke(client_id: str) -> None:
     if not revoked:
         console.print(f"[red]no active client {client_id}[/]")
         raise typer.Exit(1)
-    console.print(f"revoked {client_id}")
+    seconds = get_settings().revocation_check_seconds
+    console.print(f"revoked {client_id}: no new tokens; its current tokens are refused within {seconds:g} s")
 
 
 @app.command()
