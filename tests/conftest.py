@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from examtrail.app import create_app
 from examtrail.core.settings import Settings
-from examtrail.runtime import Runtime, build_runtime
-from examtrail.tasks import background_worker
+from examtrail.runtime import Runtime
+from examtrail.tasks import background_worker, build_runtime
 from tests.support import db
 from tests.support.api import bearer, create_client, get_token
 from tests.support.seaweedfs import SeaweedS3, run_seaweedfs

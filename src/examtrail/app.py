@@ -22,9 +22,9 @@ from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
 from examtrail.ingest.api import router as ingest_router
 from examtrail.ingest.schemas import EventIn
-from examtrail.runtime import Runtime, build_runtime
+from examtrail.runtime import Runtime
 from examtrail.storage.api import router as storage_router
-from examtrail.tasks import background_worker
+from examtrail.tasks import background_worker, build_runtime, sweep_temporaries
 from examtrail.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or build_runtime(settings)
         await run_in_threadpool(rt.store.ensure_ready)
+        await run_in_threadpool(sweep_temporaries, rt)  # what a killed process left behind
         app.state.runtime = rt
         worker = background_worker(rt) if rt.embedded_worker else None
         if worker is not None:

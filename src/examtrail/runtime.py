@@ -7,6 +7,7 @@ feature; the features depend on it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import dramatiq
@@ -38,7 +39,8 @@ class Runtime:
         self.engine.dispose()
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, routes: Mapping[str, str] | None = None) -> Runtime:
+    """``routes``: task name → broker queue (the lanes; ``examtrail.tasks.build_runtime``)."""
     engine = build_engine(settings)
     broker = build_broker(settings.broker_url, settings.queue_name)
     return Runtime(
@@ -47,5 +49,5 @@ def build_runtime(settings: Settings) -> Runtime:
         sessions=build_session_factory(engine),
         store=build_object_store(settings),
         broker=broker,
-        queue=DramatiqQueue(broker, settings.queue_name),
+        queue=DramatiqQueue(broker, settings.queue_name, routes),
     )

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 from functools import cache
 
+from examtrail.core.settings import Settings
 from examtrail.exports import tasks as exports
 from examtrail.exports.hooks import CompletionHook
 from examtrail.queue.registry import TaskRegistry
 from examtrail.queue.worker import BackgroundWorker
 from examtrail.runtime import Runtime
+from examtrail.runtime import build_runtime as _build_runtime
 from examtrail.webhooks import tasks as webhooks
+
+# Webhook sends wait on receivers (up to the webhook deadline each): their own queue lane
+# (``<queue>-webhooks``) and threads (EXAMTRAIL_WEBHOOK_THREADS), so a slow receiver never
+# occupies the threads that run exports.
+WEBHOOKS_LANE = "webhooks"
+
+# Temporary files untouched this long were left by a killed process (a live write keeps its
+# file fresh): removed at start-up and by the sweeper.
+STALE_TEMPORARY_SECONDS = 3600
 
 # What reacts when an export ends (inside the transaction that ends it).
 EXPORT_COMPLETION_HOOKS: tuple[CompletionHook, ...] = (webhooks.notify_subscribers,)
@@ -25,18 +36,31 @@ def run_export(runtime: Runtime, job_id: str) -> None:
     exports.run_export(runtime, job_id, EXPORT_COMPLETION_HOOKS)
 
 
+def sweep_temporaries(runtime: Runtime) -> int:
+    """Remove the object store's stale temporaries (periodic, and at every start)."""
+    return runtime.store.sweep_temporaries(STALE_TEMPORARY_SECONDS)
+
+
 @cache
 def registry() -> TaskRegistry[Runtime]:
     tasks: TaskRegistry[Runtime] = TaskRegistry()
     tasks.task(exports.RUN_TASK, run_export)
-    tasks.task(webhooks.DELIVER_TASK, webhooks.deliver)
+    tasks.task(webhooks.DELIVER_TASK, webhooks.deliver, lane=WEBHOOKS_LANE)
     tasks.periodic("export.dispatch_due", exports.dispatch_due)
     tasks.periodic("webhooks.dispatch_due", webhooks.dispatch_due)
+    tasks.periodic("storage.sweep_temporaries", sweep_temporaries)
     return tasks
 
 
-def background_worker(runtime: Runtime, threads: int | None = None) -> BackgroundWorker[Runtime]:
-    """Worker threads and the sweeper on the runtime's broker (not started yet)."""
+def build_runtime(settings: Settings) -> Runtime:
+    """The process's runtime, its queue routing each task to its lane."""
+    return _build_runtime(settings, routes=registry().routes(settings.queue_name))
+
+
+def background_worker(
+    runtime: Runtime, threads: int | None = None, webhook_threads: int | None = None
+) -> BackgroundWorker[Runtime]:
+    """Worker threads per lane and the sweeper on the runtime's broker (not started yet)."""
     settings = runtime.settings
     return BackgroundWorker(
         runtime.broker,
@@ -45,4 +69,5 @@ def background_worker(runtime: Runtime, threads: int | None = None) -> Backgroun
         runtime,
         threads=threads or settings.worker_threads,
         sweep_interval=settings.sweep_interval_seconds,
+        lane_threads={WEBHOOKS_LANE: webhook_threads or settings.webhook_threads},
     )

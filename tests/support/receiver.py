@@ -8,7 +8,8 @@ tests drive it with the ``Receiver`` class below, which talks to its control end
 * ``POST /_control/behaviour`` ``{"path", "status", "sequence", "retry_after", "delay"}``:
   the n-th call to ``path`` (counting from this call) answers ``sequence[n]`` while there
   is one, then ``status``; non-2xx answers carry ``Retry-After`` when given; ``delay``
-  seconds pass before answering (slow endpoints).
+  seconds pass before answering (slow endpoints: a large ``delay`` is a hanging one);
+  ``drip`` > 0 sends the answer one byte every ``drip`` seconds (a dribbling endpoint).
 * ``GET  /_control/requests``  -> every recorded request (body base64)
 * ``POST /_control/reset``     -> forget requests and behaviours
 
@@ -44,6 +45,7 @@ class Behaviour:
     sequence: list[int] = field(default_factory=list)
     retry_after: str | None = None
     delay: float = 0.0
+    drip: float = 0.0
     calls: int = 0
 
 
@@ -100,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
                 sequence=[int(s) for s in spec.get("sequence", [])],
                 retry_after=spec.get("retry_after"),
                 delay=float(spec.get("delay", 0.0)),
+                drip=float(spec.get("drip", 0.0)),
             )
             with state.lock:
                 state.behaviours[spec["path"]] = behaviour
@@ -129,15 +132,34 @@ class Handler(BaseHTTPRequestHandler):
                 "status": None,  # filled in once answered
             }
             state.records.append(record)
-            delay, retry_after = behaviour.delay, behaviour.retry_after
+            delay, retry_after, drip = behaviour.delay, behaviour.retry_after, behaviour.drip
         if delay:
             time.sleep(delay)
+        if drip:
+            self._drip(status, drip, record)
+            return
         headers = {"retry-after": retry_after} if retry_after and not 200 <= status < 300 else {}
         try:
             self._answer(status, {"status": status}, headers)
         finally:
             with state.lock:
                 record["status"] = status
+
+    def _drip(self, status: int, drip: float, record: dict[str, Any]) -> None:
+        """Answer one byte at a time: a long header dribbled out, every byte well within a read timeout."""
+        answer = (f"HTTP/1.1 {status} OK\r\nx-slow: {'a' * 200}\r\ncontent-length: 0\r\n\r\n").encode()
+        try:
+            for index in range(len(answer)):
+                self.wfile.write(answer[index : index + 1])
+                self.wfile.flush()
+                time.sleep(drip)
+        except OSError:  # the sender gave up and closed the connection
+            with self.state.lock:
+                record["status"] = -1
+            self.close_connection = True
+            return
+        with self.state.lock:
+            record["status"] = status
 
     do_POST = _handle
     do_GET = _handle
@@ -242,6 +264,7 @@ class Receiver:
         sequence: list[int] | None = None,
         retry_after: str | None = None,
         delay: float = 0.0,
+        drip: float = 0.0,
     ) -> None:
         """How ``path`` answers from now on (its call counter restarts)."""
         answers = list(sequence or []) or [fail_status] * fail_first
@@ -251,6 +274,7 @@ class Receiver:
             "sequence": answers,
             "retry_after": retry_after,
             "delay": delay,
+            "drip": drip,
         }
         self._call("POST", "behaviour", spec)
 

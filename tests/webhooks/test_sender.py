@@ -253,7 +253,7 @@ def test_https_to_a_pinned_address_keeps_the_tls_name(
     try:
         port = server.server_address[1]
         trusting = ssl.create_default_context(cafile=str(cert_path))
-        monkeypatch.setattr(httpx, "Client", functools.partial(httpx.Client, verify=trusting))
+        monkeypatch.setattr(httpx, "AsyncClient", functools.partial(httpx.AsyncClient, verify=trusting))
         result = sender.post(f"https://localhost:{port}/x", b"{}", {}, timeout=2, allow_private=True)
         assert result.status_code == 204, result
         assert seen == {"sni": "localhost", "host": f"localhost:{port}"}

@@ -8,6 +8,7 @@ from typing import Annotated
 import jwt
 from fastapi import Depends, Request
 
+from examtrail.auth.revocation import is_revoked
 from examtrail.core.errors import Forbidden, Unauthorized
 from examtrail.core.security import Principal, decode_token
 from examtrail.deps import RuntimeDep
@@ -21,7 +22,7 @@ def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer access token is required.", headers=_CHALLENGE)
     try:
-        return decode_token(runtime.settings.signing_key(), token.strip())
+        principal = decode_token(runtime.settings.signing_key(), token.strip())
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
             "The access token has expired.", code="token_expired", headers=_CHALLENGE
@@ -30,6 +31,12 @@ def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
         raise Unauthorized(
             "The access token is not valid.", code="invalid_token", headers=_CHALLENGE
         ) from None
+    # A token outlives its client's revocation unless looked up (cached a few seconds).
+    if is_revoked(runtime, principal.client_id):
+        raise Unauthorized(
+            "The access token's client has been revoked.", code="token_revoked", headers=_CHALLENGE
+        )
+    return principal
 
 
 def require_scope(scope: str) -> Callable[[Principal], Principal]:

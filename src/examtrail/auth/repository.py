@@ -33,3 +33,9 @@ def list_clients(session: Session) -> list[tuple[ApiClient, Tenant]]:
         .order_by(ApiClient.created_at)
     )
     return [(client, tenant) for client, tenant in rows]
+
+
+def client_is_revoked(session: Session, client_id: str) -> bool:
+    """True when the client is revoked or does not exist (deleted)."""
+    row = session.execute(select(ApiClient.revoked_at).where(ApiClient.client_id == client_id)).first()
+    return row is None or row[0] is not None

@@ -21,7 +21,8 @@ from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository, service
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
 from examtrail.ingest.service import require_test
-from examtrail.runtime import Runtime, build_runtime
+from examtrail.runtime import Runtime
+from examtrail.tasks import build_runtime
 from examtrail.tasks import run_export as run_job
 
 exports_app = typer.Typer(help="Run and inspect exports.", no_args_is_help=True)

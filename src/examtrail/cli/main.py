@@ -38,8 +38,13 @@ def serve(
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, help="API processes (needs a broker URL when more than 1)."),
 ) -> None:
-    """Serve the HTTP API (with the in-process worker when no broker URL is set)."""
+    """Serve the HTTP API (with the in-process worker when no broker URL is set).
+
+    Slow-header and idle connections are closed (EXAMTRAIL_HTTP_HEADER_TIMEOUT_SECONDS,
+    EXAMTRAIL_HTTP_KEEP_ALIVE_SECONDS); put a reverse proxy in front when it faces the internet."""
     import uvicorn
+
+    from examtrail.core.server import uvicorn_options
 
     settings = get_settings()
     if workers > 1 and not settings.broker_url:
@@ -53,16 +58,21 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        **uvicorn_options(settings),
     )
 
 
 @app.command()
 def worker(
-    threads: int = typer.Option(0, help="Worker threads (default: EXAMTRAIL_WORKER_THREADS)."),
+    threads: int = typer.Option(0, help="Export threads (default: EXAMTRAIL_WORKER_THREADS)."),
+    webhook_threads: int = typer.Option(
+        0,
+        help="Webhook sending threads, on their own queue lane <queue>-webhooks "
+        "(default: EXAMTRAIL_WEBHOOK_THREADS).",
+    ),
 ) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
-    from examtrail.runtime import build_runtime
-    from examtrail.tasks import background_worker
+    from examtrail.tasks import background_worker, build_runtime
 
     settings = get_settings()
     if not settings.broker_url:
@@ -72,12 +82,15 @@ def worker(
     _logging()
     runtime = build_runtime(settings)
     runtime.store.ensure_ready()
-    background = background_worker(runtime, threads or None)
+    background = background_worker(runtime, threads or None, webhook_threads or None)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     background.start()
-    console.print(f"[green]worker running[/] ({background.threads} threads); Ctrl-C to stop")
+    console.print(
+        f"[green]worker running[/] ({background.threads} export threads, "
+        f"{sum(background.lane_threads.values())} webhook threads); Ctrl-C to stop"
+    )
     stop.wait()
     background.stop()
     runtime.close()
@@ -155,7 +168,9 @@ def clients_list() -> None:
 
 @clients_app.command("revoke")
 def clients_revoke(client_id: str) -> None:
-    """Revoke a client: its key stops working for new tokens."""
+    """Revoke a client: its API key gets no new token, and every token it already holds is refused
+    (401 token_revoked) within EXAMTRAIL_REVOCATION_CHECK_SECONDS (default 5 s) on every API process.
+    Its data, exports and subscriptions stay with the tenant."""
     from examtrail.auth import service
     from examtrail.core.db import build_engine, build_session_factory, transaction
 
@@ -166,7 +181,8 @@ def clients_revoke(client_id: str) -> None:
     if not revoked:
         console.print(f"[red]no active client {client_id}[/]")
         raise typer.Exit(1)
-    console.print(f"revoked {client_id}")
+    seconds = get_settings().revocation_check_seconds
+    console.print(f"revoked {client_id}: no new tokens; its current tokens are refused within {seconds:g} s")
 
 
 @app.command()

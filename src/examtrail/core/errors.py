@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from examtrail.core.responses import JSONResponse
 
@@ -129,8 +131,43 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "2"},
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Full trace to the log, never to the client.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal_error", "An internal error occurred."), status_code=500)
+    app.add_middleware(UnexpectedErrors)
+
+
+class UnexpectedErrors:
+    """The last line for errors no handler knows: a JSON 500 (trace to the log, never to the
+    client) after which the connection stays usable, and a quiet line for a client that
+    went away mid-request.
+
+    Starlette's own last-resort handler re-raises after answering, which makes the server
+    close the kept-alive connection; this middleware answers and does not re-raise.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except ClientDisconnect:
+            # Normal: the client closed the connection mid-request. Nobody is left to answer.
+            log.info("client disconnected during %s %s", scope.get("method"), scope.get("path"))
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # half an answer went out: only closing the connection can end it
+            response = JSONResponse(
+                error_body("internal_error", "An internal error occurred."), status_code=500
+            )
+            await response(scope, receive, send)

@@ -10,19 +10,35 @@ import logging
 import re
 from typing import Any
 
+# Query or form parameters whose values are credentials (matched case-insensitively).
 SECRET_PARAMS = (
     "code",
     "client_secret",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "api_key",
+    "apikey",
+    "password",
+    "secret",
     "sig",
+    "signature",
     "X-Amz-Signature",
     "X-Amz-Credential",
     "X-Amz-Security-Token",
 )
-_PATTERN = re.compile(r"(?i)([?&](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r")=)[^&\s\"]*")
+_PATTERN = re.compile(r"(?i)([?&](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r")=)[^&\s\"']*")
+# Credentials recognisable wherever they appear: bearer tokens, API keys, webhook secrets.
+_TOKENS = re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+|\b(etk_|whsec_)[A-Za-z0-9_+/=-]+")
+
+
+def _token(match: re.Match[str]) -> str:
+    return (match.group(1) or match.group(2)) + "[redacted]"
 
 
 def redact(text: str) -> str:
-    return _PATTERN.sub(r"\1[redacted]", text)
+    return _TOKENS.sub(_token, _PATTERN.sub(r"\1[redacted]", text))
 
 
 def _redact_arg(arg: object) -> object:

@@ -12,6 +12,10 @@ import jwt
 
 ALGORITHM = "HS256"
 SCOPES = ("ingest", "export")
+# Claims outside these bounds are refused (database ids are 32-bit; years stay four-digit).
+MAX_ID = 2**31 - 1
+MAX_CLIENT_ID_LENGTH = 64
+MAX_EXP = 32_503_680_000  # 3000-01-01T00:00:00Z
 
 
 def new_client_id() -> str:
@@ -62,9 +66,24 @@ def decode_token(signing_key: bytes, token: str) -> Principal:
     claims = jwt.decode(
         token, signing_key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "tid"]}
     )
+    # A token signed with our key but carrying odd claims (a leaked key, a bug) is refused,
+    # never a 500: every claim is checked for type and range before use.
+    tid, sub, exp, scope = claims["tid"], claims["sub"], claims["exp"], claims.get("scope", "")
+    if not _is_int(tid) or not 1 <= tid <= MAX_ID:
+        raise jwt.InvalidTokenError("tid must be a positive integer")
+    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_CLIENT_ID_LENGTH:
+        raise jwt.InvalidTokenError("sub must be a client id")
+    if not _is_int(exp) or not 0 < exp <= MAX_EXP:
+        raise jwt.InvalidTokenError("exp is out of range")
+    if not isinstance(scope, str):
+        raise jwt.InvalidTokenError("scope must be a string")
     return Principal(
-        tenant_id=int(claims["tid"]),
-        client_id=str(claims["sub"]),
-        scopes=frozenset(str(claims.get("scope", "")).split()),
-        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+        tenant_id=tid,
+        client_id=sub,
+        scopes=frozenset(scope.split()),
+        expires_at=datetime.fromtimestamp(exp, tz=UTC),
     )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

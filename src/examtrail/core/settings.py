@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # Secret for JWTs and locally signed URLs. Generated once into ``data_dir`` when empty.
     secret_key: SecretStr = SecretStr("")
     token_ttl_seconds: int = Field(default=3600, ge=1, le=86_400)
+    # A revoked client's tokens are refused within this many seconds (0: every request reads it).
+    revocation_check_seconds: float = Field(default=5.0, ge=0, le=60)
 
     storage: Literal["local", "s3"] = "local"
     s3_bucket: str = "examtrail"
@@ -51,12 +53,22 @@ class Settings(BaseSettings):
 
     webhook_allow_private: bool = False
     webhook_url_ttl_seconds: int = Field(default=3600, ge=60)
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # One deadline for a whole webhook request (DNS, connect, TLS, send, status and headers).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Subscription verifications in progress at once per API process (beyond: 503 verification_busy).
+    webhook_verify_threads: int = Field(default=16, ge=1, le=256)
+    # Threads per process that send webhooks (their own queue lane, apart from exports).
+    webhook_threads: int = Field(default=2, ge=1, le=64)
     # Comma-separated seconds in the environment ("0,5,300"); JSON lists work too.
     webhook_retry_schedule: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
     )
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
+
+    # A request's headers must be complete this long after its first byte (slow-header clients).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An idle keep-alive connection is closed after this many seconds.
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
 
     log_level: str = "INFO"
 

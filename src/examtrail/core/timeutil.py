@@ -17,9 +17,10 @@ def from_epoch_ms(ms: int) -> datetime:
 
 
 def format_ms(ms: int) -> str:
+    """Always a four-digit year (``strftime("%Y")`` drops the zeros before year 1000)."""
     seconds, millis = divmod(ms, 1000)
-    base = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{millis:03d}Z"
+    t = datetime.fromtimestamp(seconds, tz=UTC)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{millis:03d}Z"
 
 
 def format_dt(value: datetime | None) -> str | None:

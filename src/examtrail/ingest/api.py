@@ -157,7 +157,7 @@ async def put_file(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _file_too_large(limit)
-    content_type = request.headers.get("content-type") or "application/octet-stream"
+    content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit)
     try:
         return await uploads.upload(

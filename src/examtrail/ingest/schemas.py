@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -12,7 +13,28 @@ Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 # Printable text: no control characters (they break CSV exports and log lines).
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
-LongText = Annotated[str, StringConstraints(max_length=10_000)]
+# Free text keeps tabs and line breaks; NUL and other control characters are refused
+# everywhere (PostgreSQL cannot store NUL: both deployments answer 422 alike).
+LongText = Annotated[
+    str, StringConstraints(max_length=10_000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+]
+Title = Annotated[str, StringConstraints(max_length=500, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
+
+# Event times are stored as UTC milliseconds and exported with four-digit years.
+MIN_YEAR, MAX_YEAR = 1970, 2999
+
+
+def _utc_in_range(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise ValueError(f"the time must lie in the years {MIN_YEAR} to {MAX_YEAR} once converted to UTC")
+    return utc
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -35,7 +57,7 @@ class StrictModel(BaseModel):
 
 class TestIn(StrictModel):
     __test__ = False
-    title: Annotated[str, StringConstraints(max_length=500)] = ""
+    title: Title = ""
 
 
 class TestOut(BaseModel):
@@ -74,7 +96,7 @@ class FlaggingInfo(StrictModel):
 class EventIn(StrictModel):
     eventId: EventId | None = None
     event: Name
-    timeStamp: AwareDatetime
+    timeStamp: EventTime
     extraInfo: ExtraInfo | None = None
     flaggingInfo: FlaggingInfo | None = None
     userId: Int64 | None = None

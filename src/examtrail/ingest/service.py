@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from anyio import CancelScope, to_thread
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from examtrail.core.db import transaction
@@ -187,6 +189,25 @@ def prepare_upload(
     )
 
 
+# A media type as stored (``attachments.content_type`` is varchar(200)): printable ASCII.
+MAX_CONTENT_TYPE_LENGTH = 200
+_CONTENT_TYPE_RE = re.compile(r"^[\x20-\x7e]+$")
+
+
+def checked_content_type(value: str | None) -> str:
+    """The upload's ``Content-Type`` to store; 422 when it is too long or not printable ASCII."""
+    value = (value or "").strip()
+    if not value:
+        return "application/octet-stream"
+    if len(value) > MAX_CONTENT_TYPE_LENGTH or not _CONTENT_TYPE_RE.match(value):
+        raise Unprocessable(
+            f"The Content-Type must be printable ASCII of at most {MAX_CONTENT_TYPE_LENGTH} characters.",
+            code="invalid_content_type",
+            details=[{"field": "Content-Type", "message": "too long or not printable ASCII"}],
+        )
+    return value
+
+
 def record_upload(
     session: Session, target: UploadTarget, file_name: str, content_type: str, size: int, sha256: str
 ) -> tuple[Attachment, str | None]:
@@ -277,11 +298,13 @@ class FileUploads:
         self, target: UploadTarget, file_name: str, content_type: str, stored: StoredObject
     ) -> AttachmentOut:
         try:
-            with transaction(self.sessions) as session:
-                attachment, replaced = record_upload(
-                    session, target, file_name, content_type, stored.size, stored.sha256
-                )
-                out = attachment_out(attachment)
+            try:
+                attachment_row = self._record_once(target, file_name, content_type, stored)
+            except IntegrityError:
+                # A concurrent first upload of the same file name committed between our
+                # read and our insert: ours replaces it, exactly as a second upload would.
+                attachment_row = self._record_once(target, file_name, content_type, stored)
+            out, replaced = attachment_row
         except BaseException:
             # The row was not written: the new object is nobody's. A failed cleanup must
             # not hide the error that matters to the client.
@@ -292,6 +315,15 @@ class FileUploads:
             # succeeded, so a failed delete only leaves an orphan behind (logged).
             self._delete_quietly(replaced)
         return out
+
+    def _record_once(
+        self, target: UploadTarget, file_name: str, content_type: str, stored: StoredObject
+    ) -> tuple[AttachmentOut, str | None]:
+        with transaction(self.sessions) as session:
+            attachment, replaced = record_upload(
+                session, target, file_name, content_type, stored.size, stored.sha256
+            )
+            return attachment_out(attachment), replaced
 
     def _delete_quietly(self, key: str) -> None:
         try:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 
-from examtrail.queue.registry import C, TaskFn, TaskRegistry
+from examtrail.queue.registry import C, TaskFn, TaskRegistry, lane_queue
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ def build_broker(url: str, queue_name: str) -> dramatiq.Broker:
 
 
 def declare_actors(broker: dramatiq.Broker, queue_name: str, registry: TaskRegistry[C], context: C) -> None:
-    """Bind every task of ``registry`` to ``broker``, each called with ``context`` first."""
+    """Bind every task of ``registry`` to ``broker`` on its lane's queue, each called with
+    ``context`` first."""
     for name, fn in registry.tasks.items():
         if name in broker.actors:
             continue
@@ -66,19 +67,30 @@ def declare_actors(broker: dramatiq.Broker, queue_name: str, registry: TaskRegis
             _fn(context, *args)
 
         # Retries live in the database (job rows, delivery rows), not in the broker.
-        dramatiq.actor(broker=broker, actor_name=name, queue_name=queue_name, max_retries=0)(run)
+        queue = lane_queue(queue_name, registry.lane_of(name))
+        dramatiq.actor(broker=broker, actor_name=name, queue_name=queue, max_retries=0)(run)
 
 
 class DramatiqQueue:
-    """Enqueues by actor name, so API processes need no actor objects."""
+    """Enqueues by actor name, so API processes need no actor objects. ``routes`` sends a
+    task to its lane's queue (task name → queue name); others go to ``queue_name``."""
 
-    def __init__(self, broker: dramatiq.Broker, queue_name: str) -> None:
+    def __init__(
+        self, broker: dramatiq.Broker, queue_name: str, routes: Mapping[str, str] | None = None
+    ) -> None:
         self.broker = broker
         self.queue_name = queue_name
+        self.routes = dict(routes or {})
+        for queue in set(self.routes.values()):
+            broker.declare_queue(queue)
 
     def send(self, task_name: str, *args: Any, delay_ms: int | None = None) -> None:
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=self.queue_name, actor_name=task_name, args=args, kwargs={}, options={}
+            queue_name=self.routes.get(task_name, self.queue_name),
+            actor_name=task_name,
+            args=args,
+            kwargs={},
+            options={},
         )
         try:
             self.broker.enqueue(message, delay=delay_ms)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Generic
 
 import dramatiq
 
 from examtrail.queue.broker import declare_actors
-from examtrail.queue.registry import C, TaskRegistry
+from examtrail.queue.registry import C, TaskRegistry, lane_queue
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,20 @@ class Sweeper(Generic[C]):
             self._stop.wait(self.interval)
 
 
+class _OneWorkerPerLane(logging.Filter):
+    """Each lane's Dramatiq worker adds its own consumer middleware to the shared broker,
+    which Dramatiq warns about; here that is intended (each consumes only its own queue)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "middleware of the same type twice" not in record.getMessage()
+
+
 class BackgroundWorker(Generic[C]):
-    """Dramatiq worker threads on ``broker`` plus the sweeper; tasks get ``context``."""
+    """Dramatiq worker threads on ``broker`` plus the sweeper; tasks get ``context``.
+
+    Each lane of the registry has its own Dramatiq worker (its own threads) consuming
+    only its own queue: ``threads`` for the default lane, ``lane_threads[lane]`` (default
+    ``threads``) for the others. A lane whose tasks are slow cannot delay another's."""
 
     def __init__(
         self,
@@ -58,24 +71,41 @@ class BackgroundWorker(Generic[C]):
         *,
         threads: int,
         sweep_interval: float,
+        lane_threads: Mapping[str, int] | None = None,
     ) -> None:
         self.broker = broker
         self.queue_name = queue_name
         self.registry = registry
         self.context = context
         self.threads = threads
-        self._worker: dramatiq.Worker | None = None
+        self.lane_threads = {
+            lane: (lane_threads or {}).get(lane, threads) for lane in registry.lane_names() if lane
+        }
+        self._workers: list[dramatiq.Worker] = []
         self._sweeper = Sweeper(registry, context, sweep_interval)
 
     def start(self) -> None:
         declare_actors(self.broker, self.queue_name, self.registry, self.context)
-        self._worker = dramatiq.Worker(self.broker, worker_threads=self.threads, worker_timeout=200)
-        self._worker.start()
+        self.broker.declare_queue(self.queue_name)
+        lanes = {"": self.threads, **self.lane_threads}
+        broker_log = getattr(self.broker, "logger", None)
+        if isinstance(broker_log, logging.Logger) and not any(
+            isinstance(f, _OneWorkerPerLane) for f in broker_log.filters
+        ):
+            broker_log.addFilter(_OneWorkerPerLane())
+        for lane, threads in lanes.items():
+            queue = lane_queue(self.queue_name, lane)
+            worker = dramatiq.Worker(self.broker, queues={queue}, worker_threads=threads, worker_timeout=200)
+            worker.start()
+            self._workers.append(worker)
         self._sweeper.start()
-        log.info("worker started with %d threads on %s", self.threads, type(self.broker).__name__)
+        log.info(
+            "worker started on %s: %s",
+            type(self.broker).__name__,
+            ", ".join(f"{lane_queue(self.queue_name, lane)} ({n} threads)" for lane, n in lanes.items()),
+        )
 
     def stop(self) -> None:
         self._sweeper.stop()
-        if self._worker is not None:
-            self._worker.stop(timeout=10_000)
-            self._worker = None
+        while self._workers:
+            self._workers.pop().stop(timeout=10_000)

@@ -71,6 +71,11 @@ class ObjectStore(Protocol):
         """The logical keys of every committed object under ``prefix``."""
         ...
 
+    def sweep_temporaries(self, older_than_seconds: float) -> int:
+        """Remove what interrupted writes left behind (a killed process) and has not been
+        touched for ``older_than_seconds``; returns how many were removed."""
+        ...
+
     def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
         """Delete every object under ``prefix`` except ``keep``; returns how many."""
         ...

@@ -7,8 +7,10 @@ served by the app itself (``examtrail.storage.api``).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +20,9 @@ from examtrail.storage import signing
 from examtrail.storage.base import HashingCounter, StorageError, StoredObject
 
 _CHUNK = 1024 * 1024
+_TMP = ".tmp"
+
+log = logging.getLogger(__name__)
 
 
 class LocalObjectWriter:
@@ -62,9 +67,10 @@ class LocalObjectStore:
         self._signing_key = signing_key
 
     def path_for(self, key: str) -> Path:
-        """The file behind ``key``; refuses keys that would escape the root."""
+        """The file behind ``key``; refuses keys that would escape the root or reach into
+        the temporaries (checked on the normalised path: ``./.tmp/x``, ``a/../.tmp/x``)."""
         path = (self.root / key).resolve()
-        if self.root not in path.parents or key.startswith(".tmp"):
+        if self.root not in path.parents or path.relative_to(self.root).parts[0] == _TMP:
             raise StorageError(f"invalid object key {key!r}")
         return path
 
@@ -112,6 +118,25 @@ class LocalObjectStore:
             key = path.relative_to(self.root).as_posix()
             if path.is_file() and key.startswith(prefix) and not key.startswith(".tmp"):
                 yield key
+
+    def sweep_temporaries(self, older_than_seconds: float) -> int:
+        """Delete temporary files (uploads and exports a killed process left in ``.tmp/``)
+        not written to for ``older_than_seconds``; a write in progress keeps its file fresh."""
+        directory = self.root / _TMP
+        if not directory.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in directory.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.info("removed %d stale temporary files from %s", removed, directory)
+        return removed
 
     def delete_prefix(self, prefix: str, *, keep: str | None = None) -> int:
         base = self.root / prefix

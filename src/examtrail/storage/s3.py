@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
@@ -299,6 +299,24 @@ class S3ObjectStore:
             raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {code}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {_error_code(exc)}") from exc
+
+    def sweep_temporaries(self, older_than_seconds: float) -> int:
+        """Abort multipart uploads under this store's prefix started more than
+        ``older_than_seconds`` ago (a killed writer's parts; never visible as objects)."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        with _translate(f"listing of pending uploads in {self.bucket!r}"):
+            listed = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self._full_prefix(""))
+        removed = 0
+        for upload in listed.get("Uploads", []):
+            initiated = upload.get("Initiated")
+            if initiated is None or initiated >= cutoff:
+                continue
+            with _translate(f"abort of a stale upload of {upload.get('Key')!r}"):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=str(upload.get("Key")), UploadId=str(upload.get("UploadId"))
+                )
+            removed += 1
+        return removed
 
     def check(self) -> None:
         with _translate(f"check of bucket {self.bucket!r}"):

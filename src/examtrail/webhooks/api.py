@@ -10,7 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
+from examtrail.core.errors import ServiceUnavailable
+from examtrail.core.pools import PoolFull, shared_pool
+from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
+from examtrail.runtime import Runtime
 from examtrail.webhooks import service
 from examtrail.webhooks.schemas import (
     DeliveryList,
@@ -39,21 +43,47 @@ def list_events(_principal: ExportPrincipal) -> EventsOut:
     status_code=status.HTTP_201_CREATED,
     summary="Subscribe an endpoint to an event",
     description='The endpoint first receives a signed verification POST (`{"event": "verification"}`) '
-    "and must answer 2xx, else 400 `endpoint_verification_failed`. The signing secret (generated when "
-    "absent) is returned only in this answer.",
+    "and must answer 2xx within `EXAMTRAIL_WEBHOOK_TIMEOUT_SECONDS` (one deadline for the whole "
+    "request), else 400 `endpoint_verification_failed`. Verifications run on a bounded pool "
+    "(`EXAMTRAIL_WEBHOOK_VERIFY_THREADS`); when it is full the answer is 503 `verification_busy` "
+    "with `Retry-After`. The signing secret (generated when absent) is returned only in this answer.",
+    responses={
+        503: {
+            "description": "`verification_busy`: too many endpoint verifications in progress; retry later",
+        }
+    },
 )
-def create_subscription(
+async def create_subscription(
     body: SubscriptionIn,
     principal: ExportPrincipal,
-    session: SessionDep,
     runtime: RuntimeDep,
     response: Response,
 ) -> SubscriptionCreated:
-    created = service.create_subscription(session, runtime.settings, principal, body)
-    session.commit()
+    # The verification POST may take the whole webhook deadline: never on the request threads.
+    pool = shared_pool("examtrail-verify", runtime.settings.webhook_verify_threads)
+    try:
+        created = await pool.run(_subscribe, runtime, principal, body)
+    except PoolFull:
+        raise ServiceUnavailable(
+            "Too many webhook endpoint verifications are in progress; retry shortly.",
+            code="verification_busy",
+            headers={"Retry-After": "5"},
+        ) from None
     response.headers["Location"] = f"/v1/subscription/{created.subscriptionId}"
     response.headers["Cache-Control"] = "no-store"
     return created
+
+
+def _subscribe(runtime: Runtime, principal: Principal, body: SubscriptionIn) -> SubscriptionCreated:
+    """Verify and store, on a verification thread; the commit is this request's edge."""
+    session = runtime.sessions()
+    try:
+        created = service.create_subscription(session, runtime.settings, principal, body)
+        session.commit()
+        return created
+    finally:
+        session.rollback()
+        session.close()
 
 
 @router.get("", response_model=SubscriptionList, summary="List the tenant's subscriptions (never secrets)")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -25,6 +26,8 @@ import re
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -281,6 +284,22 @@ def _describe_error(exc: Exception, timeout: float) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
 
 
+# Name resolution runs here, so a resolver that hangs can be abandoned at the deadline
+# (its thread finishes on its own; the caller does not wait for it).
+_RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="examtrail-webhook-dns")
+
+
+def check_endpoint_within(url: httpx.URL, *, allow_private: bool, timeout: float) -> list[str]:
+    """``check_endpoint`` that gives up after ``timeout`` seconds (a hanging resolver)."""
+    future = _RESOLVER.submit(check_endpoint, url, allow_private=allow_private)
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        raise EndpointUnresolvableError(
+            f"the endpoint's host {url.host!r} could not be resolved within {timeout:g}s"
+        ) from None
+
+
 def post(
     endpoint: str,
     body: bytes,
@@ -291,38 +310,70 @@ def post(
 ) -> SendResult:
     """POST ``body`` to ``endpoint``; never raises, never follows redirects.
 
-    The endpoint is resolved and checked now, and the connection goes to a checked address.
+    ``timeout`` is one deadline for the whole request: name resolution, connecting, TLS,
+    sending the body and receiving the complete status line and headers. A receiver that
+    dribbles its answer byte by byte, or never answers, is cut off when it passes; the
+    request is cancelled and its connection closed. The endpoint is resolved and checked
+    now, and the connection goes to a checked address. Call it from a thread without a
+    running event loop (worker threads, the verification pool).
     """
     started = time.monotonic()
+    try:
+        return asyncio.run(_post_within(endpoint, body, headers, timeout, allow_private, started))
+    except Exception as exc:  # never raise: the caller records the attempt
+        return SendResult(None, _describe_error(exc, timeout), _elapsed_ms(started))
 
-    def elapsed() -> int:
-        return int((time.monotonic() - started) * 1000)
 
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+async def _post_within(
+    endpoint: str, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool, started: float
+) -> SendResult:
+    try:
+        return await asyncio.wait_for(
+            _post(endpoint, body, headers, timeout, allow_private, started), timeout
+        )
+    except TimeoutError:
+        return SendResult(
+            None, f"timed out: no complete answer within the {timeout:g}s deadline", _elapsed_ms(started)
+        )
+
+
+async def _post(
+    endpoint: str, body: bytes, headers: dict[str, str], timeout: float, allow_private: bool, started: float
+) -> SendResult:
     try:
         url = parse_endpoint(endpoint)
-        addresses = check_endpoint(url, allow_private=allow_private)
+        loop = asyncio.get_running_loop()
+        addresses = await asyncio.wrap_future(
+            _RESOLVER.submit(check_endpoint, url, allow_private=allow_private), loop=loop
+        )
     except EndpointError as exc:
-        return SendResult(None, str(exc)[:500], elapsed())
+        return SendResult(None, str(exc)[:500], _elapsed_ms(started))
 
     host_header = url.netloc.decode("ascii")
     extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
     request_headers = {**headers, "host": host_header}
     failure = "no address to connect to"
-    with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False) as client:
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+    ) as client:
         for address in addresses[:_MAX_ADDRESSES_TRIED]:
             pinned = url.copy_with(host=address.split("%", 1)[0])
             try:
-                with client.stream(
+                async with client.stream(
                     "POST", pinned, content=body, headers=request_headers, extensions=extensions
                 ) as response:
                     retry_after = None
                     if response.status_code in RETRY_AFTER_STATUSES:
                         retry_after = parse_retry_after(response.headers.get("retry-after"))
                     # The answer's body is never read: only the status counts.
-                    return SendResult(response.status_code, None, elapsed(), retry_after)
+                    return SendResult(response.status_code, None, _elapsed_ms(started), retry_after)
             except httpx.ConnectError as exc:
                 failure = _describe_error(exc, timeout)
                 continue  # another address of the same name may work
             except httpx.HTTPError as exc:
-                return SendResult(None, _describe_error(exc, timeout), elapsed())
-    return SendResult(None, failure, elapsed())
+                return SendResult(None, _describe_error(exc, timeout), _elapsed_ms(started))
+    return SendResult(None, failure, _elapsed_ms(started))

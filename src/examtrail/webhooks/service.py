@@ -106,7 +106,9 @@ def _checked_endpoint(raw: str, settings: Settings) -> None:
             details=[{"field": "endpoint", "message": str(exc)}],
         ) from None
     try:
-        sender.check_endpoint(url, allow_private=settings.webhook_allow_private)
+        sender.check_endpoint_within(
+            url, allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout_seconds
+        )
     except sender.EndpointError as exc:
         raise BadRequest(
             f"The endpoint cannot be used: {exc}.",
@@ -331,9 +333,14 @@ class _Prepared:
     trigger: str
 
 
-def _lease(settings: Settings) -> timedelta:
-    # Connecting and reading may each take the whole timeout; add a margin.
-    return timedelta(seconds=2 * settings.webhook_timeout_seconds + 5)
+# A delivery's lease outlasts its send by this much (recording the attempt, a slow database).
+LEASE_MARGIN_SECONDS = 30
+
+
+def delivery_lease(settings: Settings) -> timedelta:
+    """Always longer than a send can take (``webhook_timeout_seconds`` is one overall
+    deadline per request), so a send in flight is never claimed and sent again."""
+    return timedelta(seconds=settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
 
 
 def link_expiry(settings: Settings, now: datetime) -> datetime:
@@ -527,7 +534,7 @@ def deliver(runtime: Runtime, delivery_id: str) -> None:
     owner = leases.worker_id()
     now = utcnow()
     with transaction(runtime.sessions) as session:
-        if not repository.claim(session, delivery_id, owner, now, _lease(runtime.settings)):
+        if not repository.claim(session, delivery_id, owner, now, delivery_lease(runtime.settings)):
             return
         delivery = repository.load_delivery(session, delivery_id)
         assert delivery is not None

@@ -1,0 +1,147 @@
+"""Hostile input answers 4xx alike on SQLite and PostgreSQL, never 500 (findings 3, 4, 6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from examtrail.core.timeutil import format_ms, to_epoch_ms
+from examtrail.ingest import repository
+from tests.support.api import seed_test
+
+EVENTS = "/v1/test/42/candidates/100/events"
+
+
+def _event(**changes: Any) -> dict[str, Any]:
+    return {"event": "network_lost", "timeStamp": "2026-06-01T09:00:00Z", **changes}
+
+
+CONTROL = ["a\u0000b", "a\u0001b", "a\u001bb", "a\u007fb", "\u0000"]
+
+
+@pytest.mark.parametrize("text", CONTROL)
+def test_control_characters_in_stored_strings_are_422(
+    http: TestClient, headers: dict[str, str], text: str
+) -> None:
+    seed_test(http, headers, candidates=1, events_per_candidate=0)
+    bodies: list[tuple[str, str, Any]] = [
+        ("PUT", "/v1/test/42", {"title": text}),
+        ("PUT", "/v1/test/42/candidates", [{"userId": 1, "candidateId": text}]),
+        ("POST", EVENTS, _event(event=text)),
+        ("POST", EVENTS, _event(extraInfo={"type": text, "value": "v"})),
+        ("POST", EVENTS, _event(extraInfo={"type": "t", "value": text})),
+        ("POST", EVENTS, _event(flaggingInfo={"flagType": text})),
+        ("POST", EVENTS, _event(flaggingInfo={"flagType": "f", "comment": text})),
+        ("POST", EVENTS, _event(flaggingInfo={"flagType": "f", "flagSubTypes": [text]})),
+        ("POST", EVENTS, _event(flaggingInfo={"flagType": "f", "severityLevel": text})),
+        ("POST", EVENTS, [_event(), _event(event=text)]),
+    ]
+    for method, path, body in bodies:
+        response = http.request(method, path, json=body, headers=headers)
+        assert response.status_code == 422, (path, body, response.status_code, response.text)
+        assert response.json()["error"] == "validation_error"
+    assert http.get("/v1/test/42", headers=headers).json()["title"] == "Test 42"
+
+
+def test_free_text_keeps_tabs_and_line_breaks(http: TestClient, headers: dict[str, str]) -> None:
+    seed_test(http, headers, candidates=1, events_per_candidate=0)
+    assert http.put("/v1/test/42", json={"title": "a\tb"}, headers=headers).status_code == 200
+    comment = {"flagType": "f", "comment": "line 1\r\nline 2\tend"}
+    assert http.post(EVENTS, json=_event(flaggingInfo=comment), headers=headers).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "9999-12-31T23:59:59-00:01",
+        "0001-01-01T00:00:00+23:59",
+        "0999-06-01T00:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59.999Z",
+        "1970-01-01T00:30:00+01:00",
+        "3000-01-01T00:00:00Z",
+        "2999-12-31T23:00:00-01:00",
+    ],
+)
+def test_timestamps_outside_1970_2999_utc_are_422_with_index_and_field(
+    http: TestClient, headers: dict[str, str], stamp: str
+) -> None:
+    seed_test(http, headers, candidates=1, events_per_candidate=0)
+    batch = [_event(eventId=f"ok-{n}") for n in range(9_999)]
+    batch.insert(1234, _event(eventId="bad", timeStamp=stamp))
+    response = http.post(EVENTS, json=batch, headers=headers)
+    assert response.status_code == 422, response.text
+    details = response.json()["details"]
+    assert [(d["index"], d["field"]) for d in details] == [(1234, "timeStamp")], details
+    single = http.post(EVENTS, json=_event(timeStamp=stamp), headers=headers)
+    assert single.status_code == 422
+    assert single.json()["details"][0]["field"] == "timeStamp"
+
+
+@pytest.mark.parametrize(
+    ("stamp", "exported"),
+    [
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000Z"),
+        ("1970-01-01T01:00:00+01:00", "1970-01-01T00:00:00.000Z"),
+        ("2999-12-31T23:59:59.999Z", "2999-12-31T23:59:59.999Z"),
+        ("3000-01-01T00:59:00+01:00", "2999-12-31T23:59:00.000Z"),
+    ],
+)
+def test_the_edges_of_the_range_are_accepted(
+    http: TestClient, headers: dict[str, str], stamp: str, exported: str
+) -> None:
+    seed_test(http, headers, candidates=1, events_per_candidate=0)
+    response = http.post(EVENTS, json=_event(eventId="edge", timeStamp=stamp), headers=headers)
+    assert response.status_code == 201, response.text
+
+
+def test_years_are_always_formatted_with_four_digits() -> None:
+    from datetime import UTC, datetime
+
+    assert format_ms(to_epoch_ms(datetime(999, 6, 1, tzinfo=UTC))) == "0999-06-01T00:00:00.000Z"
+    assert format_ms(to_epoch_ms(datetime(1, 1, 1, tzinfo=UTC))) == "0001-01-01T00:00:00.000Z"
+    assert format_ms(0) == "1970-01-01T00:00:00.000Z"
+
+
+def _with_event(http: TestClient, headers: dict[str, str]) -> str:
+    seed_test(http, headers, candidates=1, events_per_candidate=1)
+    return "/v1/test/42/candidates/100/events/e-100-0/files/"
+
+
+@pytest.mark.parametrize("content_type", ["a/" + "b" * 298, "text/plain; x=\u00e9", "text/\u0001plain"])
+def test_bad_upload_content_types_are_422(
+    http: TestClient, headers: dict[str, str], content_type: str
+) -> None:
+    base = _with_event(http, headers)
+    response = http.put(
+        base + "f.txt", content=b"hello", headers={**headers, "content-type": content_type.encode("utf-8")}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_content_type"
+    ok = http.put(base + "f.txt", content=b"hello", headers={**headers, "content-type": "text/plain"})
+    assert ok.status_code == 201 and ok.json()["contentType"] == "text/plain"
+
+
+def test_racing_first_uploads_of_one_file_name_both_succeed(
+    http: TestClient, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loser of two concurrent first uploads (it read "no such file" before the winner
+    committed) gets the answer of a sequential second upload, not a unique-constraint 500."""
+    base = _with_event(http, headers)
+    first = http.put(base + "race.bin", content=b"one", headers=headers)
+    assert first.status_code == 201
+    real = repository.get_attachment
+    calls = {"n": 0}
+
+    def stale_read(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        # The upload's reads (prepare, then record) both predate the winner's commit.
+        return None if calls["n"] <= 2 else real(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "get_attachment", stale_read)
+    second = http.put(base + "race.bin", content=b"two!", headers=headers)
+    assert second.status_code == 201, second.text
+    assert second.json()["fileSize"] == 4
+    assert second.json()["contentItemId"] == first.json()["contentItemId"]
