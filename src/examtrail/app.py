@@ -20,6 +20,7 @@ from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
 from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
+from examtrail.ingest.api import list_router as tests_router
 from examtrail.ingest.api import router as ingest_router
 from examtrail.ingest.schemas import EventIn
 from examtrail.runtime import Runtime, build_runtime
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     install_redaction()
     app.include_router(auth_router)
+    app.include_router(tests_router)
     app.include_router(ingest_router)
     app.include_router(exports_router)
     app.include_router(schema_router)
