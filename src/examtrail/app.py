@@ -26,6 +26,7 @@ from examtrail.ingest.schemas import EventIn
 from examtrail.runtime import Runtime, build_runtime
 from examtrail.storage.api import router as storage_router
 from examtrail.tasks import background_worker
+from examtrail.ui import api as ui
 from examtrail.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(schema_router)
     app.include_router(webhooks_router)
     app.include_router(storage_router)
+    ui.install(app, settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
