@@ -1,6 +1,6 @@
 """A real ``examtrail serve`` with the demo data, and Debian's Chromium driven by Playwright.
 
-Browser tests run in the SQLite pass only (the server they start is the embedded default;
+Tests using these fixtures run in the SQLite pass only (the server they start is the embedded default;
 the PostgreSQL pass would only repeat them). Screenshots go to ``test-artifacts/ui/``
 (``EXAMTRAIL_TEST_ARTIFACTS`` overrides the folder).
 """
@@ -38,7 +38,8 @@ AXE = Path(__file__).with_name("axe.min.js")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        uses = set(getattr(item, "fixturenames", ()))
+        if here in Path(str(item.fspath)).parents and uses & {"demo", "browser", "page"}:
             item.add_marker(pytest.mark.browser)
             item.add_marker(pytest.mark.slow)
             if os.environ.get("EXAMTRAIL_TEST_DB", "sqlite") == "postgresql":

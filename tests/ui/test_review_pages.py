@@ -43,7 +43,12 @@ def test_sign_in_tests_test_candidate_and_export(page: Any, demo: Demo) -> None:
         )
         assert sent.status_code in (200, 201), sent.text
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
 
     # Sign in: labelled fields; not signed in, a page sends you to the form first.
     page.goto("/ui/")
