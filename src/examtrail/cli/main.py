@@ -187,6 +187,7 @@ def demo(
     )
     console.print(f"client id  [bold]{result.client_id}[/]")
     console.print(f"API key    [bold]{result.api_key}[/]  (also saved in {result.credentials_file})")
+    console.print(f"\nReview pages: {base}/ui/ (sign in with the client id and API key above)")
     console.print("\nTry it (see README, 'Walkthrough'):")
     console.print(
         f"  curl -s -X POST '{base}/api/authenticate/token/"

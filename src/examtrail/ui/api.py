@@ -118,6 +118,14 @@ def sign_in_page(runtime: RuntimeDep, expired: Annotated[str | None, Query()] = 
     return render(runtime.settings, "signin.html", page="signin", expired=expired is not None)
 
 
+@router.post("/", response_class=HTMLResponse)
+def sign_in_without_script(runtime: RuntimeDep) -> HTMLResponse:
+    """The form posted without the script (JavaScript off): the key is ignored, never kept."""
+    return render(
+        runtime.settings, "signin.html", status_code=400, page="signin", expired=False, no_script=True
+    )
+
+
 @router.get("/tests", response_class=HTMLResponse)
 def list_page(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     fragment = "/ui/fragments/tests"

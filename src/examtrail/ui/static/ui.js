@@ -14,6 +14,10 @@
     return null;
   }
 
+  function mark(name) {
+    if (window.performance && performance.mark) performance.mark(name);
+  }
+
   function forget() { sessionStorage.removeItem(KEY); }
 
   function toSignIn(expired) {
@@ -124,12 +128,16 @@
         });
       }
       return response.text().then(function (html) {
-        content.innerHTML = html;  // server-rendered, escaped; inline scripts never run (CSP)
+        mark("examtrail:fetched");
+        content.innerHTML = html;
+        mark("examtrail:inserted");  // server-rendered, escaped; inline scripts never run (CSP)
         var h1 = content.querySelector("h1");
         if (h1) document.title = h1.textContent.replace(/\s+/g, " ").trim() + " · Examtrail review";
         localTimes(content);
+        mark("examtrail:local-times");
         setUpTimeline(content);
         setUpExports(content);
+        mark("examtrail:ready");
       });
     }).catch(function () { /* redirected */ }).then(function () {
       content.setAttribute("aria-busy", "false");
