@@ -114,3 +114,28 @@ def test_other_tenants_and_missing_get_404(
         assert http.get(url).status_code == 401
     assert http.get("/ui/fragments/tests/9/candidates/555", headers=headers).status_code == 404
     assert "Test 9" not in http.get("/ui/fragments/tests", headers=other_headers).text
+
+
+def test_pages_are_shells_with_a_strict_policy(http: TestClient) -> None:
+    page = http.get("/ui/tests/9/candidates/100?flagged=1")
+    assert page.status_code == 200
+    assert 'data-fragment="/ui/fragments/tests/9/candidates/100?flagged=1"' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "default-src 'none'" in policy
+    # The form posted with scripts off: an explanation, and the key is not echoed back.
+    posted = http.post("/ui/", data={"client_id": "et_x", "client_secret": "etk_secret-value"})
+    assert posted.status_code == 400
+    assert "needs JavaScript" in posted.text
+    assert "etk_secret-value" not in posted.text
+    assert http.get("/ui/static/ui.css").headers["content-type"].startswith("text/css")
+    assert "/ui/" not in str(http.get("/openapi.json").json()["paths"])
+
+
+def test_candidate_export_waits_for_the_user_filter(http: TestClient, headers: dict[str, str]) -> None:
+    seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=1)
+    html = http.get("/ui/fragments/tests/9/candidates/100", headers=headers).text
+    # Until exports take a userId filter, the candidate button exports the whole test and says so.
+    assert 'data-export-user="100" data-user-filter="no"' in html
+    assert "exports the whole test" in html
