@@ -139,3 +139,18 @@ def test_candidate_export_waits_for_the_user_filter(http: TestClient, headers: d
     # Until exports take a userId filter, the candidate button exports the whole test and says so.
     assert 'data-export-user="100" data-user-filter="no"' in html
     assert "exports the whole test" in html
+
+
+def test_tests_list_pages_by_test_id(http: TestClient, headers: dict[str, str]) -> None:
+    for test_id in range(1, 53):
+        assert http.put(
+            f"/v1/test/{test_id}", json={"title": f"Exam <{test_id}>"}, headers=headers
+        ).is_success
+    first = http.get("/ui/fragments/tests", headers=headers).text
+    assert first.count('<td><a href="/ui/tests/') == 50
+    assert "Exam &lt;1&gt;" in first
+    assert 'href="/ui/tests?after=50" rel="next"' in first
+    second = http.get("/ui/fragments/tests", params={"after": 50}, headers=headers).text
+    assert second.count('<td><a href="/ui/tests/') == 2
+    assert ">First page<" in second
+    assert 'rel="next"' not in second
