@@ -23,6 +23,7 @@ from examtrail.core.settings import Settings
 from examtrail.deps import RuntimeDep, SessionDep
 from examtrail.ingest.api import TestId, UserId
 from examtrail.ingest.review import SORT_KEYS
+from examtrail.ui import render as event_render
 from examtrail.ui import service
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +41,7 @@ templates.filters["utc"] = service.utc_text
 templates.filters["duration"] = service.duration_text
 templates.filters["filesize"] = service.size_text
 templates.filters["sevclass"] = service.severity_class
+templates.filters["event_html"] = event_render.event_html
 templates.globals["severity_order"] = service.severity_order
 templates.globals["SEVERITIES"] = service.SEVERITIES
 
