@@ -17,7 +17,8 @@ ALLOWED: dict[str, set[str]] = {
     "examtrail.deps": PLUMBING | {"examtrail.runtime"},
 }
 PLATFORM = PLUMBING | {"examtrail.storage", "examtrail.queue", "examtrail.runtime", "examtrail.deps"}
-FEATURES = ["examtrail.auth", "examtrail.ingest", "examtrail.exports", "examtrail.webhooks"]
+# ui (the review pages) sits above the features it reads.
+FEATURES = ["examtrail.auth", "examtrail.ingest", "examtrail.exports", "examtrail.webhooks", "examtrail.ui"]
 for rank, feature in enumerate(FEATURES):
     # A feature may use the features before it in this list, never those after it.
     ALLOWED[feature] = PLATFORM | set(FEATURES[:rank])

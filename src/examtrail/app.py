@@ -20,11 +20,13 @@ from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
 from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
+from examtrail.ingest.api import list_router as tests_router
 from examtrail.ingest.api import router as ingest_router
 from examtrail.ingest.schemas import EventIn
 from examtrail.runtime import Runtime
 from examtrail.storage.api import router as storage_router
 from examtrail.tasks import background_worker, build_runtime, sweep_temporaries
+from examtrail.ui import api as ui
 from examtrail.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -68,11 +70,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_error_handlers(app)
     install_redaction()
     app.include_router(auth_router)
+    app.include_router(tests_router)
     app.include_router(ingest_router)
     app.include_router(exports_router)
     app.include_router(schema_router)
     app.include_router(webhooks_router)
     app.include_router(storage_router)
+    ui.install(app, settings)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

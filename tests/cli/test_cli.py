@@ -55,7 +55,7 @@ def test_exports_run_with_progress_and_list(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "finished" in result.stdout
     body = json.loads(out.read_text())
-    assert len(body["candidates"]) == 5
+    assert len(body["candidates"]) == 6
     listed = run_cli(["exports", "list", "1001", "--tenant", "demo"], env)
     assert listed.returncode == 0
     assert "finished" in listed.stdout

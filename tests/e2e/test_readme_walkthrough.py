@@ -42,8 +42,8 @@ def test_readme_walkthrough_works_verbatim(tmp_path: Path) -> None:
             check=False,
         )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 candidates, 22 events" in result.stdout
+    assert "6 candidates, 33 events" in result.stdout
     events = json.loads((tmp_path / "events.json").read_text())
     jsonschema.validate(events, export_file_schema())
     flagged = [e for c in events["candidates"] for e in c["events"] if e["attachedFiles"]]
-    assert [f["fileName"] for e in flagged for f in e["attachedFiles"]] == ["evidence.txt"]
+    assert [f["fileName"] for e in flagged for f in e["attachedFiles"]] == ["evidence.txt", "phone.png"]

@@ -148,10 +148,10 @@ SSRF_FORMS = [
 
 
 @pytest.mark.parametrize("endpoint", SSRF_FORMS)
+@pytest.mark.settings(webhook_allow_private=False)
 def test_ssrf_address_forms_are_refused(
     http: TestClient, headers: dict[str, str], runtime: Runtime, endpoint: str
 ) -> None:
-    runtime.settings.webhook_allow_private = False
     response = http.post("/v1/subscription", json={"event": FINISHED, "endpoint": endpoint}, headers=headers)
     assert response.status_code == 400, (endpoint, response.status_code, response.text)
     assert response.json()["error"] in ("invalid_endpoint", "endpoint_not_allowed", "endpoint_unresolvable")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import pytest
 from fastapi.testclient import TestClient
 
 from examtrail.core.settings import Settings
@@ -31,6 +32,8 @@ def test_webhook_sends_are_routed_to_their_own_lane(runtime: Runtime) -> None:
     assert routes["export.run"] == runtime.settings.queue_name
 
 
+# One attempt each: counts stay exact.
+@pytest.mark.settings(webhook_timeout_seconds=5.0, webhook_retry_schedule=[0])
 def test_a_dripping_receiver_does_not_delay_another_tenants_export(
     http: TestClient,
     headers: dict[str, str],
@@ -38,9 +41,7 @@ def test_a_dripping_receiver_does_not_delay_another_tenants_export(
     receiver: Receiver,
     runtime: Runtime,
 ) -> None:
-    deadline = 5.0
-    runtime.settings.webhook_timeout_seconds = deadline
-    runtime.settings.webhook_retry_schedule = [0]  # one attempt each: counts stay exact
+    deadline = runtime.settings.webhook_timeout_seconds
     subscribe(http, headers, receiver.url("/drip"))
     receiver.configure("/drip", drip=0.5)  # dribbles past the deadline once subscribed
     for test_id in (1, 2, 3, 4):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from fastapi.testclient import TestClient
 
 from examtrail.runtime import Runtime
@@ -14,11 +15,10 @@ from tests.support.receiver import Receiver
 FINISHED = "event_by_candidates_export_finished"
 
 
+@pytest.mark.settings(webhook_timeout_seconds=3.0, webhook_verify_threads=4)
 def test_hanging_verifications_leave_the_api_answering(
     http: TestClient, headers: dict[str, str], receiver: Receiver, runtime: Runtime
 ) -> None:
-    runtime.settings.webhook_timeout_seconds = 3.0
-    runtime.settings.webhook_verify_threads = 4
     assert http.put("/v1/test/5", json={"title": "T"}, headers=headers).status_code == 201
     receiver.configure("/hang", delay=120)
     receiver.configure("/drip", drip=0.5)

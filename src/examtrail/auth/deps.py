@@ -48,5 +48,17 @@ def require_scope(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
+def require_any_scope(*scopes: str) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not principal.scopes & set(scopes):
+            wanted = "' or '".join(scopes)
+            raise Forbidden(f"This call needs the '{wanted}' scope.", code="insufficient_scope")
+        return principal
+
+    return check
+
+
 IngestPrincipal = Annotated[Principal, Depends(require_scope("ingest"))]
 ExportPrincipal = Annotated[Principal, Depends(require_scope("export"))]
+# Reading what was ingested (lists, the review pages): either scope will do.
+ReaderPrincipal = Annotated[Principal, Depends(require_any_scope("ingest", "export"))]

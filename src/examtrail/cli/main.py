@@ -199,10 +199,11 @@ def demo(
     base = (public_url or settings.public_url).rstrip("/")
     console.print(
         f"[bold green]Demo ready[/]: test {result.test_id} with {result.candidates} candidates "
-        f"and {result.events} events (one with an attached file)."
+        f"and {result.events} events (flags of each severity, network gaps, two evidence files)."
     )
     console.print(f"client id  [bold]{result.client_id}[/]")
     console.print(f"API key    [bold]{result.api_key}[/]  (also saved in {result.credentials_file})")
+    console.print(f"\nReview pages: {base}/ui/ (sign in with the client id and API key above)")
     console.print("\nTry it (see README, 'Walkthrough'):")
     console.print(
         f"  curl -s -X POST '{base}/api/authenticate/token/"

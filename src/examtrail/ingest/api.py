@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import Field, TypeAdapter
 
-from examtrail.auth.deps import IngestPrincipal
+from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal
 from examtrail.core.body import read_limited, validate_json
 from examtrail.core.errors import PayloadTooLarge, Unprocessable
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
@@ -23,16 +23,43 @@ from examtrail.ingest.schemas import (
     FileName,
     TestIn,
     TestOut,
+    TestsPage,
 )
 from examtrail.storage.base import ObjectTooLarge
 
 router = APIRouter(prefix="/v1/test", tags=["ingest"])
+list_router = APIRouter(tags=["ingest"])
 
 TestId = Annotated[int, Path(alias="testId", ge=0, le=INT64_MAX, description="The test's int64 id")]
 UserId = Annotated[int, Path(alias="userId", ge=0, le=INT64_MAX, description="The candidate's int64 user id")]
 EventIdPath = Annotated[
     str, Path(alias="eventId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
+
+
+@list_router.get(
+    "/v1/tests",
+    response_model=TestsPage,
+    summary="List the tenant's tests (keyset pagination)",
+    description="Tests in `testId` order with their candidates, events, flags and latest event. "
+    "Pass the answer's `nextAfter` as `after` for the next page (null on the last page). "
+    "`q` keeps the tests whose title contains it (case-insensitive) or whose testId it is. "
+    "Scope `ingest` or `export`.",
+)
+def list_tests(
+    principal: ReaderPrincipal,
+    session: SessionDep,
+    response: Response,
+    after: Annotated[
+        int | None, Query(ge=0, le=INT64_MAX, description="Last testId of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 50,
+    q: Annotated[str | None, Query(max_length=200, description="Search by title or testId")] = None,
+) -> TestsPage:
+    response.headers["Cache-Control"] = "no-store"
+    return service.list_tests(
+        session, principal.tenant_id, after=after, limit=limit, query=(q or "").strip() or None
+    )
 
 
 @router.put("/{testId}", response_model=TestOut, summary="Create or update a test")

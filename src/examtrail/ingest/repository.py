@@ -56,6 +56,43 @@ def test_counts(session: Session, test_pk: int) -> tuple[int, int]:
     return candidates or 0, events or 0
 
 
+def list_tests(
+    session: Session, tenant_id: int, *, after: int | None, limit: int, query: str | None
+) -> list[Test]:
+    """The tenant's tests by ``testId``, ``limit`` of them after ``after`` (keyset)."""
+    stmt = select(Test).where(Test.tenant_id == tenant_id)
+    if after is not None:
+        stmt = stmt.where(Test.external_id > after)
+    if query:
+        matches = func.lower(Test.title).contains(query.lower(), autoescape=True)
+        if query.isdigit() and len(query) <= 19:
+            matches = matches | (Test.external_id == int(query))
+        stmt = stmt.where(matches)
+    return list(session.scalars(stmt.order_by(Test.external_id).limit(limit)))
+
+
+def tests_counts(session: Session, test_pks: Sequence[int]) -> dict[int, tuple[int, int, int, int | None]]:
+    """test pk -> (candidates, events, flags, last event ms) for the given tests."""
+    found: dict[int, tuple[int, int, int, int | None]] = dict.fromkeys(test_pks, (0, 0, 0, None))
+    if not test_pks:
+        return found
+    candidates = session.execute(
+        select(Candidate.test_pk, func.count())
+        .where(Candidate.test_pk.in_(test_pks))
+        .group_by(Candidate.test_pk)
+    )
+    for pk, count in candidates:
+        found[pk] = (count, 0, 0, None)
+    events = session.execute(
+        select(Event.test_pk, func.count(), func.count(Event.flag_type), func.max(Event.occurred_at_ms))
+        .where(Event.test_pk.in_(test_pks))
+        .group_by(Event.test_pk)
+    )
+    for pk, count, flags, last in events:
+        found[pk] = (found[pk][0], count, flags, last)
+    return found
+
+
 def existing_candidates(
     session: Session, test_pk: int, user_ids: Sequence[int]
 ) -> dict[int, tuple[int, str]]:

@@ -70,6 +70,25 @@ class TestOut(BaseModel):
     updated: str
 
 
+class TestSummary(BaseModel):
+    __test__ = False
+    testId: int
+    title: str
+    candidates: int
+    events: int
+    flags: int = Field(description="Events carrying flaggingInfo")
+    lastEvent: str | None = Field(description="timeStamp of the test's latest event")
+    created: str
+    updated: str
+
+
+class TestsPage(BaseModel):
+    tests: list[TestSummary]
+    nextAfter: int | None = Field(
+        description="Pass as `after` for the next page; null on the last page", default=None
+    )
+
+
 class CandidateIn(StrictModel):
     userId: Int64
     candidateId: Name

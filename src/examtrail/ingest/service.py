@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
-from examtrail.core.timeutil import format_dt, to_epoch_ms
+from examtrail.core.timeutil import format_dt, format_ms, to_epoch_ms
 from examtrail.ingest import docs, repository
 from examtrail.ingest.models import Attachment, Test
 from examtrail.ingest.schemas import (
@@ -25,6 +25,8 @@ from examtrail.ingest.schemas import (
     EventIn,
     EventsResult,
     TestOut,
+    TestsPage,
+    TestSummary,
 )
 from examtrail.storage.base import ObjectStore, ObjectWriter, StoredObject
 
@@ -54,6 +56,32 @@ def describe_test(session: Session, test: Test) -> TestOut:
         created=format_dt(test.created_at) or "",
         updated=format_dt(test.updated_at) or "",
     )
+
+
+def list_tests(
+    session: Session, tenant_id: int, *, after: int | None = None, limit: int = 50, query: str | None = None
+) -> TestsPage:
+    """One page of the tenant's tests with their counts, in ``testId`` order."""
+    rows = repository.list_tests(session, tenant_id, after=after, limit=limit + 1, query=query)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    counts = repository.tests_counts(session, [test.id for test in rows])
+    tests = []
+    for test in rows:
+        candidates, events, flags, last = counts[test.id]
+        tests.append(
+            TestSummary(
+                testId=test.external_id,
+                title=test.title,
+                candidates=candidates,
+                events=events,
+                flags=flags,
+                lastEvent=format_ms(last) if last is not None else None,
+                created=format_dt(test.created_at) or "",
+                updated=format_dt(test.updated_at) or "",
+            )
+        )
+    return TestsPage(tests=tests, nextAfter=rows[-1].external_id if more and rows else None)
 
 
 def put_candidates(session: Session, test: Test, candidates: Sequence[CandidateIn]) -> CandidatesResult:

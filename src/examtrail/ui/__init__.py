@@ -1,0 +1,1 @@
+"""The review pages at ``/ui/``: server-rendered HTML over the public API's token."""

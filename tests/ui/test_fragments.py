@@ -1,0 +1,156 @@
+"""The review pages' server side without a browser: fragments, tenancy, escaping, paging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from examtrail.ingest.review import Gap, network_gaps
+from tests.support.api import seed_test
+
+DASH = "\N{EN DASH}"
+
+
+def flag(event_id: str, at: str, severity: str, comment: str = "x") -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "event": "flag",
+        "timeStamp": at,
+        "userId": 9,
+        "flaggingInfo": {"flagType": "t", "comment": comment, "severityLevel": severity},
+    }
+
+
+def test_network_gaps_pair_lost_with_restored() -> None:
+    events = [
+        ("network_lost", 1000),
+        ("network_lost", 1500),  # still down: same gap
+        ("idle_warning", 1700),
+        ("network_restored", 4000),
+        ("network_restored", 4100),  # nothing open
+        ("network_lost", 9000),
+    ]
+    assert network_gaps(events) == [Gap(1000, 4000), Gap(9000, None)]
+    assert Gap(1000, 4000).duration_ms == 3000
+
+
+def test_test_page_pages_filters_and_sorts(http: TestClient, headers: dict[str, str]) -> None:
+    seed_test(http, headers, test_id=9, candidates=120, events_per_candidate=2)
+    path = "/v1/test/9/candidates/{}/events"
+    assert http.post(path.format(150), json=flag("f1", "2026-06-01T10:00:00Z", "critical"), headers=headers)
+    assert http.post(path.format(151), json=flag("f2", "2026-06-01T10:00:00Z", "low"), headers=headers)
+    assert http.post(path.format(151), json=flag("f3", "2026-06-01T10:01:00Z", "low"), headers=headers)
+
+    first = http.get("/ui/fragments/tests/9", headers=headers)
+    assert first.status_code == 200
+    assert first.text.count('<tr>\n      <td><a href="/ui/tests/9/candidates/') == 50
+    assert f"Candidates 1{DASH}50 of 120" in first.text
+    assert 'href="/ui/tests/9?offset=50" rel="next"' in first.text
+    last = http.get("/ui/fragments/tests/9", params={"offset": 100}, headers=headers).text
+    assert f"Candidates 101{DASH}120 of 120" in last
+    assert 'rel="next"' not in last
+
+    critical = http.get("/ui/fragments/tests/9", params={"severity": "critical"}, headers=headers).text
+    assert f"Candidates 1{DASH}1 of 1" in critical
+    assert ">150</a>" in critical
+    flagged = http.get("/ui/fragments/tests/9", params={"flagged": "1"}, headers=headers).text
+    assert f"Candidates 1{DASH}2 of 2" in flagged
+    by_flags = http.get(
+        "/ui/fragments/tests/9", params={"sort": "flags", "dir": "desc"}, headers=headers
+    ).text
+    assert by_flags.index(">151</a>") < by_flags.index(">150</a>") < by_flags.index(">100</a>")
+    by_name = http.get("/ui/fragments/tests/9", params={"candidate": "cand-11"}, headers=headers).text
+    assert "of 11" in by_name  # cand-11, cand-110 … cand-119
+
+
+def test_timeline_escapes_and_shows_gaps_and_files(http: TestClient, headers: dict[str, str]) -> None:
+    seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=0)
+    events = [
+        {"eventId": "a", "event": "network_lost", "timeStamp": "2026-06-01T09:00:00Z"},
+        {"eventId": "b", "event": "<b>odd</b>", "timeStamp": "2026-06-01T09:00:10Z"},
+        {"eventId": "c", "event": "network_restored", "timeStamp": "2026-06-01T09:01:30Z"},
+        flag("d", "2026-06-01T09:02:00Z", "high", "<script>alert(1)</script>"),
+    ]
+    assert http.post("/v1/test/9/candidates/100/events", json=events, headers=headers).status_code == 201
+    uploaded = http.put(
+        "/v1/test/9/candidates/100/events/d/files/<img>.png",
+        content=b"\x89PNG",
+        headers={**headers, "Content-Type": "image/png"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+
+    page = http.get("/ui/fragments/tests/9/candidates/100", headers=headers)
+    assert page.status_code == 200
+    html = page.text
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>odd</b>" not in html
+    assert "Network down 1 min 30 s" in html
+    assert (
+        html.index('class="gap"')
+        < html.index('id="ev-a"')
+        < html.index('id="ev-c"')
+        < html.index('id="ev-d"')
+    )
+    assert "Severity: high" in html
+    assert "&lt;img&gt;.png" in html
+    assert 'alt="Evidence file &lt;img&gt;.png"' in html
+    assert "Content-Security-Policy" in page.headers or "content-security-policy" in page.headers
+    only_flags = http.get(
+        "/ui/fragments/tests/9/candidates/100", params={"flagged": "1"}, headers=headers
+    ).text
+    assert 'id="ev-d"' in only_flags
+    assert 'id="ev-b"' not in only_flags
+    assert "Network down" in only_flags
+
+
+def test_other_tenants_and_missing_get_404(
+    http: TestClient, headers: dict[str, str], other_headers: dict[str, str]
+) -> None:
+    seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=1)
+    for url in ("/ui/fragments/tests/9", "/ui/fragments/tests/9/candidates/100"):
+        assert http.get(url, headers=other_headers).status_code == 404
+        assert http.get(url).status_code == 401
+    assert http.get("/ui/fragments/tests/9/candidates/555", headers=headers).status_code == 404
+    assert "Test 9" not in http.get("/ui/fragments/tests", headers=other_headers).text
+
+
+def test_pages_are_shells_with_a_strict_policy(http: TestClient) -> None:
+    page = http.get("/ui/tests/9/candidates/100?flagged=1")
+    assert page.status_code == 200
+    assert 'data-fragment="/ui/fragments/tests/9/candidates/100?flagged=1"' in page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "default-src 'none'" in policy
+    # The form posted with scripts off: an explanation, and the key is not echoed back.
+    posted = http.post("/ui/", data={"client_id": "et_x", "client_secret": "etk_secret-value"})
+    assert posted.status_code == 400
+    assert "needs JavaScript" in posted.text
+    assert "etk_secret-value" not in posted.text
+    assert http.get("/ui/static/ui.css").headers["content-type"].startswith("text/css")
+    assert "/ui/" not in str(http.get("/openapi.json").json()["paths"])
+
+
+def test_candidate_export_waits_for_the_user_filter(http: TestClient, headers: dict[str, str]) -> None:
+    seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=1)
+    html = http.get("/ui/fragments/tests/9/candidates/100", headers=headers).text
+    # Until exports take a userId filter, the candidate button exports the whole test and says so.
+    assert 'data-export-user="100" data-user-filter="no"' in html
+    assert "exports the whole test" in html
+
+
+def test_tests_list_pages_by_test_id(http: TestClient, headers: dict[str, str]) -> None:
+    for test_id in range(1, 53):
+        assert http.put(
+            f"/v1/test/{test_id}", json={"title": f"Exam <{test_id}>"}, headers=headers
+        ).is_success
+    first = http.get("/ui/fragments/tests", headers=headers).text
+    assert first.count('<td><a href="/ui/tests/') == 50
+    assert "Exam &lt;1&gt;" in first
+    assert 'href="/ui/tests?after=50" rel="next"' in first
+    second = http.get("/ui/fragments/tests", params={"after": 50}, headers=headers).text
+    assert second.count('<td><a href="/ui/tests/') == 2
+    assert ">First page<" in second
+    assert 'rel="next"' not in second
