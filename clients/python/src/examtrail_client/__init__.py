@@ -1,0 +1,1 @@
+"""Examtrail client: order, wait for, download and verify test event exports; ingest events."""
