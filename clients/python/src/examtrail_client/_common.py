@@ -14,7 +14,7 @@ from examtrail_client.errors import ExamtrailError, ServerUnreachableError, erro
 from examtrail_client.files import SourceEvent
 from examtrail_client.models import Candidate, RejectedEvent
 
-TOKEN_PATH = "/api/authenticate/token/"
+TOKEN_PATH = "/api/authenticate/token/"  # noqa: S105 (a path, not a secret)
 DEFAULT_BATCH_SIZE = 5000
 # Python names (and the API's own names) of the export options -> query parameter.
 OPTION_NAMES: dict[str, str] = {
@@ -61,7 +61,7 @@ def export_params(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     """
     params: list[tuple[str, str]] = []
     for name, value in options.items():
-        if value is None or value is False and name in ("flagged", "gzip"):
+        if value is None or (value is False and name in ("flagged", "gzip")):
             continue
         try:
             param = OPTION_NAMES[name]
@@ -238,7 +238,9 @@ def _event_id(event: dict[str, Any] | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def split_rejected(items: list[SourceEvent], error: ExamtrailError) -> tuple[list[RejectedEvent], list[SourceEvent]]:
+def split_rejected(
+    items: list[SourceEvent], error: ExamtrailError
+) -> tuple[list[RejectedEvent], list[SourceEvent]]:
     """A refused batch: the items the server named (with its message) and the ones to send again.
 
     When the server named no item, the whole batch is rejected with its message.

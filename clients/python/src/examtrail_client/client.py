@@ -12,7 +12,6 @@ import httpx
 
 from examtrail_client import _common as c
 from examtrail_client.errors import (
-    ApiError,
     AuthenticationError,
     ExamtrailError,
     ExportFailedError,
@@ -141,14 +140,16 @@ class ExamtrailClient:
         response = self.request("DELETE", f"/v1/test/{test_id}/events", params={"jobId": job_id})
         return ExportJob.from_api(response.json())
 
-    def list_jobs(self, test_id: int, *, status: str | None = None, limit: int | None = None) -> list[ExportJob]:
+    def list_jobs(
+        self, test_id: int, *, status: str | None = None, limit: int | None = None
+    ) -> list[ExportJob]:
         """Every export job of the test, newest first (servers that list jobs; follows ``nextCursor``)."""
         jobs: list[ExportJob] = []
         cursor: str | None = None
         while True:
             params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v}
             body = self.request("GET", f"/v1/test/{test_id}/events/jobs", params=params).json()
-            items = body.get("jobs", body.get("items", [])) if isinstance(body, dict) else body
+            items = (body.get("jobs") or body.get("items") or []) if isinstance(body, dict) else body
             jobs.extend(ExportJob.from_api(item) for item in items)
             cursor = body.get("nextCursor") if isinstance(body, dict) else None
             if not cursor or (limit and len(jobs) >= limit):
@@ -228,7 +229,7 @@ class ExamtrailClient:
             except httpx.TransportError as exc:
                 failures += 1
                 if failures > len(c.RETRY_DELAYS):
-                    raise c.unreachable(exc, job.download_url) from exc
+                    raise c.unreachable(exc, job.download_url or self.url) from exc
                 resumed += 1
                 time.sleep(c.RETRY_DELAYS[failures - 1])
                 continue
@@ -236,7 +237,9 @@ class ExamtrailClient:
                 break
             failures += 1  # the body ended early without an error: ask for the rest
             if failures > len(c.RETRY_DELAYS):
-                raise VerificationError(f"the download stopped at {offset} of {total} bytes", code="truncated")
+                raise VerificationError(
+                    f"the download stopped at {offset} of {total} bytes", code="truncated"
+                )
             resumed += 1
         return _verify(job, part, target, offset, digest.hexdigest(), resumed)
 
@@ -271,7 +274,9 @@ class ExamtrailClient:
         except NotFoundError:
             self.put_test(test_id, title or f"Test {test_id}")
 
-    def put_candidates(self, test_id: int, candidates: Iterable[Candidate | Mapping[str, Any]]) -> dict[str, Any]:
+    def put_candidates(
+        self, test_id: int, candidates: Iterable[Candidate | Mapping[str, Any]]
+    ) -> dict[str, Any]:
         """Adds or updates candidates (``userId`` and ``candidateId``)."""
         body = [_candidate_json(item) for item in candidates]
         result: dict[str, Any] = self.request("PUT", f"/v1/test/{test_id}/candidates", json=body).json()
@@ -293,7 +298,10 @@ class ExamtrailClient:
         file_name: str | None = None,
         content_type: str = "application/octet-stream",
     ) -> dict[str, Any]:
-        """Attaches an evidence file to an event; returns ``{"fileName", "contentItemId", "fileSize", "sha256"}``."""
+        """Attaches an evidence file to an event.
+
+        Returns ``{"fileName", "contentItemId", "fileSize", "sha256"}``.
+        """
         if isinstance(file, str | Path):
             name = file_name or Path(file).name
             with Path(file).open("rb") as stream:
@@ -341,7 +349,9 @@ class ExamtrailClient:
                 pending = step.items
                 while pending:
                     try:
-                        result = self.ingest_events(test_id, step.user_id, [i.event for i in pending if i.event])
+                        result = self.ingest_events(
+                            test_id, step.user_id, [i.event for i in pending if i.event]
+                        )
                     except ExamtrailError as exc:
                         if exc.status not in (409, 422):
                             raise
@@ -384,15 +394,15 @@ def _finished(job: ExportJob) -> ExportJob:
     if job.status in ("failed", "cancelled"):
         error = job.error or {}
         message = error.get("message") or f"the export ended {job.status}"
-        raise ExportFailedError(f"export {job.job_id} {job.status}: {message}", job=job, code=str(error.get("code") or job.status))
+        raise ExportFailedError(
+            f"export {job.job_id} {job.status}: {message}", job=job, code=str(error.get("code") or job.status)
+        )
     if job.status != "finished" or not job.download_url:
         raise ExamtrailError(f"export {job.job_id} is {job.status}, not finished yet", code="not_finished")
     return job
 
 
-def _verify(
-    job: ExportJob, part: Path, target: Path, size: int, sha256: str, resumed: int
-) -> DownloadResult:
+def _verify(job: ExportJob, part: Path, target: Path, size: int, sha256: str, resumed: int) -> DownloadResult:
     if job.file_size is not None and size != job.file_size:
         part.unlink(missing_ok=True)
         raise VerificationError(

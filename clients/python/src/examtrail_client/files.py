@@ -206,7 +206,7 @@ def iter_jsonl(path: str | Path) -> Iterator[SourceEvent]:
                 continue
             try:
                 raw = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 yield SourceEvent(number, None, None, f"not valid JSON: {exc.msg}")
                 continue
             if not isinstance(raw, dict):
