@@ -132,7 +132,7 @@ def unreachable(exc: httpx.TransportError, url: str) -> ServerUnreachableError:
     return ServerUnreachableError(f"cannot reach {url}: {exc or type(exc).__name__}", code="unreachable")
 
 
-RETRY_DELAYS = (0.3, 1.0, 2.0)
+RETRY_DELAYS = (0.2, 0.5, 1.0)
 
 
 def link_is_stale(expires: str | None, margin: float = 2.0) -> bool:

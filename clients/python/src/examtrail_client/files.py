@@ -214,10 +214,10 @@ def iter_jsonl(path: str | Path) -> Iterator[SourceEvent]:
                 continue
             user_id, candidate_id = raw.get("candidateUserId"), raw.get("candidateId")
             if not isinstance(user_id, int) or isinstance(user_id, bool) or user_id < 0:
-                yield SourceEvent(number, None, None, "candidateUserId: a non-negative integer is required")
+                yield SourceEvent(number, None, raw, "candidateUserId: a non-negative integer is required")
                 continue
             if not isinstance(candidate_id, str) or not candidate_id:
-                yield SourceEvent(number, None, None, "candidateId: a non-empty string is required")
+                yield SourceEvent(number, None, raw, "candidateId: a non-empty string is required")
                 continue
             yield SourceEvent(number, Candidate(user_id, candidate_id), _event_body(raw))
 
