@@ -80,7 +80,8 @@ class FakeServer:
         answer = self.routes.get((request.method, request.url.path))
         if answer is None:
             return httpx.Response(404, json={"error": "not_found", "message": "Not found."})
-        return answer(request) if callable(answer) else answer
+        response: httpx.Response = answer(request) if callable(answer) else answer
+        return response
 
     def client(self) -> ExamtrailClient:
         return ExamtrailClient(

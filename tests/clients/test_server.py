@@ -59,7 +59,8 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("clients")
     port = free_port()
-    proxy = DroppingProxy("127.0.0.1", port, FAST).start()
+    proxy = DroppingProxy("127.0.0.1", port, FAST)
+    proxy.start()
     servers = start_servers(
         tmp,
         request,
