@@ -176,6 +176,7 @@ class AsyncExamtrailClient:
                         if failures > 3:
                             await response.aread()
                             c.raise_for_error(response)
+                        self._token.clear()  # a new token, so a new link that lives as long
                         job = _finished(await self.get_job(job.test_id, job.job_id))
                         continue
                     if response.status_code not in (200, 206):

@@ -19,7 +19,7 @@ from typing import Any
 
 from examtrail_client import __version__
 from examtrail_client.client import ExamtrailClient
-from examtrail_client.errors import AuthenticationError, ExamtrailError
+from examtrail_client.errors import AuthenticationError, ExamtrailError, NotFoundError
 from examtrail_client.models import DownloadResult, ExportJob, IngestProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_VERIFY, EXIT_UNREACHABLE = 0, 1, 2, 3, 4, 5
@@ -267,7 +267,15 @@ def _run(args: argparse.Namespace, client: ExamtrailClient) -> int:
         _out(f"job {job.job_id}: {job.status}")
         return EXIT_OK
     if args.command == "jobs":
-        jobs = client.list_jobs(args.test_id, status=args.status, limit=args.limit)
+        try:
+            jobs = client.list_jobs(args.test_id, status=args.status, limit=args.limit)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"no job list for test {args.test_id}: the test does not exist, or this server "
+                "does not list export jobs",
+                code=exc.code,
+                status=exc.status,
+            ) from exc
         if args.json:
             _out(json.dumps([job.to_dict() for job in jobs]))
         else:

@@ -210,6 +210,7 @@ class ExamtrailClient:
                         if failures > 3:
                             response.read()
                             c.raise_for_error(response)
+                        self._token.clear()  # a new token, so a new link that lives as long
                         job = _finished(self.get_job(job.test_id, job.job_id))
                         continue
                     if response.status_code not in (200, 206):
