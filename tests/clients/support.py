@@ -139,9 +139,9 @@ def server_env(data_dir: Path, request: pytest.FixtureRequest, **extra: str) -> 
         env["EXAMTRAIL_SECRET_KEY"] = "client-tests-0123456789abcdef0123456789abcdef"
         env["EXAMTRAIL_BROKER_URL"] = BROKERS[os.environ.get("EXAMTRAIL_TEST_BROKER") or "redis"]
         env["EXAMTRAIL_QUEUE_NAME"] = f"client-{uuid.uuid4().hex[:10]}"
-        if os.environ.get("EXAMTRAIL_TEST_STORAGE") == "s3":
-            seaweed = request.getfixturevalue("seaweed")
-            env.update(seaweed.env(seaweed.create_bucket()))
+    if os.environ.get("EXAMTRAIL_TEST_STORAGE") == "s3":
+        seaweed = request.getfixturevalue("seaweed")
+        env.update(seaweed.env(seaweed.create_bucket()))
     return env
 
 

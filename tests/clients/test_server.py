@@ -59,15 +59,19 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("clients")
     port = free_port()
-    proxy = DroppingProxy("127.0.0.1", port, FAST)
+    if S3:
+        # Links are pre-signed for the proxy's address, which forwards to S3 unchanged.
+        seaweed = request.getfixturevalue("seaweed")
+        proxy = DroppingProxy("127.0.0.1", httpx.URL(seaweed.endpoint_url).port or 80, FAST)
+        links = {"EXAMTRAIL_S3_PUBLIC_ENDPOINT_URL": proxy.url}
+    else:
+        proxy = DroppingProxy("127.0.0.1", port, FAST)
+        links = {"EXAMTRAIL_PUBLIC_URL": proxy.url}
     proxy.start()
     servers = start_servers(
         tmp,
         request,
-        [
-            {"EXAMTRAIL_TOKEN_TTL_SECONDS": str(TOKEN_TTL), "EXAMTRAIL_PUBLIC_URL": proxy.url},
-            {"EXAMTRAIL_TOKEN_TTL_SECONDS": "3600"},
-        ],
+        [{"EXAMTRAIL_TOKEN_TTL_SECONDS": str(TOKEN_TTL), **links}, {"EXAMTRAIL_TOKEN_TTL_SECONDS": "3600"}],
         [port, None],
     )
     try:
@@ -185,7 +189,6 @@ def test_python_api_sync_and_async(stack: Stack, tmp_path: Path) -> None:
     assert file_events(downloaded.path) == file_events(result.path)
 
 
-@pytest.mark.skipif(S3, reason="S3 links are signed for S3's own host: the proxy sits before the local store")
 def test_token_refresh_and_download_resumed_after_a_drop(stack: Stack, tmp_path: Path) -> None:
     source = tmp_path / "big.jsonl"
     write_jsonl(source, candidates=5, per_candidate=800, pad="x" * 300)  # ~1 MB export
@@ -224,17 +227,29 @@ def test_token_refresh_and_download_resumed_after_a_drop(stack: Stack, tmp_path:
     assert sum(1 for _ in read_export(result.path)) == 4000
 
 
-@pytest.mark.skipif(S3, reason="corrupts the local object store's file")
-def test_corrupted_byte_exits_4(stack: Stack, tmp_path: Path) -> None:
-    with api(stack.a) as client:
-        seed(client, 504)
-        job = client.wait(client.order_export(504))
-    (stored,) = [
-        p for p in Path(stack.a.env["EXAMTRAIL_DATA_DIR"]).rglob("*") if job.job_id in str(p) and p.is_file()
-    ]
+def corrupt_one_byte(stack: Stack, request: pytest.FixtureRequest, job_id: str) -> None:
+    """Flips one bit of the stored export file, in the local store or in the S3 bucket."""
+    if S3:
+        s3 = request.getfixturevalue("seaweed").client()
+        bucket = stack.a.env["EXAMTRAIL_S3_BUCKET"]
+        listed = s3.list_objects_v2(Bucket=bucket).get("Contents", [])
+        (key,) = [item["Key"] for item in listed if job_id in item["Key"]]
+        data = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        data[len(data) // 2] ^= 0x01
+        s3.put_object(Bucket=bucket, Key=key, Body=bytes(data))
+        return
+    data_dir = Path(stack.a.env["EXAMTRAIL_DATA_DIR"])
+    (stored,) = [p for p in data_dir.rglob("*") if job_id in str(p) and p.is_file()]
     data = bytearray(stored.read_bytes())
     data[len(data) // 2] ^= 0x01
     stored.write_bytes(bytes(data))
+
+
+def test_corrupted_byte_exits_4(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    with api(stack.a) as client:
+        seed(client, 504)
+        job = client.wait(client.order_export(504))
+    corrupt_one_byte(stack, request, job.job_id)
     out = tmp_path / "bad.json"
     result = client_cli(["download", "504", job.job_id, "-o", str(out)], stack.a.cli_env())
     assert result.returncode == 4, result.stderr
