@@ -227,6 +227,26 @@ def test_token_refresh_and_download_resumed_after_a_drop(stack: Stack, tmp_path:
     assert sum(1 for _ in read_export(result.path)) == 4000
 
 
+def test_upload_file_appears_in_the_export(stack: Stack, tmp_path: Path) -> None:
+    evidence = tmp_path / "evidence.bin"
+    evidence.write_bytes(b"evidence \x00\x01" * 5000)
+    with api(stack.a) as client:
+        seed(client, 505)
+        uploaded = client.upload_file(505, 1, "e-1-2", evidence)
+        assert uploaded["fileSize"] == evidence.stat().st_size
+        assert uploaded["sha256"] == hashlib.sha256(evidence.read_bytes()).hexdigest()
+        from_bytes = client.upload_file(
+            505, 2, "e-2-0", b"note", file_name="note.txt", content_type="text/plain"
+        )
+        assert from_bytes["fileName"] == "note.txt"
+        result = client.export(505, tmp_path / "with-files.json")
+    files = {e["eventId"]: e["attachedFiles"] for _, e in read_export(result.path) if e["attachedFiles"]}
+    assert sorted(files) == ["e-1-2", "e-2-0"]
+    (attachment,) = files["e-1-2"]
+    assert attachment["fileName"] == "evidence.bin"
+    assert httpx.get(attachment["presignedUrl"], timeout=30).content == evidence.read_bytes()
+
+
 def corrupt_one_byte(stack: Stack, request: pytest.FixtureRequest, job_id: str) -> None:
     """Flips one bit of the stored export file, in the local store or in the S3 bucket."""
     if S3:
