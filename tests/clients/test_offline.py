@@ -22,6 +22,7 @@ from examtrail_client import (
     ExamtrailClient,
     ExportFailedError,
     NotFoundError,
+    ServerUnreachableError,
     VerificationError,
     export_params,
     verify_webhook,
@@ -382,3 +383,23 @@ def test_verify_webhook_matches_the_server_signer() -> None:
     body = b'{"event":"event_by_candidates_export_failed"}'
     headers = sender.signed_headers(secret, "msg_2", datetime.now(UTC), body)
     assert verify_webhook(headers, body, secret)["event"] == "event_by_candidates_export_failed"
+
+
+def test_a_restarting_server_is_retried_and_an_absent_one_is_unreachable() -> None:
+    server = FakeServer()
+    answers = iter([httpx.Response(503, json={"error": "unavailable", "message": "Starting."})])
+
+    def status(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json=JOB))
+
+    server.routes[("GET", "/v1/test/7/events")] = status
+    with server.client() as client:
+        assert client.get_job(7, "job-1").job_id == "job-1"
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    down = ExamtrailClient("http://et.test", "cid", "key", transport=httpx.MockTransport(refuse))
+    with pytest.raises(ServerUnreachableError, match="Connection refused") as raised:
+        down.get_job(7, "job-1")
+    assert raised.value.exit_code == 5

@@ -133,6 +133,7 @@ def unreachable(exc: httpx.TransportError, url: str) -> ServerUnreachableError:
 
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)
+RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 def link_is_stale(expires: str | None, margin: float = 2.0) -> bool:

@@ -62,13 +62,17 @@ class AsyncExamtrailClient:
         await self.aclose()
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        replayable = isinstance(kwargs.get("content"), bytes | None)
         for delay in (*c.RETRY_DELAYS, None):
             try:
-                return await self._http.request(method, path, **kwargs)
+                response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if delay is None or isinstance(exc, httpx.UnsupportedProtocol):
                     raise c.unreachable(exc, self.url) from exc
-                await asyncio.sleep(delay)
+            else:
+                if delay is None or not replayable or response.status_code not in c.RETRY_STATUSES:
+                    return response
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def authenticate(self) -> str:

@@ -73,15 +73,19 @@ class ExamtrailClient:
         self.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request, retried on connection problems; ServerUnreachableError after that."""
-        for attempt, delay in enumerate((*c.RETRY_DELAYS, None)):
+        """One request, retried on connection problems and on 502/503/504 (a restarting
+        server); ServerUnreachableError when the connection keeps failing."""
+        replayable = isinstance(kwargs.get("content"), bytes | None)
+        for delay in (*c.RETRY_DELAYS, None):
             try:
-                return self._http.request(method, path, **kwargs)
+                response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 if delay is None or isinstance(exc, httpx.UnsupportedProtocol):
                     raise c.unreachable(exc, self.url) from exc
-                if attempt >= 0:
-                    time.sleep(delay)
+            else:
+                if delay is None or not replayable or response.status_code not in c.RETRY_STATUSES:
+                    return response
+            time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def authenticate(self) -> str:

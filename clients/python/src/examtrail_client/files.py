@@ -19,6 +19,7 @@ from examtrail_client.models import Candidate
 _DECODER = json.JSONDecoder()
 _WHITESPACE = " \t\r\n"
 _CHUNK = 1 << 16
+MAX_VALUE_CHARS = 64 * 1024 * 1024  # one event (or other value) larger than this is refused
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -75,6 +76,8 @@ class _Scanner:
             try:
                 value, end = _DECODER.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
+                if len(self.buf) - self.pos > MAX_VALUE_CHARS:
+                    raise ValueError(f"not an export file: {exc.msg} (or a value over 64 MB)") from None
                 if self._fill():
                     continue
                 raise ValueError(f"not an export file: {exc.msg}") from None
