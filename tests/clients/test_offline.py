@@ -403,3 +403,12 @@ def test_a_restarting_server_is_retried_and_an_absent_one_is_unreachable() -> No
     with pytest.raises(ServerUnreachableError, match="Connection refused") as raised:
         down.get_job(7, "job-1")
     assert raised.value.exit_code == 5
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    package = Path(__file__).resolve().parents[2] / "clients" / "python" / "src" / "examtrail_client"
+    for source in package.glob("*.py"):
+        text = source.read_text()
+        assert "from examtrail." not in text and "import examtrail\n" not in text, source
+        for heavy in ("pydantic", "fastapi", "sqlalchemy", "boto3"):
+            assert f"import {heavy}" not in text, (source, heavy)
