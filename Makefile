@@ -30,8 +30,8 @@ run: install
 		$(UV) run examtrail serve --host $(HOST) --port $(PORT)
 
 lint: install
-	$(UV) run ruff check src tests bench
-	$(UV) run ruff format --check src tests bench
+	$(UV) run ruff check src tests bench clients
+	$(UV) run ruff format --check src tests bench clients
 
 typecheck: install
 	$(UV) run mypy

@@ -1,0 +1,414 @@
+"""The client without a server: query construction, tokens, errors, ingestion plans and
+webhook signatures, on httpx.MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from examtrail_client import (
+    AsyncExamtrailClient,
+    AuthenticationError,
+    ExamtrailClient,
+    ExportFailedError,
+    NotFoundError,
+    ServerUnreachableError,
+    VerificationError,
+    export_params,
+    verify_webhook,
+)
+from examtrail_client._common import RegisterCandidates, Reject, SendEvents, plan_ingest
+from examtrail_client.cli import main
+from examtrail_client.files import SourceEvent
+from examtrail_client.models import Candidate
+
+JOB = {
+    "jobId": "job-1",
+    "testId": 7,
+    "status": "queued",
+    "progress": 0,
+    "candidatesTotal": 0,
+    "candidatesDone": 0,
+    "eventsWritten": 0,
+    "created": "2026-06-01T09:00:00.000Z",
+    "started": None,
+    "finished": None,
+    "downloadUrl": None,
+    "downloadUrlExpires": None,
+    "fileSize": None,
+    "sha256": None,
+    "error": None,
+}
+
+
+class FakeServer:
+    """A scripted Examtrail: records every request, answers from ``routes``."""
+
+    def __init__(self, ttl: int = 3600) -> None:
+        self.requests: list[httpx.Request] = []
+        self.tokens = 0
+        self.ttl = ttl
+        self.valid: set[str] = set()
+        self.routes: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path == "/api/authenticate/token/":
+            if request.headers.get("code") != "key":
+                return httpx.Response(401, json={"error": "invalid_grant", "message": "Wrong key."})
+            self.tokens += 1
+            token = f"t{self.tokens}"
+            self.valid.add(token)
+            return httpx.Response(
+                200, json={"access_token": token, "token_type": "Bearer", "expires_in": self.ttl}
+            )
+        signed_link = request.url.path.startswith("/files/")  # a pre-signed link: no Authorization
+        if (
+            not signed_link
+            and request.headers.get("authorization", "").removeprefix("Bearer ") not in self.valid
+        ):
+            return httpx.Response(401, json={"error": "invalid_token", "message": "Expired."})
+        answer = self.routes.get((request.method, request.url.path))
+        if answer is None:
+            return httpx.Response(404, json={"error": "not_found", "message": "Not found."})
+        response: httpx.Response = answer(request) if callable(answer) else answer
+        return response
+
+    def client(self) -> ExamtrailClient:
+        return ExamtrailClient(
+            "http://et.test", "cid", "key", transport=httpx.MockTransport(self), poll_interval=0.01
+        )
+
+
+def test_export_params_repeat_lists_and_name_every_option() -> None:
+    params = export_params(
+        {
+            "user_id": [1, 2],
+            "candidate_id": "A",
+            "event": ["flag", "unflag"],
+            "flagged": True,
+            "severity_level": ["high"],
+            "from_": datetime(2026, 6, 1, 11, 0, tzinfo=timezone(timedelta(hours=2))),
+            "to": "2026-06-02T00:00:00Z",
+            "since": "cursor-1",
+            "format": "jsonl",
+            "gzip": True,
+        }
+    )
+    assert params == [
+        ("userId", "1"),
+        ("userId", "2"),
+        ("candidateId", "A"),
+        ("event", "flag"),
+        ("event", "unflag"),
+        ("flagged", "true"),
+        ("severityLevel", "high"),
+        ("from", "2026-06-01T09:00:00.000Z"),
+        ("to", "2026-06-02T00:00:00Z"),
+        ("since", "cursor-1"),
+        ("format", "jsonl"),
+        ("compression", "gzip"),
+    ]
+    assert export_params({"flagged": False, "gzip": False, "since": None}) == []
+    assert export_params({"compression": "none", "from": "x"}) == [("compression", "none"), ("from", "x")]
+    with pytest.raises(TypeError, match="colour"):
+        export_params({"colour": "red"})
+    with pytest.raises(ValueError, match="time zone"):
+        export_params({"from_": datetime(2026, 6, 1)})
+
+
+def test_cli_flags_become_query_parameters(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = FakeServer()
+    server.routes[("POST", "/v1/test/7/events")] = httpx.Response(202, json=JOB)
+    real = httpx.Client.__init__
+
+    def patched(self: httpx.Client, *args: Any, **kwargs: Any) -> None:
+        kwargs["transport"] = httpx.MockTransport(server)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "__init__", patched)
+    code = main(
+        [
+            "export", "7", "--no-wait", "--url", "http://et.test", "--client-id", "cid", "--api-key", "key",
+            "--user-id", "1", "--user-id", "2", "--candidate-id", "A", "--event", "flag", "--flagged",
+            "--severity", "high", "--severity", "low", "--from", "2026-06-01T09:00:00Z",
+            "--to", "2026-06-01T10:00:00Z", "--since", "abc", "--format", "csv", "--gzip",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    assert capsys.readouterr().out.strip() == "job-1"
+    (order,) = [r for r in server.requests if r.url.path == "/v1/test/7/events"]
+    assert order.method == "POST"
+    assert order.url.params.multi_items() == [
+        ("userId", "1"),
+        ("userId", "2"),
+        ("candidateId", "A"),
+        ("event", "flag"),
+        ("flagged", "true"),
+        ("severityLevel", "high"),
+        ("severityLevel", "low"),
+        ("from", "2026-06-01T09:00:00Z"),
+        ("to", "2026-06-01T10:00:00Z"),
+        ("since", "abc"),
+        ("format", "csv"),
+        ("compression", "gzip"),
+    ]
+    # No option: no query string, today's export byte for byte.
+    code = main(
+        ["export", "7", "--no-wait", "--url", "http://et.test", "--client-id", "cid", "--api-key", "key"]
+    )
+    assert code == 0 and server.requests[-1].url.query == b""
+
+
+def test_token_is_reused_renewed_before_expiry_and_after_a_401() -> None:
+    server = FakeServer(ttl=3600)
+    server.routes[("GET", "/v1/test/7/events")] = httpx.Response(200, json={**JOB, "status": "running"})
+    with server.client() as client:
+        for _ in range(3):
+            client.get_job(7, "job-1")
+        assert server.tokens == 1
+        server.valid.clear()  # the server forgot the token (restart, rotation): one retry with a new one
+        assert client.get_job(7, "job-1").status == "running"
+        assert server.tokens == 2
+    short = FakeServer(ttl=1)
+    short.routes[("GET", "/v1/test/7/events")] = httpx.Response(200, json=JOB)
+    with short.client() as client:
+        client.get_job(7, "job-1")
+        time.sleep(0.8)  # past the renewal margin: a new token before the old one expires
+        client.get_job(7, "job-1")
+    assert short.tokens == 2
+    assert all(r.headers.get("authorization") != "Bearer t1" for r in short.requests[-1:])
+
+
+def test_errors_are_typed_with_the_server_code_and_message() -> None:
+    server = FakeServer()
+    server.routes[("DELETE", "/v1/test/7/events")] = httpx.Response(
+        409, json={"error": "job_not_cancellable", "message": "Already finished."}
+    )
+    with server.client() as client:
+        with pytest.raises(NotFoundError) as missing:
+            client.get_job(7, "nope")
+        assert missing.value.code == "not_found" and missing.value.status == 404
+        with pytest.raises(Exception, match="Already finished") as conflict:
+            client.cancel(7, "job-1")
+        assert getattr(conflict.value, "code", None) == "job_not_cancellable"
+    wrong = ExamtrailClient("http://et.test", "cid", "bad", transport=httpx.MockTransport(server))
+    with pytest.raises(AuthenticationError) as refused:
+        wrong.get_job(7, "job-1")
+    assert refused.value.code == "invalid_grant" and refused.value.exit_code == 3
+
+
+def test_failed_export_raises_with_the_job() -> None:
+    server = FakeServer()
+    server.routes[("POST", "/v1/test/7/events")] = httpx.Response(202, json=JOB)
+    failed = {**JOB, "status": "failed", "error": {"code": "storage_error", "message": "Disk full."}}
+    server.routes[("GET", "/v1/test/7/events")] = httpx.Response(200, json=failed)
+    with server.client() as client, pytest.raises(ExportFailedError, match="Disk full") as raised:
+        client.export(7, "never.json")
+    assert raised.value.job.status == "failed" and raised.value.exit_code == 1
+
+
+def test_download_restarts_when_range_is_ignored_and_checks_the_size(tmp_path: Path) -> None:
+    body = b'{"created": "x", "candidates": []}' * 1000
+    digest = hashlib.sha256(body).hexdigest()
+    expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    calls: list[str | None] = []
+
+    def file(request: httpx.Request) -> httpx.Response:
+        calls.append(request.headers.get("range"))
+        if len(calls) == 1:
+            return httpx.Response(200, content=body[:1000], headers={"content-length": str(len(body[:1000]))})
+        return httpx.Response(200, content=body)  # ignores Range: the client starts over
+
+    server = FakeServer()
+    server.routes[("GET", "/files/x")] = file
+    link = {"downloadUrl": "http://et.test/files/x", "downloadUrlExpires": expires}
+    job = {**JOB, "status": "finished", **link, "fileSize": len(body), "sha256": digest}
+    server.routes[("GET", "/v1/test/7/events")] = httpx.Response(200, json=job)
+    with server.client() as client:
+        result = client.download(client.get_job(7, "job-1"), tmp_path / "f.json")
+    assert calls == [None, "bytes=1000-"]
+    assert result.path.read_bytes() == body and result.sha256 == digest
+    server.routes[("GET", "/files/x")] = httpx.Response(200, content=body + b"!")
+    with server.client() as client, pytest.raises(VerificationError, match="published"):
+        client.download(client.get_job(7, "job-1"), tmp_path / "g.json")
+    assert not (tmp_path / "g.json").exists() and not (tmp_path / "g.json.part").exists()
+
+
+def _source(rows: list[tuple[int, int, str]]) -> list[SourceEvent]:
+    return [SourceEvent(line, Candidate(user, f"C{user}"), {"eventId": eid}) for line, user, eid in rows]
+
+
+def test_plan_registers_candidates_first_and_batches_per_candidate() -> None:
+    rows = [(n + 1, 1 + n % 2, f"e{n}") for n in range(7)]
+    items = [*_source(rows), SourceEvent(8, None, {"eventId": "x"}, "candidateId: required")]
+    items.append(SourceEvent(9, Candidate(3, "C3"), None))  # a candidate without events
+    items.append(SourceEvent(10, Candidate(1, "other"), {"eventId": "y"}))
+    steps = list(plan_ingest(items, batch_size=2))
+    kinds = [type(step).__name__ for step in steps]
+    assert kinds[0] == "RegisterCandidates"
+    first = steps[0]
+    assert isinstance(first, RegisterCandidates) and [c.user_id for c in first.candidates] == [1, 2]
+    sends = [s for s in steps if isinstance(s, SendEvents)]
+    assert all(len(s.items) <= 2 for s in sends)
+    assert sorted(i.line for s in sends for i in s.items) == list(range(1, 8))
+    rejects = [s.rejected for s in steps if isinstance(s, Reject)]
+    assert [(r.line, r.event_id) for r in rejects] == [(8, "x"), (10, "y")]
+    assert "candidateId" in rejects[1].message
+    registered = [c.user_id for s in steps if isinstance(s, RegisterCandidates) for c in s.candidates]
+    assert registered == [1, 2, 3]
+
+
+def test_ingest_sets_aside_what_the_server_names_and_sends_the_rest(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    rows = [{"candidateUserId": 5, "candidateId": "E", "eventId": f"e{n}", "event": "x",
+             "timeStamp": "2026-06-01T09:00:00Z"} for n in range(6)]  # fmt: skip
+    rows[2]["timeStamp"] = "2026-06-01T09:00:00"
+    rows[4]["eventId"] = "e0"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    server = FakeServer()
+    server.routes[("GET", "/v1/test/7")] = httpx.Response(404, json={"error": "not_found", "message": "No."})
+    server.routes[("PUT", "/v1/test/7")] = httpx.Response(201, json={"testId": 7})
+    server.routes[("PUT", "/v1/test/7/candidates")] = httpx.Response(200, json={"received": 1})
+    bodies: list[list[dict[str, Any]]] = []
+
+    def events(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if any(e["timeStamp"].endswith(":00") for e in body):
+            index = next(i for i, e in enumerate(body) if e["timeStamp"].endswith(":00"))
+            detail = {"index": index, "field": "timeStamp", "message": "Input should have timezone info"}
+            return httpx.Response(
+                422, json={"error": "validation_error", "message": "Bad.", "details": [detail]}
+            )
+        if sum(e["eventId"] == "e0" for e in body) > 1:
+            index = [i for i, e in enumerate(body) if e["eventId"] == "e0"][1]
+            detail = {"index": index, "field": "eventId", "message": "eventId e0 repeated with other content"}
+            return httpx.Response(
+                409, json={"error": "event_conflict", "message": "Conflict.", "details": [detail]}
+            )
+        return httpx.Response(201, json={"received": len(body), "created": len(body), "duplicates": 0})
+
+    server.routes[("POST", "/v1/test/7/candidates/5/events")] = events
+    with server.client() as client:
+        report = client.ingest(7, source, batch_size=100)
+    assert [(r.line, r.event_id) for r in report.rejected] == [(3, "e2"), (5, "e0")]
+    assert "timeStamp: Input should have timezone info" in str(report.rejected[0])
+    assert report.created == 4 and report.read == 6 and not report.ok
+    assert all("candidateUserId" not in e and "candidateId" not in e for e in bodies[-1])
+    assert [e["eventId"] for e in bodies[-1]] == ["e0", "e1", "e3", "e5"]
+    put = next(r for r in server.requests if r.method == "PUT" and r.url.path == "/v1/test/7/candidates")
+    assert json.loads(put.content) == [{"userId": 5, "candidateId": "E"}]
+
+
+def test_async_client_orders_waits_and_downloads(tmp_path: Path) -> None:
+    body = b'{"created": "2026-06-01T09:00:00.000Z", "candidates": []}'
+    expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    polls = iter(["running", "finished"])
+
+    def status(request: httpx.Request) -> httpx.Response:
+        state = next(polls)
+        link = {"downloadUrl": "http://et.test/files/x", "downloadUrlExpires": expires}
+        extra = {**link, "fileSize": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+        extra = extra if state == "finished" else {}
+        return httpx.Response(200, json={**JOB, "status": state, "progress": 100 if extra else 50, **extra})
+
+    server = FakeServer()
+    server.routes[("POST", "/v1/test/7/events")] = httpx.Response(202, json=JOB)
+    server.routes[("GET", "/v1/test/7/events")] = status
+    server.routes[("GET", "/files/x")] = httpx.Response(200, content=body)
+
+    async def run() -> Any:
+        async with AsyncExamtrailClient(
+            "http://et.test", "cid", "key", transport=httpx.MockTransport(server), poll_interval=0.01
+        ) as client:
+            seen: list[int] = []
+            target = tmp_path / "a.json"
+            result = await client.export(
+                7, target, on_progress=lambda j: seen.append(j.progress), flagged=True
+            )
+            return result, seen
+
+    result, seen = asyncio.run(run())
+    assert seen == [0, 50, 100]
+    assert result.path.read_bytes() == body
+    order = next(r for r in server.requests if r.method == "POST" and r.url.path == "/v1/test/7/events")
+    assert order.url.params.multi_items() == [("flagged", "true")]
+
+
+def _standard(secret: str, msg_id: str, stamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def test_verify_webhook_checks_both_signatures() -> None:
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+    body = b'{"event":"event_by_candidates_export_finished","jobId":"j"}'
+    stamp = int(time.time())
+    headers = {
+        "Webhook-Id": "msg_1",
+        "Webhook-Timestamp": str(stamp),
+        "Webhook-Signature": "v1,bm90IGl0 " + _standard(secret, "msg_1", stamp, body),
+        "X-Inspera-Signature": hmac.new(secret.encode(), body, hashlib.sha1).hexdigest(),
+    }
+    assert verify_webhook(headers, body, secret)["jobId"] == "j"
+    with pytest.raises(VerificationError):
+        verify_webhook(headers, body + b" ", secret)
+    with pytest.raises(VerificationError, match="X-Inspera"):
+        verify_webhook({**headers, "X-Inspera-Signature": "00"}, body, secret)
+    with pytest.raises(VerificationError, match="too far"):
+        verify_webhook(headers, body, secret, now=stamp + 3600)
+    inspera_only = {"X-Inspera-Signature": headers["X-Inspera-Signature"]}
+    with pytest.raises(VerificationError, match="missing"):
+        verify_webhook(inspera_only, body, secret)
+    assert verify_webhook(inspera_only, body, secret, require_both=False)["event"].startswith("event_by")
+
+
+def test_verify_webhook_matches_the_server_signer() -> None:
+    sender = pytest.importorskip("examtrail.webhooks.sender")
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    body = b'{"event":"event_by_candidates_export_failed"}'
+    headers = sender.signed_headers(secret, "msg_2", datetime.now(UTC), body)
+    assert verify_webhook(headers, body, secret)["event"] == "event_by_candidates_export_failed"
+
+
+def test_a_restarting_server_is_retried_and_an_absent_one_is_unreachable() -> None:
+    server = FakeServer()
+    answers = iter([httpx.Response(503, json={"error": "unavailable", "message": "Starting."})])
+
+    def status(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json=JOB))
+
+    server.routes[("GET", "/v1/test/7/events")] = status
+    with server.client() as client:
+        assert client.get_job(7, "job-1").job_id == "job-1"
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    down = ExamtrailClient("http://et.test", "cid", "key", transport=httpx.MockTransport(refuse))
+    with pytest.raises(ServerUnreachableError, match="Connection refused") as raised:
+        down.get_job(7, "job-1")
+    assert raised.value.exit_code == 5
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    package = Path(__file__).resolve().parents[2] / "clients" / "python" / "src" / "examtrail_client"
+    for source in package.glob("*.py"):
+        text = source.read_text()
+        assert "from examtrail." not in text and "import examtrail\n" not in text, source
+        for heavy in ("pydantic", "fastapi", "sqlalchemy", "boto3"):
+            assert f"import {heavy}" not in text, (source, heavy)
