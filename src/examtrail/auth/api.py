@@ -49,12 +49,14 @@ def _issue(session: SessionDep, runtime: RuntimeDep, client_id: str, key: str) -
 def inspera_token(
     session: SessionDep,
     runtime: RuntimeDep,
-    grant_type: Annotated[str | None, Query()] = None,
-    client_id: Annotated[str | None, Query()] = None,
-    code_header: Annotated[str | None, Header(alias="code")] = None,
-    code_query: Annotated[str | None, Query(alias="code")] = None,
-    code_form: Annotated[str | None, Form(alias="code")] = None,
-    client_id_form: Annotated[str | None, Form(alias="client_id")] = None,
+    grant_type: Annotated[str | None, Query(description="`authorization_code` (or absent)")] = None,
+    client_id: Annotated[str | None, Query(description="The client id")] = None,
+    code_header: Annotated[str | None, Header(alias="code", description="The API key")] = None,
+    code_query: Annotated[
+        str | None, Query(alias="code", description="The API key (older clients; prefer the header)")
+    ] = None,
+    code_form: Annotated[str | None, Form(alias="code", description="The API key (older clients)")] = None,
+    client_id_form: Annotated[str | None, Form(alias="client_id", description="The client id")] = None,
 ) -> JSONResponse:
     if grant_type not in (None, "authorization_code"):
         return _oauth_error("unsupported_grant_type", 400, "grant_type must be authorization_code.")
@@ -83,9 +85,9 @@ def oauth_token(
     request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
-    grant_type: Annotated[str | None, Form()] = None,
-    client_id: Annotated[str | None, Form()] = None,
-    client_secret: Annotated[str | None, Form()] = None,
+    grant_type: Annotated[str | None, Form(description="`client_credentials`")] = None,
+    client_id: Annotated[str | None, Form(description="The client id (or HTTP Basic user)")] = None,
+    client_secret: Annotated[str | None, Form(description="The API key (or HTTP Basic password)")] = None,
 ) -> JSONResponse:
     if grant_type != "client_credentials":
         return _oauth_error("unsupported_grant_type", 400, "grant_type must be client_credentials.")

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from examtrail.core.schemas import Timestamp
 
 INT64_MAX = 2**63 - 1
 
@@ -16,16 +26,37 @@ LongText = Annotated[str, StringConstraints(max_length=10_000)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
-def _not_dot(value: str) -> str:
-    if value in (".", ".."):
-        raise ValueError("file name cannot be '.' or '..'")
+MAX_FILE_NAME_BYTES = 255
+
+
+def check_file_name(value: str) -> str:
+    """A file name, not a path: clear messages instead of a pattern dump."""
+    if not value:
+        raise ValueError("the file name is empty")
+    if len(value.encode()) > MAX_FILE_NAME_BYTES:
+        raise ValueError(f"the file name is longer than {MAX_FILE_NAME_BYTES} bytes (UTF-8)")
+    if "/" in value or "\\" in value:
+        raise ValueError("the file name cannot contain '/' or '\\' (a name, not a path)")
+    if ".." in value or value == ".":
+        raise ValueError("the file name cannot be '.' or contain '..'")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError("the file name cannot contain control characters")
     return value
 
 
 FileName = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$"),
-    AfterValidator(_not_dot),
+    AfterValidator(check_file_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_FILE_NAME_BYTES,
+            "pattern": r"^(?!.*\.\.)[^/\\\x00-\x1f\x7f]+$",
+            "description": "A file name of at most 255 bytes (UTF-8): "
+            "no '/', '\\', '..' or control characters",
+        }
+    ),
 ]
 
 
@@ -33,9 +64,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
+# Not blank, no control characters.
+_TITLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+
+
 class TestIn(StrictModel):
     __test__ = False
-    title: Annotated[str, StringConstraints(max_length=500)] = ""
+    title: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"),
+    ] = Field(description="The test's title: required, not blank, no control characters")
 
 
 class TestOut(BaseModel):
@@ -44,8 +82,8 @@ class TestOut(BaseModel):
     title: str
     candidates: int
     events: int
-    created: str
-    updated: str
+    created: Timestamp
+    updated: Timestamp
 
 
 class CandidateIn(StrictModel):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
+from examtrail.core.media import require_json
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.webhooks import service
 from examtrail.webhooks.schemas import (
@@ -24,8 +25,12 @@ from examtrail.webhooks.schemas import (
 
 router = APIRouter(prefix="/v1/subscription", tags=["webhooks"])
 
-SubscriptionId = Annotated[str, Path(alias="subscriptionId", min_length=1, max_length=64)]
-DeliveryId = Annotated[str, Path(alias="deliveryId", min_length=1, max_length=64)]
+SubscriptionId = Annotated[
+    str, Path(alias="subscriptionId", min_length=1, max_length=64, description="The subscription's id")
+]
+DeliveryId = Annotated[
+    str, Path(alias="deliveryId", min_length=1, max_length=64, description="The delivery's id (delivery log)")
+]
 
 
 @router.get("/events", response_model=EventsOut, summary="The events one can subscribe to")
@@ -41,6 +46,7 @@ def list_events(_principal: ExportPrincipal) -> EventsOut:
     description='The endpoint first receives a signed verification POST (`{"event": "verification"}`) '
     "and must answer 2xx, else 400 `endpoint_verification_failed`. The signing secret (generated when "
     "absent) is returned only in this answer.",
+    dependencies=[Depends(require_json)],
 )
 def create_subscription(
     body: SubscriptionIn,
@@ -91,7 +97,7 @@ def list_deliveries(
     subscription_id: SubscriptionId,
     principal: ExportPrincipal,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="How many deliveries, newest first")] = 50,
 ) -> DeliveryList:
     return service.list_deliveries(session, principal, subscription_id, limit)
 

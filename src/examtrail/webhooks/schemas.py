@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from examtrail.core.schemas import Timestamp
 from examtrail.webhooks import sender
+from examtrail.webhooks.models import DeliveryStatus, SubscriptionStatus
 
 EventName = Literal["event_by_candidates_export_finished", "event_by_candidates_export_failed"]
 
@@ -32,17 +34,17 @@ class SubscriptionIn(BaseModel):
 
 
 class EventsOut(BaseModel):
-    events: list[str]
+    events: list[EventName]
 
 
 class SubscriptionOut(BaseModel):
     subscriptionId: str
-    event: str
+    event: EventName
     endpoint: str
-    status: str = Field(description="active | disabled")
+    status: SubscriptionStatus
     disabledReason: str | None
-    created: str
-    lastModified: str
+    created: Timestamp
+    lastModified: Timestamp
 
 
 class SubscriptionCreated(SubscriptionOut):
@@ -55,27 +57,27 @@ class SubscriptionList(BaseModel):
 
 class AttemptOut(BaseModel):
     attempt: int = Field(description="1 for the first attempt of the delivery")
-    trigger: str = Field(description="initial | retry | redelivery")
-    time: str
+    trigger: Literal["initial", "retry", "redelivery"]
+    time: Timestamp
     durationMs: int
     statusCode: int | None = Field(description="The endpoint's HTTP status, when it answered")
     error: str | None = Field(description="Why there was no (2xx) answer")
     succeeded: bool
-    nextRetry: str | None = Field(description="When the next attempt was scheduled after this one")
+    nextRetry: Timestamp | None = Field(description="When the next attempt was scheduled after this one")
 
 
 class DeliveryOut(BaseModel):
     deliveryId: str
     webhookId: str = Field(description="The `webhook-id` header: the same on every attempt")
     subscriptionId: str
-    event: str
+    event: EventName
     jobId: str
     contextObjectId: int = Field(description="The test id")
-    status: str = Field(description="pending | sending | succeeded | failed | cancelled")
+    status: DeliveryStatus
     attemptCount: int
-    created: str
-    nextAttempt: str | None
-    completed: str | None
+    created: Timestamp
+    nextAttempt: Timestamp | None
+    completed: Timestamp | None
     lastStatusCode: int | None
     lastError: str | None
     attempts: list[AttemptOut]
