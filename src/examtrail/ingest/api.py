@@ -62,7 +62,7 @@ def put_test(
     return out
 
 
-@router.get("/{testId}", response_model=TestOut, summary="Describe a test", tags=["ingest"])
+@router.get("/{testId}", response_model=TestOut, summary="Describe a test")
 def get_test(test_id: TestId, principal: IngestPrincipal, session: SessionDep) -> TestOut:
     return service.describe_test(session, service.require_test(session, principal.tenant_id, test_id))
 
