@@ -91,8 +91,8 @@ _TEST_404 = {404: ["test_not_found"]}
 _JOB_404 = {404: ["test_not_found", "job_not_found"]}
 _SUBSCRIPTION_404 = {404: ["subscription_not_found"]}
 OPERATION_CODES: dict[str, dict[int, list[str]]] = {
-    "getAccessToken": {400: ["invalid_request", "unsupported_grant_type"], 401: ["invalid_grant"]},
-    "getOAuthToken": {400: ["invalid_request", "unsupported_grant_type"], 401: ["invalid_grant"]},
+    "getAccessToken": {400: ["unsupported_grant_type"], 401: ["invalid_client", "invalid_grant"]},
+    "getOAuthToken": {400: ["unsupported_grant_type"], 401: ["invalid_client", "invalid_grant"]},
     "putTest": {},
     "getTest": _TEST_404,
     "putCandidates": _TEST_404,
@@ -128,6 +128,8 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
     },
     "downloadFile": {403: ["invalid_signature", "link_expired"], 404: ["file_gone"]},
 }
+# The token endpoints answer OAuth errors only (their own codes, no 422).
+TOKEN_OPERATIONS = {"getAccessToken", "getOAuthToken"}
 # Operations that answer no error of their own (beyond 503 for the readiness probe).
 NO_ERRORS = {"getHealth", "getExportFileSchema"}
 # Bodies read by hand (not declared as a parameter) still need their schemas in the document.
@@ -148,7 +150,7 @@ def _statuses(op_id: str, operation: dict[str, Any]) -> set[int]:
         statuses |= {401, 403}
     if any(p["in"] == "path" for p in parameters) and op_id != "getReadiness":
         statuses.add(404)
-    if parameters or content:
+    if (parameters or content) and op_id not in TOKEN_OPERATIONS:
         statuses.add(422)
     if _JSON in content:
         statuses |= {400, 413, 415}
@@ -158,7 +160,8 @@ def _statuses(op_id: str, operation: dict[str, Any]) -> set[int]:
 
 
 def _error_response(op_id: str, status: int) -> dict[str, Any]:
-    codes = GENERIC_CODES.get(status, []) + OPERATION_CODES.get(op_id, {}).get(status, [])
+    generic = [] if op_id in TOKEN_OPERATIONS and status != 503 else GENERIC_CODES.get(status, [])
+    codes = generic + OPERATION_CODES.get(op_id, {}).get(status, [])
     codes = list(dict.fromkeys(codes))
     listed = ", ".join(f"`{code}`" for code in codes)
     response: dict[str, Any] = {

@@ -29,8 +29,10 @@ from examtrail.storage.base import ObjectTooLarge
 
 router = APIRouter(prefix="/v1/test", tags=["ingest"])
 
-TestId = Annotated[int, Path(alias="testId", ge=0, le=INT64_MAX, description="The test's int64 id")]
-UserId = Annotated[int, Path(alias="userId", ge=0, le=INT64_MAX, description="The candidate's int64 user id")]
+TestId = Annotated[int, Path(alias="testId", ge=0, lt=INT64_MAX + 1, description="The test's int64 id")]
+UserId = Annotated[
+    int, Path(alias="userId", ge=0, lt=INT64_MAX + 1, description="The candidate's int64 user id")
+]
 EventIdPath = Annotated[
     str,
     Path(
@@ -121,7 +123,12 @@ _EVENTS_BODY: dict[str, Any] = {
                 "schema": {
                     "oneOf": [
                         {"$ref": "#/components/schemas/EventIn"},
-                        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/EventIn"},
+                            "minItems": 1,
+                            "maxItems": 10_000,
+                        },
                     ]
                 }
             }

@@ -8,6 +8,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -18,7 +19,16 @@ from examtrail.core.schemas import Timestamp
 
 INT64_MAX = 2**63 - 1
 
-Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" includes 3.0: accept it as 3 (never 3.5, nor "3").
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# exclusiveMaximum 2**63 in the schema: exact as a float, unlike 2**63 - 1 (generators compare floats).
+Int64 = Annotated[int, Field(ge=0, lt=INT64_MAX + 1), BeforeValidator(_integral)]
 # Printable text: no control characters (they break CSV exports and log lines).
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]

@@ -17,6 +17,12 @@ def _secret(value: str) -> str:
     return sender.check_secret(value)
 
 
+# 'whsec_' and padded base64 of 24 to 64 bytes (8-21 groups of 4, then 0-2 bytes of padding).
+_B64 = "[A-Za-z0-9+/]"
+_GROUPS = f"(?:{_B64}{{4}})"
+_SECRET_PATTERN = (
+    f"^whsec_(?:{_GROUPS}{{8,21}}|{_GROUPS}{{8,21}}{_B64}{{2}}==|{_GROUPS}{{8,20}}{_B64}{{3}}=)$"
+)
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_secret)]
 
 
@@ -25,11 +31,14 @@ class SubscriptionIn(BaseModel):
 
     event: EventName = Field(description="The event to be notified of")
     endpoint: Annotated[str, StringConstraints(min_length=1, max_length=sender.MAX_ENDPOINT_LENGTH)] = Field(
-        description="http(s) URL that receives the POSTs; it must answer the verification POST with 2xx"
+        description="http(s) URL that receives the POSTs; it must answer the verification POST with 2xx",
+        # Checked by the service (400 with the reason), documented here.
+        json_schema_extra={"format": "uri", "pattern": r"^https?://[^\s/?#@]+[^\s#]*$"},
     )
     secret: Secret | None = Field(
         default=None,
         description="Signing secret `whsec_<base64 of 24-64 bytes>`; generated when absent",
+        json_schema_extra={"pattern": _SECRET_PATTERN},
     )
 
 
