@@ -42,7 +42,7 @@ def _ambiguous(value: Any) -> bool:
         return False
     if isinstance(value, int):
         return abs(abs(value) - _INT64_LIMIT) <= _FLOAT_SPACING
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and len(value) < 40 and value.lstrip("-").isdigit():
         return _ambiguous(int(value))
     if isinstance(value, dict):
         return any(_ambiguous(item) for item in value.values())
