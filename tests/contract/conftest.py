@@ -40,7 +40,7 @@ class LiveApi:
         return token
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     root = tmp_path_factory.mktemp("contract")
     env = {
