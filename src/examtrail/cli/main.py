@@ -231,20 +231,17 @@ def demo(
     )
     console.print(f"client id  [bold]{result.client_id}[/]")
     console.print(f"API key    [bold]{result.api_key}[/]  (also saved in {result.credentials_file})")
-    console.print("\nTry it (see README, 'Walkthrough'):")
-    console.print(
-        f"  curl -s -X POST '{base}/api/authenticate/token/"
-        f"?grant_type=authorization_code&client_id={result.client_id}' -H 'code: {result.api_key}'",
-        soft_wrap=True,
-    )
-    console.print(
-        f'  curl -s -X POST {base}/v1/test/{result.test_id}/events -H "Authorization: Bearer $TOKEN"',
-        soft_wrap=True,
-    )
-    console.print(
-        f"  curl -s '{base}/v1/test/{result.test_id}/events?jobId=$JOB' -H \"Authorization: Bearer $TOKEN\"",
-        soft_wrap=True,
-    )
+    read = "python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])'"
+    lines = [
+        f"TOKEN=$(curl -s -X POST '{base}/api/authenticate/token/?grant_type=authorization_code"
+        f"&client_id={result.client_id}' -H 'code: {result.api_key}' | {read} access_token)",
+        f"JOB=$(curl -s -X POST {base}/v1/test/{result.test_id}/events "
+        f'-H "Authorization: Bearer $TOKEN" | {read} jobId)',
+        f'curl -s {base}/v1/test/{result.test_id}/events/$JOB -H "Authorization: Bearer $TOKEN"; echo',
+    ]
+    console.print("\nTry it (paste these lines; the README's 'Walkthrough' does the whole flow):")
+    for line in lines:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
 
 
 if __name__ == "__main__":
