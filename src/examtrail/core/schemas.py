@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 
 # UTC RFC 3339 with milliseconds and ``Z`` (see ``core.timeutil.format_dt``), documented as such.
 Timestamp = Annotated[
@@ -17,17 +16,10 @@ Timestamp = Annotated[
 ]
 
 
-class ApiModel(BaseModel):
-    """A body with camelCase names on the wire and snake_case attributes in Python.
-
-    ``from_attributes`` lets a service validate an ORM row straight into the body.
-    """
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
-
-
 class ErrorDetail(BaseModel):
-    """One problem with the request: which item (``index``) and ``field``, and what is wrong."""
+    """One problem with the request: which item (``index``) and ``field``, and what is wrong.
+
+    Some errors add their own keys (``subscriptionId`` of the existing subscription, …)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -42,4 +34,4 @@ class ErrorBody(BaseModel):
 
     error: str = Field(description="Machine-readable error code (see each response for the codes)")
     message: str = Field(description="What went wrong, for people")
-    details: list[dict[str, Any]] = Field(description="Per-item or per-field problems; may be empty")
+    details: list[ErrorDetail] = Field(description="Per-item or per-field problems; may be empty")
