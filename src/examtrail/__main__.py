@@ -1,3 +1,3 @@
-from examtrail.cli.main import app
+from examtrail.cli.main import main
 
-app()
+main()

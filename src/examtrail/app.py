@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +22,7 @@ from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
 from examtrail.ingest.api import list_router as tests_router
 from examtrail.ingest.api import router as ingest_router
-from examtrail.ingest.schemas import EventIn
+from examtrail.openapi import install_docs, install_openapi, operation_id
 from examtrail.runtime import Runtime
 from examtrail.storage.api import router as storage_router
 from examtrail.tasks import background_worker, build_runtime, sweep_temporaries
@@ -30,6 +30,18 @@ from examtrail.ui import api as ui
 from examtrail.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Literal["ok", "unavailable"]] = Field(
+        description="`database`, `objectStore`, `broker`: each `ok` or `unavailable`"
+    )
+
 
 DESCRIPTION = """
 Keeps every event registered on a candidate during an exam and exports them per test.
@@ -66,6 +78,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     install_redaction()
@@ -78,27 +93,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(storage_router)
     ui.install(app, settings)
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            # Bodies parsed by hand (the event batch) still get their schemas documented.
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (EventIn,):
-                generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(generated.pop("$defs", {}))
-                components[model.__name__] = generated
-            app.openapi_schema = schema
-        return app.openapi_schema
+    install_openapi(app, settings)
+    install_docs(app)
 
-    app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.get("/healthz", tags=["health"], summary="The process is up")
+    @app.get("/healthz", tags=["health"], summary="The process is up", response_model=Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="Database, object store and broker are reachable")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Database, object store and broker are reachable",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "One of them is unreachable"}},
+    )
     def readyz() -> JSONResponse:
         rt: Runtime = app.state.runtime
         checks: dict[str, Any] = {}

@@ -56,8 +56,9 @@ def test_inspera_token_rejects_bad_credentials(
 
 def test_inspera_token_requires_client_and_key(http: TestClient) -> None:
     response = http.post("/api/authenticate/token/?grant_type=authorization_code")
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_request"
+    # RFC 6749: no client authentication at all is invalid_client (401).
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
     response = http.post("/api/authenticate/token/?grant_type=password&client_id=x", headers={"code": "y"})
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_grant_type"

@@ -62,4 +62,56 @@ def test_exports_run_with_progress_and_list(tmp_path: Path) -> None:
     assert "cli" in listed.stdout
     missing = run_cli(["exports", "run", "999", "--tenant", "demo"], env)
     assert missing.returncode == 1
-    assert "not found" in missing.stdout
+    assert missing.stderr.strip() == "Error: Test 999 not found."
+
+
+def test_listings_have_json_and_full_ids(tmp_path: Path) -> None:
+    env = {"EXAMTRAIL_DATA_DIR": str(tmp_path), "COLUMNS": "40"}
+    assert run_cli(["db", "upgrade"], env).returncode == 0
+    assert run_cli(["demo"], env).returncode == 0
+    clients = run_cli(["clients", "list", "--json"], env)
+    assert clients.returncode == 0, clients.stderr
+    (client,) = json.loads(clients.stdout)
+    assert set(client) == {"clientId", "tenant", "name", "scopes", "created", "revoked"}
+    # Not a terminal: the table is not cut to the terminal's width.
+    assert client["clientId"] in run_cli(["clients", "list"], env).stdout
+    assert run_cli(["exports", "run", "1001", "--tenant", "demo"], env).returncode == 0
+    exports = json.loads(run_cli(["exports", "list", "1001", "--tenant", "demo", "--json"], env).stdout)
+    assert [job["status"] for job in exports] == ["finished"]
+    assert exports[0]["jobId"] in run_cli(["exports", "list", "1001", "--tenant", "demo"], env).stdout
+
+
+def test_database_errors_are_one_line_and_name_the_fix(tmp_path: Path) -> None:
+    # Run from another folder: no database there, and none is created.
+    env = {"EXAMTRAIL_DATA_DIR": str(tmp_path / "var")}
+    result = run_cli(["clients", "list"], env)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "examtrail db upgrade" in result.stderr
+    assert not (tmp_path / "var" / "examtrail.db").exists()
+    # A database file that was never migrated.
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "examtrail.db").write_bytes(b"")
+    result = run_cli(["exports", "list", "1", "--tenant", "x"], env)
+    assert result.returncode == 1
+    assert "not migrated" in result.stderr and "examtrail db upgrade" in result.stderr
+    # An unreachable server.
+    unreachable = {"EXAMTRAIL_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none"}
+    result = run_cli(["clients", "list"], unreachable)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot reach the database")
+    assert "Traceback" not in result.stderr
+
+
+def test_help_has_no_type_hints(tmp_path: Path) -> None:
+    for command in (
+        ["--help"],
+        ["worker", "--help"],
+        ["exports", "run", "--help"],
+        ["clients", "create", "--help"],
+    ):
+        shown = run_cli(command, {"EXAMTRAIL_DATA_DIR": str(tmp_path)}).stdout
+        assert "<bool>" not in shown and "<str>" not in shown and "<int>" not in shown, shown
+    worker_help = " ".join(run_cli(["worker", "--help"], {}).stdout.split())
+    assert "EXAMTRAIL_WORKER_THREADS, else 2" in worker_help
+    assert "EXAMTRAIL_WEBHOOK_THREADS, else 2" in worker_help

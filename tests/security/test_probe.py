@@ -41,6 +41,8 @@ def test_another_tenant_gets_404_on_every_route(
         ("PUT", f"/v1/test/{A_TEST}/candidates/{USER}/events/{EVENT_ID}/files/{FILE}", b"overwrite"),
         ("GET", f"/v1/test/{A_TEST}/events?jobId={job}", None),
         ("DELETE", f"/v1/test/{A_TEST}/events?jobId={job}", None),
+        ("GET", f"/v1/test/{A_TEST}/events/{job}", None),
+        ("DELETE", f"/v1/test/{A_TEST}/events/{job}", None),
         ("POST", f"/v1/test/{A_TEST}/events", None),
         ("GET", f"/v1/test/{A_TEST}/events", None),
         ("GET", f"/v1/subscription/{sub}", None),
@@ -86,6 +88,8 @@ def _template(path: str) -> str:
             out.append("{testId}")
         elif previous == "candidates":
             out.append("{userId}")
+        elif previous == "events" and parts[index - 3] == "test" and part != "jobs":
+            out.append("{jobId}")
         elif previous == "events" and index + 1 < len(parts):
             out.append("{eventId}")
         elif previous == "files":

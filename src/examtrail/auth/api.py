@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Header, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from examtrail.auth import service
+from examtrail.core.media import media_type
 from examtrail.core.responses import JSONResponse
 from examtrail.deps import RuntimeDep, SessionDep
 
@@ -39,29 +40,86 @@ def _issue(session: SessionDep, runtime: RuntimeDep, client_id: str, key: str) -
     return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})
 
 
+async def _token_form(request: Request) -> dict[str, str]:
+    """The form fields of a token request (OAuth clients send a form; Inspera's send `" "`)."""
+    if media_type(request.headers.get("content-type")) not in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        return {}
+    try:
+        form = await request.form()
+    except Exception:  # a body that is not the form it claims: no fields
+        return {}
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+TokenForm = Annotated[dict[str, str], Depends(_token_form)]
+
+
+def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {
+        "required": bool(required),
+        "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+    }
+
+
+def _string(description: str, enum: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "description": description}
+    if enum:
+        schema["enum"] = enum
+    return schema
+
+
+_INSPERA_DOC: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "grant_type",
+            "in": "query",
+            "description": "Always `authorization_code` (may be left out)",
+            "schema": {"type": "string", "enum": ["authorization_code"]},
+        },
+        {"name": "client_id", "in": "query", "description": "The client id", "schema": {"type": "string"}},
+        {"name": "code", "in": "header", "description": "The API key", "schema": {"type": "string"}},
+        {
+            "name": "code",
+            "in": "query",
+            "description": "The API key (older clients; prefer the header)",
+            "schema": {"type": "string"},
+        },
+    ],
+    "requestBody": _form_body(
+        {
+            "code": _string("The API key (older clients)"),
+            "client_id": _string("The client id (older clients)"),
+        },
+        [],
+    ),
+}
+
+
 @router.post(
     "/api/authenticate/token/",
     response_model=TokenResponse,
     summary="Get an access token (Inspera-compatible)",
-    description="The API key travels in the `code` header "
-    "(or, for older clients, `code` in the query or form).",
+    description="The API key travels in the `code` header (or, for older clients, `code` in the query "
+    "or form). Without a client id or key: 401 `invalid_client`; wrong key: 401 `invalid_grant`.",
+    openapi_extra=_INSPERA_DOC,
 )
 def inspera_token(
-    session: SessionDep,
-    runtime: RuntimeDep,
-    grant_type: Annotated[str | None, Query()] = None,
-    client_id: Annotated[str | None, Query()] = None,
-    code_header: Annotated[str | None, Header(alias="code")] = None,
-    code_query: Annotated[str | None, Query(alias="code")] = None,
-    code_form: Annotated[str | None, Form(alias="code")] = None,
-    client_id_form: Annotated[str | None, Form(alias="client_id")] = None,
+    request: Request, session: SessionDep, runtime: RuntimeDep, form: TokenForm
 ) -> JSONResponse:
+    query = request.query_params
+    grant_type = query.get("grant_type")
     if grant_type not in (None, "authorization_code"):
         return _oauth_error("unsupported_grant_type", 400, "grant_type must be authorization_code.")
-    client = client_id or client_id_form
-    key = code_header or code_query or code_form
+    client = query.get("client_id") or form.get("client_id")
+    key = request.headers.get("code") or query.get("code") or form.get("code")
     if not client or not key:
-        return _oauth_error("invalid_request", 400, "client_id and the API key (header 'code') are required.")
+        return _oauth_error("invalid_client", 401, "client_id and the API key (header 'code') are required.")
     return _issue(session, runtime, client, key)
 
 
@@ -76,22 +134,33 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return user, password
 
 
+_OAUTH_DOC: dict[str, Any] = {
+    "requestBody": _form_body(
+        {
+            "grant_type": _string("Always `client_credentials`", ["client_credentials"]),
+            "client_id": _string("The client id (or send it as the HTTP Basic user)"),
+            "client_secret": _string("The API key (or send it as the HTTP Basic password)"),
+        },
+        ["grant_type"],
+    ),
+}
+
+
 @router.post(
-    "/oauth/token", response_model=TokenResponse, summary="Get an access token (OAuth2 client credentials)"
+    "/oauth/token",
+    response_model=TokenResponse,
+    summary="Get an access token (OAuth2 client credentials)",
+    description="Client credentials in the form or as HTTP Basic. Without them: 401 `invalid_client`; "
+    "wrong ones: 401 `invalid_grant`.",
+    openapi_extra=_OAUTH_DOC,
 )
-def oauth_token(
-    request: Request,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    grant_type: Annotated[str | None, Form()] = None,
-    client_id: Annotated[str | None, Form()] = None,
-    client_secret: Annotated[str | None, Form()] = None,
-) -> JSONResponse:
-    if grant_type != "client_credentials":
+def oauth_token(request: Request, session: SessionDep, runtime: RuntimeDep, form: TokenForm) -> JSONResponse:
+    if form.get("grant_type") != "client_credentials":
         return _oauth_error("unsupported_grant_type", 400, "grant_type must be client_credentials.")
-    basic = _basic_credentials(request)
-    if basic is not None:
-        client_id, client_secret = basic
+    client_id, client_secret = _basic_credentials(request) or (
+        form.get("client_id"),
+        form.get("client_secret"),
+    )
     if not client_id or not client_secret:
-        return _oauth_error("invalid_request", 400, "client_id and client_secret are required.")
+        return _oauth_error("invalid_client", 401, "client_id and client_secret are required.")
     return _issue(session, runtime, client_id, client_secret)

@@ -1,4 +1,9 @@
-"""Bearer-token authentication and scope checks for routes."""
+"""Bearer-token authentication and scope checks for routes.
+
+The two security schemes are declared here so the OpenAPI document carries them on every
+protected operation, with the scope each needs (Swagger UI's Authorize button uses them). They
+never answer by themselves (``auto_error=False``): ``current_principal`` gives the error body.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,50 @@ from collections.abc import Callable
 from typing import Annotated
 
 import jwt
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
 
 from examtrail.auth.revocation import is_revoked
 from examtrail.core.errors import Forbidden, Unauthorized
 from examtrail.core.security import Principal, decode_token
 from examtrail.deps import RuntimeDep
 
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+SCOPES = {
+    "ingest": "Create tests and candidates, record events and attach files",
+    "export": "Order, poll, cancel and download exports; manage webhook subscriptions",
+}
+
+bearer_scheme = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="An access token from `POST /api/authenticate/token/` or `POST /oauth/token`.",
+    auto_error=False,
+)
+oauth2_scheme = OAuth2(
+    scheme_name="oauth2",
+    flows=OAuthFlows(clientCredentials=OAuthFlowClientCredentials(tokenUrl="/oauth/token", scopes=SCOPES)),
+    description="OAuth2 client credentials: the client id and its API key as the client secret.",
+    auto_error=False,
+)
+
+# RFC 6750: no error attribute when no token was sent, ``invalid_token`` when one was and is bad.
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="examtrail"'}
 
 
-def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
+def _invalid(description: str) -> dict[str, str]:
+    return {
+        "WWW-Authenticate": f'Bearer realm="examtrail", error="invalid_token", '
+        f'error_description="{description}"'
+    }
+
+
+def current_principal(
+    request: Request,
+    runtime: RuntimeDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    _oauth2: Annotated[str | None, Security(oauth2_scheme)],
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -25,16 +63,22 @@ def current_principal(request: Request, runtime: RuntimeDep) -> Principal:
         principal = decode_token(runtime.settings.signing_key(), token.strip())
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
-            "The access token has expired.", code="token_expired", headers=_CHALLENGE
+            "The access token has expired.",
+            code="token_expired",
+            headers=_invalid("The access token expired"),
         ) from None
     except jwt.InvalidTokenError:
         raise Unauthorized(
-            "The access token is not valid.", code="invalid_token", headers=_CHALLENGE
+            "The access token is not valid.",
+            code="invalid_token",
+            headers=_invalid("The access token is not valid"),
         ) from None
     # A token outlives its client's revocation unless looked up (cached a few seconds).
     if is_revoked(runtime, principal.client_id):
         raise Unauthorized(
-            "The access token's client has been revoked.", code="token_revoked", headers=_CHALLENGE
+            "The access token's client has been revoked.",
+            code="token_revoked",
+            headers=_invalid("The access token's client has been revoked"),
         )
     return principal
 
@@ -58,7 +102,7 @@ def require_any_scope(*scopes: str) -> Callable[[Principal], Principal]:
     return check
 
 
-IngestPrincipal = Annotated[Principal, Depends(require_scope("ingest"))]
-ExportPrincipal = Annotated[Principal, Depends(require_scope("export"))]
+IngestPrincipal = Annotated[Principal, Security(require_scope("ingest"), scopes=["ingest"])]
+ExportPrincipal = Annotated[Principal, Security(require_scope("export"), scopes=["export"])]
 # Reading what was ingested (lists, the review pages): either scope will do.
-ReaderPrincipal = Annotated[Principal, Depends(require_any_scope("ingest", "export"))]
+ReaderPrincipal = Annotated[Principal, Security(require_any_scope("ingest", "export"))]

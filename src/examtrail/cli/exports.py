@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from examtrail.auth import repository as auth_repository
+from examtrail.cli.errors import CliError, output_console, require_database
 from examtrail.core.db import transaction, utcnow
 from examtrail.core.errors import AppError
 from examtrail.core.security import Principal
@@ -25,12 +27,24 @@ from examtrail.runtime import Runtime
 from examtrail.tasks import build_runtime
 from examtrail.tasks import run_export as run_job
 
-exports_app = typer.Typer(help="Run and inspect exports.", no_args_is_help=True)
-console = Console()
+# Plain click help: no "<bool>"/"<str>" type column (options carry metavars such as NAME or FILE),
+# no shell-completion options.
+TYPER_OPTIONS: dict[str, Any] = {
+    "rich_markup_mode": None,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+}
+if hasattr(typer.core.TyperArgument, "display_type_rich"):
+    # Typer shows "TEST_ID <int>" for arguments whatever their metavar: keep the name only.
+    typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+exports_app = typer.Typer(help="Run and inspect exports.", no_args_is_help=True, **TYPER_OPTIONS)
+console = output_console()
 
 
 def _runtime() -> Runtime:
-    runtime = build_runtime(get_settings())
+    settings = get_settings()
+    require_database(settings)
+    runtime = build_runtime(settings)
     runtime.store.ensure_ready()
     return runtime
 
@@ -39,7 +53,7 @@ def _tenant_id(runtime: Runtime, tenant: str) -> int:
     with runtime.sessions() as session:
         found = auth_repository.get_tenant_by_name(session, tenant)
     if found is None:
-        raise typer.BadParameter(f"no tenant named {tenant!r}")
+        raise CliError(f"no tenant named {tenant!r}")
     return found.id
 
 
@@ -50,17 +64,20 @@ def _runnable(job: ExportJob) -> bool:
 
 @exports_app.command("run")
 def run_export(
-    test_id: int = typer.Argument(..., help="The test's id (testId)."),
-    tenant: str = typer.Option(..., help="The tenant that owns the test."),
-    out: Path | None = typer.Option(None, help="Also copy the finished file here."),
+    test_id: int = typer.Argument(..., metavar="TEST_ID", help="The test's id (testId)."),
+    tenant: str = typer.Option(..., metavar="NAME", help="The tenant that owns the test."),
+    out: Path | None = typer.Option(None, metavar="FILE", help="Also copy the finished file here."),
 ) -> None:
     """Order an export and run it in this process, with a progress bar.
 
     If workers are running, whichever claims the job first runs it; this command waits.
     After a transient failure it runs the job again once its retry delay is over.
     """
+    # Checked before the export runs, not after.
     if out is not None and not out.parent.is_dir():
-        raise typer.BadParameter(f"folder {out.parent} does not exist", param_hint="--out")
+        raise CliError(f"--out: folder {out.parent} does not exist")
+    if out is not None and out.is_dir():
+        raise CliError(f"--out: {out} is a folder; give a file name")
     runtime = _runtime()
     try:
         job = _run(runtime, _tenant_id(runtime, tenant), test_id)
@@ -84,8 +101,7 @@ def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
         with transaction(runtime.sessions) as session:
             job_id = service.order_export(session, principal, test_id).job.id
     except AppError as exc:
-        console.print(f"[red]{exc.message}[/]")
-        raise typer.Exit(1) from None
+        raise CliError(exc.message) from None
     worker: threading.Thread | None = None
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as bar:
@@ -102,8 +118,8 @@ def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
                 worker.start()
             time.sleep(0.2)
     if job.status != JobStatus.FINISHED or job.storage_key is None:
-        console.print(f"[red]export {job.status}[/]: {job.error_code or ''} {job.error_message or ''}")
-        raise typer.Exit(1)
+        reason = " ".join(part for part in (job.error_code, job.error_message) if part)
+        raise CliError(f"export {job.id} {job.status}" + (f": {reason}" if reason else ""))
     console.print(
         f"[green]finished[/]: {job.events_written} events of {job.candidates_total} candidates, "
         f"{job.file_size} bytes, sha256 {job.sha256}"
@@ -113,34 +129,50 @@ def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
 
 @exports_app.command("list")
 def list_exports(
-    test_id: int = typer.Argument(..., help="The test's id (testId)."),
-    tenant: str = typer.Option(..., help="The tenant that owns the test."),
+    test_id: int = typer.Argument(..., metavar="TEST_ID", help="The test's id (testId)."),
+    tenant: str = typer.Option(..., metavar="NAME", help="The tenant that owns the test."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table."),
 ) -> None:
     """Every export of a test: who ordered it, when, and how it ended (an audit trail)."""
     runtime = _runtime()
     try:
-        _list(runtime, _tenant_id(runtime, tenant), test_id)
+        rows = _list(runtime, _tenant_id(runtime, tenant), test_id)
     finally:
         runtime.close()
-
-
-def _list(runtime: Runtime, tenant_id: int, test_id: int) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
     table = Table("job", "status", "requested by", "created", "finished", "events", "bytes", "error")
+    for row in rows:
+        table.add_row(
+            row["jobId"],
+            row["status"],
+            row["requestedBy"],
+            row["created"] or "",
+            row["finished"] or "",
+            str(row["eventsWritten"]),
+            "" if row["fileSize"] is None else str(row["fileSize"]),
+            row["error"] or "",
+        )
+    console.print(table)
+
+
+def _list(runtime: Runtime, tenant_id: int, test_id: int) -> list[dict[str, Any]]:
     with runtime.sessions() as session:
         try:
             test = require_test(session, tenant_id, test_id)
         except AppError as exc:
-            console.print(f"[red]{exc.message}[/]")
-            raise typer.Exit(1) from None
-        for job in repository.jobs_for_test(session, tenant_id, test.id):
-            table.add_row(
-                job.id,
-                job.status,
-                job.requested_by,
-                format_dt(job.created_at) or "",
-                format_dt(job.finished_at) or "",
-                str(job.events_written),
-                str(job.file_size or ""),
-                job.error_code or "",
-            )
-    console.print(table)
+            raise CliError(exc.message) from None
+        return [
+            {
+                "jobId": job.id,
+                "status": job.status,
+                "requestedBy": job.requested_by,
+                "created": format_dt(job.created_at),
+                "finished": format_dt(job.finished_at),
+                "eventsWritten": job.events_written,
+                "fileSize": job.file_size,
+                "error": job.error_code,
+            }
+            for job in repository.jobs_for_test(session, tenant_id, test.id)
+        ]

@@ -6,23 +6,35 @@ import json
 import logging
 import signal
 import threading
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from examtrail.cli.exports import exports_app
+from examtrail.cli.errors import CliError, output_console, require_database, run
+from examtrail.cli.exports import TYPER_OPTIONS, exports_app
 from examtrail.core.logging import install_redaction
-from examtrail.core.settings import get_settings
+from examtrail.core.settings import Settings, get_settings
 
-app = typer.Typer(help="Examtrail: exam event storage and Inspera-compatible exports.", no_args_is_help=True)
-db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
-clients_app = typer.Typer(help="API clients of tenants.", no_args_is_help=True)
+app = typer.Typer(
+    help="Examtrail: exam event storage and Inspera-compatible exports.",
+    no_args_is_help=True,
+    **TYPER_OPTIONS,
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True, **TYPER_OPTIONS)
+clients_app = typer.Typer(help="API clients of tenants.", no_args_is_help=True, **TYPER_OPTIONS)
 app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
 app.add_typer(exports_app, name="exports")
 
-console = Console()
+console = output_console()
+DEFAULT_THREADS = Settings.model_fields["worker_threads"].default
+DEFAULT_WEBHOOK_THREADS = Settings.model_fields["webhook_threads"].default
+
+
+def main() -> None:
+    """The ``examtrail`` entry point: known failures are one line on stderr."""
+    run(app)
 
 
 def _logging() -> None:
@@ -34,9 +46,9 @@ def _logging() -> None:
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
-    port: int = typer.Option(8000, help="Port to listen on."),
-    workers: int = typer.Option(1, help="API processes (needs a broker URL when more than 1)."),
+    host: str = typer.Option("127.0.0.1", metavar="HOST", help="Interface to bind."),
+    port: int = typer.Option(8000, metavar="PORT", help="Port to listen on."),
+    workers: int = typer.Option(1, metavar="N", help="API processes (needs a broker URL when more than 1)."),
 ) -> None:
     """Serve the HTTP API (with the in-process worker when no broker URL is set).
 
@@ -49,6 +61,7 @@ def serve(
     settings = get_settings()
     if workers > 1 and not settings.broker_url:
         raise typer.BadParameter("several API processes need EXAMTRAIL_BROKER_URL (and PostgreSQL)")
+    require_database(settings)
     _logging()
     uvicorn.run(
         "examtrail.app:create_app",
@@ -64,11 +77,21 @@ def serve(
 
 @app.command()
 def worker(
-    threads: int = typer.Option(0, help="Export threads (default: EXAMTRAIL_WORKER_THREADS)."),
-    webhook_threads: int = typer.Option(
-        0,
-        help="Webhook sending threads, on their own queue lane <queue>-webhooks "
-        "(default: EXAMTRAIL_WEBHOOK_THREADS).",
+    threads: int | None = typer.Option(
+        None,
+        min=1,
+        max=64,
+        metavar="N",
+        help="Export threads.",
+        show_default=f"EXAMTRAIL_WORKER_THREADS, else {DEFAULT_THREADS}",
+    ),
+    webhook_threads: int | None = typer.Option(
+        None,
+        min=1,
+        max=64,
+        metavar="N",
+        help="Webhook sending threads, on their own queue lane <queue>-webhooks.",
+        show_default=f"EXAMTRAIL_WEBHOOK_THREADS, else {DEFAULT_WEBHOOK_THREADS}",
     ),
 ) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
@@ -79,10 +102,11 @@ def worker(
         raise typer.BadParameter(
             "set EXAMTRAIL_BROKER_URL (redis://... or amqp://...) to run standalone workers"
         )
+    require_database(settings)
     _logging()
     runtime = build_runtime(settings)
     runtime.store.ensure_ready()
-    background = background_worker(runtime, threads or None, webhook_threads or None)
+    background = background_worker(runtime, threads, webhook_threads)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -97,7 +121,7 @@ def worker(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
+def db_upgrade(revision: str = typer.Argument("head", metavar="REVISION")) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
     from examtrail.core.migrate import current, upgrade
 
@@ -116,9 +140,9 @@ def db_current() -> None:
 
 @clients_app.command("create")
 def clients_create(
-    tenant: str = typer.Option(..., help="Tenant name; created if it does not exist."),
-    scopes: str = typer.Option("ingest,export", help="Comma-separated: ingest, export."),
-    name: str = typer.Option("", help="A label for the client."),
+    tenant: str = typer.Option(..., metavar="NAME", help="Tenant name; created if it does not exist."),
+    scopes: str = typer.Option("ingest,export", metavar="SCOPES", help="Comma-separated: ingest, export."),
+    name: str = typer.Option("", metavar="LABEL", help="A label for the client."),
     as_json: bool = typer.Option(False, "--json", help='Print {"clientId", "apiKey"} as JSON.'),
 ) -> None:
     """Create an API client and print its id and API key (shown once)."""
@@ -126,6 +150,7 @@ def clients_create(
     from examtrail.core.db import build_engine, build_session_factory, transaction
 
     settings = get_settings()
+    require_database(settings)
     engine = build_engine(settings)
     wanted = frozenset(s.strip() for s in scopes.split(",") if s.strip())
     try:
@@ -145,42 +170,64 @@ def clients_create(
 
 
 @clients_app.command("list")
-def clients_list() -> None:
+def clients_list(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table."),
+) -> None:
     """List API clients (never their keys)."""
     from examtrail.auth import repository
     from examtrail.core.db import build_engine, build_session_factory
+    from examtrail.core.timeutil import format_dt
 
-    engine = build_engine(get_settings())
-    table = Table("client id", "tenant", "name", "scopes", "created", "revoked")
+    settings = get_settings()
+    require_database(settings)
+    engine = build_engine(settings)
     with build_session_factory(engine)() as session:
-        for client, tenant in repository.list_clients(session):
-            table.add_row(
-                client.client_id,
-                tenant.name,
-                client.name,
-                client.scopes,
-                client.created_at.isoformat(timespec="seconds"),
-                client.revoked_at.isoformat(timespec="seconds") if client.revoked_at else "",
-            )
+        rows: list[dict[str, Any]] = [
+            {
+                "clientId": client.client_id,
+                "tenant": tenant.name,
+                "name": client.name,
+                "scopes": sorted(s for s in client.scopes.split(",") if s),
+                "created": format_dt(client.created_at),
+                "revoked": format_dt(client.revoked_at),
+            }
+            for client, tenant in repository.list_clients(session)
+        ]
     engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("client id", "tenant", "name", "scopes", "created", "revoked")
+    for row in rows:
+        table.add_row(
+            row["clientId"],
+            row["tenant"],
+            row["name"],
+            ",".join(row["scopes"]),
+            row["created"] or "",
+            row["revoked"] or "",
+        )
     console.print(table)
 
 
 @clients_app.command("revoke")
-def clients_revoke(client_id: str) -> None:
+def clients_revoke(
+    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client to revoke."),
+) -> None:
     """Revoke a client: its API key gets no new token, and every token it already holds is refused
     (401 token_revoked) within EXAMTRAIL_REVOCATION_CHECK_SECONDS (default 5 s) on every API process.
     Its data, exports and subscriptions stay with the tenant."""
     from examtrail.auth import service
     from examtrail.core.db import build_engine, build_session_factory, transaction
 
-    engine = build_engine(get_settings())
+    settings = get_settings()
+    require_database(settings)
+    engine = build_engine(settings)
     with transaction(build_session_factory(engine)) as session:
         revoked = service.revoke_client(session, client_id)
     engine.dispose()
     if not revoked:
-        console.print(f"[red]no active client {client_id}[/]")
-        raise typer.Exit(1)
+        raise CliError(f"no active client {client_id}")
     seconds = get_settings().revocation_check_seconds
     console.print(f"revoked {client_id}: no new tokens; its current tokens are refused within {seconds:g} s")
 
@@ -188,13 +235,14 @@ def clients_revoke(client_id: str) -> None:
 @app.command()
 def demo(
     public_url: str = typer.Option(
-        "", help="Base URL printed in the walkthrough (default: EXAMTRAIL_PUBLIC_URL)."
+        "", metavar="URL", help="Base URL printed in the walkthrough (default: EXAMTRAIL_PUBLIC_URL)."
     ),
 ) -> None:
     """Seed a demo tenant, client, test, candidates, events and an attachment; print how to try it."""
     from examtrail.cli.demo import seed_demo
 
     settings = get_settings()
+    require_database(settings)
     result = seed_demo(settings)
     base = (public_url or settings.public_url).rstrip("/")
     console.print(
@@ -204,21 +252,18 @@ def demo(
     console.print(f"client id  [bold]{result.client_id}[/]")
     console.print(f"API key    [bold]{result.api_key}[/]  (also saved in {result.credentials_file})")
     console.print(f"\nReview pages: {base}/ui/ (sign in with the client id and API key above)")
-    console.print("\nTry it (see README, 'Walkthrough'):")
-    console.print(
-        f"  curl -s -X POST '{base}/api/authenticate/token/"
-        f"?grant_type=authorization_code&client_id={result.client_id}' -H 'code: {result.api_key}'",
-        soft_wrap=True,
-    )
-    console.print(
-        f'  curl -s -X POST {base}/v1/test/{result.test_id}/events -H "Authorization: Bearer $TOKEN"',
-        soft_wrap=True,
-    )
-    console.print(
-        f"  curl -s '{base}/v1/test/{result.test_id}/events?jobId=$JOB' -H \"Authorization: Bearer $TOKEN\"",
-        soft_wrap=True,
-    )
+    read = "python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])'"
+    lines = [
+        f"TOKEN=$(curl -s -X POST '{base}/api/authenticate/token/?grant_type=authorization_code"
+        f"&client_id={result.client_id}' -H 'code: {result.api_key}' | {read} access_token)",
+        f"JOB=$(curl -s -X POST {base}/v1/test/{result.test_id}/events "
+        f'-H "Authorization: Bearer $TOKEN" | {read} jobId)',
+        f'curl -s {base}/v1/test/{result.test_id}/events/$JOB -H "Authorization: Bearer $TOKEN"; echo',
+    ]
+    console.print("\nTry it (paste these lines; the README's 'Walkthrough' does the whole flow):")
+    for line in lines:
+        console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -2,25 +2,35 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from examtrail.core.schemas import Timestamp
+from examtrail.exports.models import JobStatus
+
+
+class ExportError(BaseModel):
+    code: str = Field(
+        description="storage_unavailable | database_unavailable | too_many_attempts | internal_error"
+    )
+    message: str
+
 
 class ExportJobOut(BaseModel):
     """Status of an export job, as polled with ``GET /v1/test/{testId}/events?jobId=``."""
 
     jobId: str
     testId: int
-    status: str = Field(description="queued | running | finished | failed | cancelled")
+    status: JobStatus
     progress: int = Field(ge=0, le=100, description="Percentage of candidates written")
     candidatesTotal: int
     candidatesDone: int
     eventsWritten: int
-    created: str
-    started: str | None
-    finished: str | None
+    created: Timestamp
+    started: Timestamp | None
+    finished: Timestamp | None
     downloadUrl: str | None = Field(description="Present when finished; expires with the caller's token")
-    downloadUrlExpires: str | None
+    downloadUrlExpires: Timestamp | None
     fileSize: int | None
     sha256: str | None
-    error: dict[str, str] | None = Field(description='{"code", "message"} when failed')
+    error: ExportError | None = Field(description="Why the export failed (only when `failed`)")
 
 
 def export_file_schema() -> dict[str, object]:

@@ -21,7 +21,7 @@ from examtrail.exports import repository
 from examtrail.exports.hooks import AfterCommit, CompletionHook, run_completion_hooks
 from examtrail.exports.models import ExportJob, JobStatus
 from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
-from examtrail.exports.schemas import ExportJobOut
+from examtrail.exports.schemas import ExportError, ExportJobOut
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError, StoredObject
@@ -93,7 +93,7 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
     return ExportJobOut(
         jobId=job.id,
         testId=job.test_external_id,
-        status=job.status,
+        status=JobStatus(job.status),
         progress=job.progress,
         candidatesTotal=job.candidates_total,
         candidatesDone=job.candidates_done,
@@ -105,7 +105,7 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
         downloadUrlExpires=format_dt(url_expires_at) if url else None,
         fileSize=job.file_size if job.status == JobStatus.FINISHED else None,
         sha256=job.sha256 if job.status == JobStatus.FINISHED else None,
-        error={"code": job.error_code or "", "message": job.error_message or ""} if failed else None,
+        error=ExportError(code=job.error_code or "", message=job.error_message or "") if failed else None,
     )
 
 

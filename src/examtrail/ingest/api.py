@@ -11,6 +11,7 @@ from pydantic import Field, TypeAdapter
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal
 from examtrail.core.body import read_limited, validate_json
 from examtrail.core.errors import PayloadTooLarge, Unprocessable
+from examtrail.core.media import require_json, upload_media_type
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
@@ -30,11 +31,22 @@ from examtrail.storage.base import ObjectTooLarge
 router = APIRouter(prefix="/v1/test", tags=["ingest"])
 list_router = APIRouter(tags=["ingest"])
 
-TestId = Annotated[int, Path(alias="testId", ge=0, le=INT64_MAX, description="The test's int64 id")]
-UserId = Annotated[int, Path(alias="userId", ge=0, le=INT64_MAX, description="The candidate's int64 user id")]
-EventIdPath = Annotated[
-    str, Path(alias="eventId", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+TestId = Annotated[int, Path(alias="testId", ge=0, lt=INT64_MAX + 1, description="The test's int64 id")]
+UserId = Annotated[
+    int, Path(alias="userId", ge=0, lt=INT64_MAX + 1, description="The candidate's int64 user id")
 ]
+EventIdPath = Annotated[
+    str,
+    Path(
+        alias="eventId",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="The event's id (as given or assigned when it was recorded)",
+    ),
+]
+FileNamePath = Annotated[FileName, Path(alias="fileName", description="The file's name (not a path)")]
+JsonBody = [Depends(require_json)]
 
 
 @list_router.get(
@@ -62,7 +74,14 @@ def list_tests(
     )
 
 
-@router.put("/{testId}", response_model=TestOut, summary="Create or update a test")
+@router.put(
+    "/{testId}",
+    response_model=TestOut,
+    summary="Create or update a test",
+    description="201 when the test is new, 200 when it existed (its title is updated).",
+    responses={201: {"model": TestOut, "description": "The test was created"}},
+    dependencies=JsonBody,
+)
 def put_test(
     test_id: TestId, body: TestIn, principal: IngestPrincipal, session: WriteSessionDep, response: Response
 ) -> TestOut:
@@ -72,12 +91,17 @@ def put_test(
     return out
 
 
-@router.get("/{testId}", response_model=TestOut, summary="Describe a test", tags=["ingest"])
+@router.get("/{testId}", response_model=TestOut, summary="Describe a test")
 def get_test(test_id: TestId, principal: IngestPrincipal, session: SessionDep) -> TestOut:
     return service.describe_test(session, service.require_test(session, principal.tenant_id, test_id))
 
 
-@router.put("/{testId}/candidates", response_model=CandidatesResult, summary="Add or update candidates")
+@router.put(
+    "/{testId}/candidates",
+    response_model=CandidatesResult,
+    summary="Add or update candidates",
+    dependencies=JsonBody,
+)
 def put_candidates(
     test_id: TestId,
     body: Annotated[list[CandidateIn], Field(max_length=100_000)],
@@ -126,7 +150,12 @@ _EVENTS_BODY: dict[str, Any] = {
                 "schema": {
                     "oneOf": [
                         {"$ref": "#/components/schemas/EventIn"},
-                        {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
+                        {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/EventIn"},
+                            "minItems": 1,
+                            "maxItems": 10_000,
+                        },
                     ]
                 }
             }
@@ -140,9 +169,11 @@ _EVENTS_BODY: dict[str, Any] = {
     response_model=EventsResult,
     status_code=status.HTTP_201_CREATED,
     summary="Record events on a candidate",
-    description="Idempotent on eventId: the same event again stores nothing new; "
+    description="Idempotent on eventId: the same event again stores nothing new (200); "
     "the same eventId with other content is a 409. A batch is all or nothing.",
+    responses={200: {"model": EventsResult, "description": "Nothing new: every event was already stored"}},
     openapi_extra=_EVENTS_BODY,
+    dependencies=JsonBody,
 )
 def post_events(
     test_id: TestId,
@@ -161,13 +192,17 @@ def post_events(
 
 
 @router.put(
-    "/{testId}/candidates/{userId}/events/{eventId}/files/{fileName}",
+    "/{testId}/candidates/{userId}/events/{eventId}/files/{fileName:path}",
     response_model=AttachmentOut,
     status_code=status.HTTP_201_CREATED,
     summary="Attach an evidence file to an event (the body is the file)",
+    description="Send the file's raw bytes as the body with its own `Content-Type` (`curl --data-binary "
+    "@FILE` or `curl -T FILE`); without one it is stored as `application/octet-stream`. "
+    "`multipart/form-data` (`curl -F`) is refused with 415.",
     openapi_extra={
         "requestBody": {
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
 )
@@ -176,7 +211,7 @@ async def put_file(
     test_id: TestId,
     user_id: UserId,
     event_id: EventIdPath,
-    file_name: Annotated[FileName, Path(alias="fileName")],
+    file_name: FileNamePath,
     principal: IngestPrincipal,
     runtime: RuntimeDep,
 ) -> AttachmentOut:
@@ -184,7 +219,7 @@ async def put_file(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _file_too_large(limit)
-    content_type = service.checked_content_type(request.headers.get("content-type"))
+    content_type = service.checked_content_type(upload_media_type(request.headers.get("content-type")))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit)
     try:
         return await uploads.upload(

@@ -5,11 +5,31 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from examtrail.core.schemas import Timestamp
 
 INT64_MAX = 2**63 - 1
 
-Int64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" includes 3.0: accept it as 3 (never 3.5, nor "3").
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# exclusiveMaximum 2**63 in the schema: exact as a float, unlike 2**63 - 1 (generators compare floats).
+Int64 = Annotated[int, Field(ge=0, lt=INT64_MAX + 1), BeforeValidator(_integral)]
 # Printable text: no control characters (they break CSV exports and log lines).
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
@@ -34,20 +54,45 @@ def _utc_in_range(value: datetime) -> datetime:
     return utc
 
 
-EventTime = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
+EventTime = Annotated[
+    AwareDatetime,
+    AfterValidator(_utc_in_range),
+    Field(description=f"RFC 3339 with a zone; the years {MIN_YEAR} to {MAX_YEAR} once converted to UTC"),
+]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
-def _not_dot(value: str) -> str:
-    if value in (".", ".."):
-        raise ValueError("file name cannot be '.' or '..'")
+MAX_FILE_NAME_BYTES = 255
+
+
+def check_file_name(value: str) -> str:
+    """A file name, not a path: clear messages instead of a pattern dump."""
+    if not value:
+        raise ValueError("the file name is empty")
+    if len(value.encode()) > MAX_FILE_NAME_BYTES:
+        raise ValueError(f"the file name is longer than {MAX_FILE_NAME_BYTES} bytes (UTF-8)")
+    if "/" in value or "\\" in value:
+        raise ValueError("the file name cannot contain '/' or '\\' (a name, not a path)")
+    if ".." in value or value == ".":
+        raise ValueError("the file name cannot be '.' or contain '..'")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+        raise ValueError("the file name cannot contain control characters")
     return value
 
 
 FileName = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=255, pattern=r"^[^/\\\x00-\x1f\x7f]+$"),
-    AfterValidator(_not_dot),
+    AfterValidator(check_file_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_FILE_NAME_BYTES,
+            "pattern": r"^(?!.*\.\.)[^/\\\x00-\x1f\x7f]+$",
+            "description": "A file name of at most 255 bytes (UTF-8): "
+            "no '/', '\\', '..' or control characters",
+        }
+    ),
 ]
 
 
@@ -55,9 +100,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
+# Not blank, no control characters.
+_TITLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+
+
 class TestIn(StrictModel):
     __test__ = False
-    title: Title = ""
+    title: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=500, pattern=_TITLE),
+    ] = Field(description="The test's title: required, not blank, no control characters")
 
 
 class TestOut(BaseModel):
@@ -66,8 +118,8 @@ class TestOut(BaseModel):
     title: str
     candidates: int
     events: int
-    created: str
-    updated: str
+    created: Timestamp
+    updated: Timestamp
 
 
 class TestSummary(BaseModel):

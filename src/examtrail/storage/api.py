@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import FileResponse
 
 from examtrail.core.errors import Forbidden, NotFound
@@ -15,6 +15,7 @@ from examtrail.storage.local import LocalObjectStore
 router = APIRouter(tags=["downloads"])
 
 
+@router.api_route("/files/{key:path}", methods=["HEAD"], include_in_schema=False)
 @router.get(
     "/files/{key:path}",
     summary="Download through a signed link (local object store)",
@@ -24,10 +25,10 @@ router = APIRouter(tags=["downloads"])
 )
 def download(
     request: Request,
-    key: str,
-    expires: Annotated[int, Query()],
-    sig: Annotated[str, Query(max_length=128)],
-    filename: Annotated[str, Query(max_length=255)] = "",
+    key: Annotated[str, Path(description="The stored object's key")],
+    expires: Annotated[int, Query(description="When the link expires (Unix seconds)")],
+    sig: Annotated[str, Query(max_length=128, description="The link's signature")],
+    filename: Annotated[str, Query(max_length=255, description="The name to save the file as")] = "",
 ) -> FileResponse:
     store = request.app.state.runtime.store
     if not isinstance(store, LocalObjectStore):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
 from examtrail.core.errors import ServiceUnavailable
+from examtrail.core.media import require_json
 from examtrail.core.pools import PoolFull, shared_pool
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
@@ -28,8 +29,12 @@ from examtrail.webhooks.schemas import (
 
 router = APIRouter(prefix="/v1/subscription", tags=["webhooks"])
 
-SubscriptionId = Annotated[str, Path(alias="subscriptionId", min_length=1, max_length=64)]
-DeliveryId = Annotated[str, Path(alias="deliveryId", min_length=1, max_length=64)]
+SubscriptionId = Annotated[
+    str, Path(alias="subscriptionId", min_length=1, max_length=64, description="The subscription's id")
+]
+DeliveryId = Annotated[
+    str, Path(alias="deliveryId", min_length=1, max_length=64, description="The delivery's id (delivery log)")
+]
 
 
 @router.get("/events", response_model=EventsOut, summary="The events one can subscribe to")
@@ -47,11 +52,7 @@ def list_events(_principal: ExportPrincipal) -> EventsOut:
     "request), else 400 `endpoint_verification_failed`. Verifications run on a bounded pool "
     "(`EXAMTRAIL_WEBHOOK_VERIFY_THREADS`); when it is full the answer is 503 `verification_busy` "
     "with `Retry-After`. The signing secret (generated when absent) is returned only in this answer.",
-    responses={
-        503: {
-            "description": "`verification_busy`: too many endpoint verifications in progress; retry later",
-        }
-    },
+    dependencies=[Depends(require_json)],
 )
 async def create_subscription(
     body: SubscriptionIn,
@@ -121,7 +122,7 @@ def list_deliveries(
     subscription_id: SubscriptionId,
     principal: ExportPrincipal,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="How many deliveries, newest first")] = 50,
 ) -> DeliveryList:
     return service.list_deliveries(session, principal, subscription_id, limit)
 

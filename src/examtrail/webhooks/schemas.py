@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from examtrail.core.schemas import Timestamp
 from examtrail.webhooks import sender
+from examtrail.webhooks.models import DeliveryStatus, SubscriptionStatus
 
 EventName = Literal["event_by_candidates_export_finished", "event_by_candidates_export_failed"]
 
@@ -15,6 +17,12 @@ def _secret(value: str) -> str:
     return sender.check_secret(value)
 
 
+# 'whsec_' and padded base64 of 24 to 64 bytes (8-21 groups of 4, then 0-2 bytes of padding).
+_B64 = "[A-Za-z0-9+/]"
+_GROUPS = f"(?:{_B64}{{4}})"
+_SECRET_PATTERN = (
+    f"^whsec_(?:{_GROUPS}{{8,21}}|{_GROUPS}{{8,21}}{_B64}{{2}}==|{_GROUPS}{{8,20}}{_B64}{{3}}=)$"
+)
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_secret)]
 
 
@@ -23,26 +31,29 @@ class SubscriptionIn(BaseModel):
 
     event: EventName = Field(description="The event to be notified of")
     endpoint: Annotated[str, StringConstraints(min_length=1, max_length=sender.MAX_ENDPOINT_LENGTH)] = Field(
-        description="http(s) URL that receives the POSTs; it must answer the verification POST with 2xx"
+        description="http(s) URL that receives the POSTs; it must answer the verification POST with 2xx",
+        # Checked by the service (400 with the reason), documented here.
+        json_schema_extra={"format": "uri", "pattern": r"^https?://[^\s/?#@]+[^\s#]*$"},
     )
     secret: Secret | None = Field(
         default=None,
         description="Signing secret `whsec_<base64 of 24-64 bytes>`; generated when absent",
+        json_schema_extra={"pattern": _SECRET_PATTERN},
     )
 
 
 class EventsOut(BaseModel):
-    events: list[str]
+    events: list[EventName]
 
 
 class SubscriptionOut(BaseModel):
     subscriptionId: str
-    event: str
+    event: EventName
     endpoint: str
-    status: str = Field(description="active | disabled")
+    status: SubscriptionStatus
     disabledReason: str | None
-    created: str
-    lastModified: str
+    created: Timestamp
+    lastModified: Timestamp
 
 
 class SubscriptionCreated(SubscriptionOut):
@@ -55,27 +66,27 @@ class SubscriptionList(BaseModel):
 
 class AttemptOut(BaseModel):
     attempt: int = Field(description="1 for the first attempt of the delivery")
-    trigger: str = Field(description="initial | retry | redelivery")
-    time: str
+    trigger: Literal["initial", "retry", "redelivery"]
+    time: Timestamp
     durationMs: int
     statusCode: int | None = Field(description="The endpoint's HTTP status, when it answered")
     error: str | None = Field(description="Why there was no (2xx) answer")
     succeeded: bool
-    nextRetry: str | None = Field(description="When the next attempt was scheduled after this one")
+    nextRetry: Timestamp | None = Field(description="When the next attempt was scheduled after this one")
 
 
 class DeliveryOut(BaseModel):
     deliveryId: str
     webhookId: str = Field(description="The `webhook-id` header: the same on every attempt")
     subscriptionId: str
-    event: str
+    event: EventName
     jobId: str
     contextObjectId: int = Field(description="The test id")
-    status: str = Field(description="pending | sending | succeeded | failed | cancelled")
+    status: DeliveryStatus
     attemptCount: int
-    created: str
-    nextAttempt: str | None
-    completed: str | None
+    created: Timestamp
+    nextAttempt: Timestamp | None
+    completed: Timestamp | None
     lastStatusCode: int | None
     lastError: str | None
     attempts: list[AttemptOut]

@@ -355,7 +355,7 @@ def build_payload(delivery: WebhookDelivery, status: ExportJobOut) -> dict[str, 
         "timestamp": format_dt(delivery.occurred_at),
         "contextObjectId": delivery.test_external_id,
         "jobId": status.jobId,
-        "status": status.status,
+        "status": str(status.status),
     }
     if delivery.event == WebhookEvent.EXPORT_FINISHED:
         payload.update(
@@ -365,7 +365,7 @@ def build_payload(delivery: WebhookDelivery, status: ExportJobOut) -> dict[str, 
             sha256=status.sha256,
         )
     else:
-        payload["error"] = status.error or {"code": "", "message": ""}
+        payload["error"] = status.error.model_dump() if status.error else {"code": "", "message": ""}
     return payload
 
 

@@ -1,0 +1,71 @@
+"""Content-type checks: JSON routes take JSON, file uploads take raw bytes."""
+
+from __future__ import annotations
+
+import email.message
+
+from fastapi import Request
+
+from examtrail.core.errors import AppError
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+def media_type(value: str | None) -> str | None:
+    """``type/subtype`` in lower case, without parameters; None when absent."""
+    if not value or not value.strip():
+        return None
+    message = email.message.Message()
+    message["content-type"] = value
+    return message.get_content_type().lower()
+
+
+def is_json(value: str | None) -> bool:
+    kind = media_type(value)
+    return (
+        kind is not None
+        and kind.startswith("application/")
+        and (kind == "application/json" or kind.endswith("+json"))
+    )
+
+
+async def require_json(request: Request) -> None:
+    """Dependency of every JSON body route: anything but ``application/json`` is a 415.
+
+    A request without a body (and so without a content type) is left to body validation.
+    """
+    content_type = request.headers.get("content-type")
+    if (
+        content_type is None
+        and request.headers.get("content-length") in (None, "0")
+        and ("chunked" not in request.headers.get("transfer-encoding", ""))
+    ):
+        return
+    if not is_json(content_type):
+        raise UnsupportedMediaType(
+            f"Send application/json (got {content_type or 'no content type'}).",
+            details=[{"field": "Content-Type", "message": "send application/json"}],
+        )
+
+
+def upload_media_type(value: str | None) -> str:
+    """The content type stored with an uploaded file.
+
+    No content type, or the form type ``curl --data-binary`` adds by default, is stored as
+    ``application/octet-stream``; ``multipart/form-data`` (``curl -F``) is refused: the body would
+    be the multipart envelope, not the file.
+    """
+    kind = media_type(value)
+    if kind is None or kind == "application/x-www-form-urlencoded":
+        return "application/octet-stream"
+    if kind.startswith("multipart/"):
+        raise UnsupportedMediaType(
+            "Send the file's raw bytes as the request body (curl --data-binary @FILE or -T FILE, "
+            "with its own Content-Type), not multipart/form-data (curl -F).",
+            details=[{"field": "Content-Type", "message": "multipart bodies are not accepted"}],
+        )
+    assert value is not None
+    return value.strip()

@@ -1,0 +1,37 @@
+"""Shared building blocks of request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# UTC RFC 3339 with milliseconds and ``Z`` (see ``core.timeutil.format_dt``), documented as such.
+Timestamp = Annotated[
+    str,
+    Field(
+        json_schema_extra={"format": "date-time"},
+        examples=["2026-06-01T09:25:00.000Z"],
+    ),
+]
+
+
+class ErrorDetail(BaseModel):
+    """One problem with the request: which item (``index``) and ``field``, and what is wrong.
+
+    Some errors add their own keys (``subscriptionId`` of the existing subscription, …)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str | None = None
+    type: str | None = None
+    index: int | None = Field(default=None, description="The item of a batch (0-based)")
+    field: str | None = Field(default=None, description="The field, dotted for nested ones")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer: a machine-readable code, a sentence, and the details."""
+
+    error: str = Field(description="Machine-readable error code (see each response for the codes)")
+    message: str = Field(description="What went wrong, for people")
+    details: list[ErrorDetail] = Field(description="Per-item or per-field problems; may be empty")

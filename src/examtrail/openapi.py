@@ -1,0 +1,270 @@
+"""The OpenAPI document and the documentation pages.
+
+The document is FastAPI's, made exact: stable ``operationId``s, the real error model on every
+operation for each status it can answer (with the error codes), no ``{"detail": …}`` 422 model
+(the API never answers it), ``servers`` from ``EXAMTRAIL_PUBLIC_URL``. Swagger UI (``/docs``)
+and ReDoc (``/redoc``) are served with assets shipped in the package: they work offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.responses import HTMLResponse, RedirectResponse
+
+from examtrail.core.schemas import ErrorBody
+from examtrail.core.settings import Settings
+from examtrail.ingest.schemas import EventIn
+
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+ASSETS_URL = "/docs/assets"
+
+# Route function name → operationId. Every route in the document must be listed (a test checks).
+OPERATION_IDS = {
+    "list_tests": "listTests",
+    "inspera_token": "getAccessToken",
+    "oauth_token": "getOAuthToken",
+    "put_test": "putTest",
+    "get_test": "getTest",
+    "put_candidates": "putCandidates",
+    "post_events": "postEvents",
+    "put_file": "putEventFile",
+    "order_events": "orderTestEventsExport",
+    "get_events": "getTestEvents",
+    "get_events_job": "getTestEventsExport",
+    "cancel_events": "cancelTestEventsExportByQuery",
+    "cancel_events_job": "cancelTestEventsExport",
+    "export_schema": "getExportFileSchema",
+    "list_events": "listSubscriptionEvents",
+    "create_subscription": "createSubscription",
+    "list_subscriptions": "listSubscriptions",
+    "get_subscription": "getSubscription",
+    "delete_subscription": "deleteSubscription",
+    "list_deliveries": "listDeliveries",
+    "redeliver": "redeliverNotification",
+    "download": "downloadFile",
+    "healthz": "getHealth",
+    "readyz": "getReadiness",
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """``generate_unique_id_function`` of the app: the table above, else the camelCased name."""
+    known = OPERATION_IDS.get(route.name)
+    if known:
+        return known
+    head, *rest = route.name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+# Error codes by status; an operation lists the generic ones and those of its own (below).
+GENERIC_CODES: dict[int, list[str]] = {
+    400: ["malformed_json"],
+    401: ["unauthorized", "invalid_token", "token_expired", "token_revoked"],
+    403: ["insufficient_scope"],
+    404: ["not_found"],
+    409: [],
+    413: ["payload_too_large"],
+    415: ["unsupported_media_type"],
+    422: ["validation_error"],
+    503: ["database_unavailable"],
+}
+STATUS_MEANING = {
+    400: "Bad request",
+    401: "No access token, or an expired or invalid one",
+    403: "The token lacks the scope this call needs",
+    404: "Not found (another tenant's resource answers the same)",
+    409: "Conflicts with the current state",
+    413: "Too large",
+    415: "Wrong content type",
+    422: "The request is not valid: `details` lists each problem (`index`, `field`, `message`)",
+    503: "A backing service is busy or unreachable; retry after `Retry-After` seconds",
+}
+_TEST_404 = {404: ["test_not_found"]}
+_JOB_404 = {404: ["test_not_found", "job_not_found"]}
+_SUBSCRIPTION_404 = {404: ["subscription_not_found"]}
+OPERATION_CODES: dict[str, dict[int, list[str]]] = {
+    "getAccessToken": {400: ["unsupported_grant_type"], 401: ["invalid_client", "invalid_grant"]},
+    "getOAuthToken": {400: ["unsupported_grant_type"], 401: ["invalid_client", "invalid_grant"]},
+    "putTest": {},
+    "getTest": _TEST_404,
+    "putCandidates": _TEST_404,
+    "postEvents": {
+        404: ["test_not_found", "candidate_not_found"],
+        409: ["event_conflict"],
+        413: ["batch_too_large"],
+    },
+    "putEventFile": {
+        404: ["test_not_found", "candidate_not_found", "event_not_found"],
+        413: ["file_too_large"],
+        422: ["invalid_content_type"],
+    },
+    "orderTestEventsExport": _TEST_404,
+    "getTestEvents": _JOB_404,
+    "getTestEventsExport": _JOB_404,
+    "cancelTestEventsExport": {**_JOB_404, 409: ["job_not_cancellable"]},
+    "cancelTestEventsExportByQuery": {**_JOB_404, 409: ["job_not_cancellable"]},
+    "createSubscription": {
+        400: [
+            "invalid_endpoint",
+            "endpoint_unresolvable",
+            "endpoint_not_allowed",
+            "endpoint_verification_failed",
+        ],
+        409: ["subscription_exists"],
+        503: ["verification_busy"],
+    },
+    "getSubscription": _SUBSCRIPTION_404,
+    "deleteSubscription": _SUBSCRIPTION_404,
+    "listDeliveries": _SUBSCRIPTION_404,
+    "redeliverNotification": {
+        404: ["subscription_not_found", "delivery_not_found"],
+        409: ["subscription_disabled", "delivery_in_progress"],
+    },
+    "downloadFile": {403: ["invalid_signature", "link_expired"], 404: ["file_gone"]},
+}
+# The token endpoints answer OAuth errors only (their own codes, no 422).
+TOKEN_OPERATIONS = {"getAccessToken", "getOAuthToken"}
+# Operations that answer no error of their own (beyond 503 for the readiness probe).
+NO_ERRORS = {"getHealth", "getExportFileSchema"}
+# Operations any one of several scopes opens: OpenAPI lists alternatives (OR) in ``security``.
+ANY_SCOPE: dict[str, tuple[str, ...]] = {"listTests": ("ingest", "export")}
+# Bodies read by hand (not declared as a parameter) still need their schemas in the document.
+EXTRA_SCHEMAS: tuple[type[BaseModel], ...] = (EventIn,)
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_JSON = "application/json"
+
+
+def _statuses(op_id: str, operation: dict[str, Any]) -> set[int]:
+    if op_id in NO_ERRORS:
+        return set()
+    statuses = set(OPERATION_CODES.get(op_id, {}))
+    parameters = operation.get("parameters", [])
+    content = operation.get("requestBody", {}).get("content", {})
+    statuses.add(503)
+    if operation.get("security"):
+        statuses |= {401, 403}
+    if any(p["in"] == "path" for p in parameters) and op_id != "getReadiness":
+        statuses.add(404)
+    if (parameters or content) and op_id not in TOKEN_OPERATIONS:
+        statuses.add(422)
+    if _JSON in content:
+        statuses |= {400, 413, 415}
+    elif content and "application/x-www-form-urlencoded" not in content:
+        statuses |= {413, 415}
+    return statuses
+
+
+def _error_response(op_id: str, status: int) -> dict[str, Any]:
+    generic = [] if op_id in TOKEN_OPERATIONS and status != 503 else GENERIC_CODES.get(status, [])
+    codes = generic + OPERATION_CODES.get(op_id, {}).get(status, [])
+    codes = list(dict.fromkeys(codes))
+    listed = ", ".join(f"`{code}`" for code in codes)
+    response: dict[str, Any] = {
+        "description": f"{STATUS_MEANING[status]}. `error`: {listed}." if listed else STATUS_MEANING[status],
+        "content": {_JSON: {"schema": _ERROR_REF}},
+    }
+    if status == 401 and op_id not in ("getAccessToken", "getOAuthToken"):
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": 'RFC 6750 challenge, e.g. `Bearer realm="examtrail", error="invalid_token"`',
+                "schema": {"type": "string"},
+            }
+        }
+    if status == 503:
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+        }
+    return response
+
+
+def _add_schema(components: dict[str, Any], model: type[BaseModel]) -> None:
+    generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(generated.pop("$defs", {}))
+    components[model.__name__] = generated
+
+
+def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        servers=[{"url": settings.public_url.rstrip("/"), "description": "This Examtrail server"}],
+        tags=app.openapi_tags,
+    )
+    components: dict[str, Any] = schema.setdefault("components", {}).setdefault("schemas", {})
+    models: tuple[type[BaseModel], ...] = (*EXTRA_SCHEMAS, ErrorBody)
+    for model in models:
+        _add_schema(components, model)
+    # FastAPI's default validation error body: the API answers ErrorBody instead.
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            op_id = operation["operationId"]
+            if op_id in ANY_SCOPE:
+                operation["security"] = [{"bearerAuth": []}] + [
+                    {"oauth2": [scope]} for scope in ANY_SCOPE[op_id]
+                ]
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for status in sorted(_statuses(op_id, operation)):
+                responses.setdefault(str(status), _error_response(op_id, status))
+    return schema
+
+
+def install_openapi(app: FastAPI, settings: Settings) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` (with OAuth2 client credentials), ReDoc at ``/redoc``, ``/`` → ``/docs``."""
+    app.mount(ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+    oauth2_redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}{oauth2_redirect}",
+            swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True, "displayOperationId": True},
+        )
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")

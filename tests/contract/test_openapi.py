@@ -1,0 +1,124 @@
+"""The OpenAPI document says exactly what the API does (checked on the document itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from examtrail.openapi import OPERATION_IDS
+
+Operation = tuple[str, str, dict[str, Any]]
+
+
+@pytest.fixture
+def document(http: TestClient) -> dict[str, Any]:
+    response = http.get("/openapi.json")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def operations(document: dict[str, Any]) -> list[Operation]:
+    return [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+def test_every_2xx_has_its_real_schema(document: dict[str, Any]) -> None:
+    untyped = []
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if not status.startswith("2") or status == "204":
+                continue
+            first = next(iter(response.get("content", {}).values()), None)
+            schema = first.get("schema", {}) if first else {}
+            if path == "/files/{key}":
+                continue  # the file itself
+            if not schema or schema == {"type": "string"}:
+                untyped.append(f"{method} {path} {status}")
+    assert untyped == []
+
+
+def test_every_error_is_the_error_model_with_its_codes(document: dict[str, Any]) -> None:
+    components = document["components"]["schemas"]
+    assert "HTTPValidationError" not in components
+    assert "ValidationError" not in components
+    assert set(components["ErrorBody"]["required"]) == {"error", "message", "details"}
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) < 400 or path == "/readyz":
+                continue
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+            assert "`error`:" in response["description"], (method, path, status)
+
+
+def test_protected_operations_declare_security_with_scopes(document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": schemes["bearerAuth"]["description"],
+    }
+    flow = schemes["oauth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/oauth/token"
+    assert set(flow["scopes"]) == {"ingest", "export"}
+    for _method, path, operation in operations(document):
+        if not path.startswith("/v1/"):
+            assert "security" not in operation
+            continue
+        if operation["operationId"] == "listTests":  # either scope reads the list
+            assert {"oauth2": ["ingest"]} in operation["security"]
+            assert {"oauth2": ["export"]} in operation["security"]
+            assert {"oauth2": []} not in operation["security"]
+        else:
+            scope = "ingest" if "ingest" in operation["tags"] else "export"
+            assert {"oauth2": [scope]} in operation["security"], path
+        assert {"401", "403"} <= set(operation["responses"])
+
+
+def test_operation_ids_are_stable_and_readable(document: dict[str, Any]) -> None:
+    ids = {operation["operationId"] for _m, _p, operation in operations(document)}
+    assert ids == set(OPERATION_IDS.values())
+    by_route = {(m, p): op["operationId"] for m, p, op in operations(document)}
+    assert by_route[("post", "/v1/test/{testId}/events")] == "orderTestEventsExport"
+    assert by_route[("get", "/v1/test/{testId}/events/{jobId}")] == "getTestEventsExport"
+    assert by_route[("delete", "/v1/test/{testId}/events/{jobId}")] == "cancelTestEventsExport"
+    assert by_route[("put", "/v1/test/{testId}/candidates/{userId}/events/{eventId}/files/{fileName}")] == (
+        "putEventFile"
+    )
+
+
+def test_parameters_are_described_and_timestamps_are_date_time(document: dict[str, Any]) -> None:
+    undescribed = [
+        f"{method} {path} {parameter['name']}"
+        for method, path, operation in operations(document)
+        for parameter in operation.get("parameters", [])
+        if not parameter.get("description")
+    ]
+    assert undescribed == []
+    job = document["components"]["schemas"]["ExportJobOut"]["properties"]
+    assert job["created"]["format"] == "date-time"
+    assert job["finished"]["anyOf"][0]["format"] == "date-time"
+    status = document["components"]["schemas"]["JobStatus"]
+    assert status["enum"] == ["queued", "running", "finished", "failed", "cancelled"]
+
+
+def test_servers_come_from_the_public_url(http: TestClient, document: dict[str, Any]) -> None:
+    public = http.app.state.runtime.settings.public_url.rstrip("/")  # type: ignore[attr-defined]
+    assert document["servers"][0]["url"] == public
+
+
+def test_docs_and_redoc_need_no_internet(http: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        html = http.get(page).text
+        assert "cdn" not in html.lower()
+        assert "/docs/assets/" in html
+    assert http.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+    assert http.get("/docs/assets/redoc.standalone.js").status_code == 200
+    assert "oauth2" in http.get("/docs/oauth2-redirect").text.lower()
