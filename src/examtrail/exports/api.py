@@ -4,32 +4,43 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
 from examtrail.core.db import begin_write
+from examtrail.core.errors import Unprocessable
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.exports import service
-from examtrail.exports.schemas import ExportJobOut, export_file_schema
+from examtrail.exports.models import JobStatus
+from examtrail.exports.options import ExportOptions, has_options, order_options
+from examtrail.exports.schemas import ExportJobList, ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
 
 router = APIRouter(prefix="/v1/test", tags=["export"])
 schema_router = APIRouter(tags=["export"])
 
 JobId = Annotated[str | None, Query(alias="jobId", min_length=1, max_length=64)]
+OptionsDep = Annotated[ExportOptions, Depends(order_options)]
 
 
 def _order(
-    test_id: int, principal: ExportPrincipal, session: SessionDep, runtime: RuntimeDep, response: Response
+    test_id: int,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+    options: ExportOptions,
 ) -> ExportJobOut:
-    ordered = service.order_export(session, principal, test_id)
+    ordered = service.order_export(session, principal, test_id, options)
     session.commit()
     if ordered.created:
         # Only after the commit: a worker that wakes up must find the row.
         runtime.queue.send(service.RUN_TASK, ordered.job.id)
     response.status_code = status.HTTP_202_ACCEPTED
     response.headers["Location"] = f"/v1/test/{test_id}/events?jobId={ordered.job.id}"
-    return service.job_status(ordered.job, runtime.store, None)
+    # A finished job handed out again (nothing new since) comes with a fresh link.
+    reused = ordered.job.status == JobStatus.FINISHED
+    return service.job_status(ordered.job, runtime.store, principal.expires_at if reused else None)
 
 
 @router.post(
@@ -37,8 +48,11 @@ def _order(
     response_model=ExportJobOut,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Order an export of the test's events (getTestEvents)",
-    description="Schedules an asynchronous export and answers with the job. If an export of this test "
-    "is already queued or running, that job is returned.",
+    description="Schedules an asynchronous export and answers with the job. The query parameters "
+    "filter (candidates, event names, flags, severities, time window, `since`) and choose the format "
+    "and compression; none = the whole test as the seed's JSON file. If an export of this test with "
+    "the same options is already queued or running, that job is returned; so is a finished one when "
+    "nothing was ingested since its snapshot (with a fresh `downloadUrl`).",
 )
 def order_events(
     test_id: TestId,
@@ -46,8 +60,9 @@ def order_events(
     session: WriteSessionDep,
     runtime: RuntimeDep,
     response: Response,
+    options: OptionsDep,
 ) -> ExportJobOut:
-    return _order(test_id, principal, session, runtime, response)
+    return _order(test_id, principal, session, runtime, response, options)
 
 
 @router.get(
@@ -65,14 +80,55 @@ def get_events(
     session: SessionDep,
     runtime: RuntimeDep,
     response: Response,
+    request: Request,
+    options: OptionsDep,
     job_id: JobId = None,
 ) -> ExportJobOut:
     if job_id is None:
         begin_write(session)  # the seed's "first call" orders an export
-        return _order(test_id, principal, session, runtime, response)
+        return _order(test_id, principal, session, runtime, response, options)
+    if has_options(request):
+        raise Unprocessable(
+            "Export options belong to the order, not to a status call.",
+            details=[{"field": "jobId", "message": "export options cannot be combined with jobId"}],
+        )
     job = service.get_job(session, principal, test_id, job_id)
     response.headers["Cache-Control"] = "no-store"
     return service.job_status(job, runtime.store, principal.expires_at)
+
+
+@router.get(
+    "/{testId}/events/jobs",
+    response_model=ExportJobList,
+    summary="List the test's export jobs",
+    description="Every export of the test ordered by the caller's tenant, newest first, with each job's "
+    "status, options and (when finished) a `downloadUrl`. Keyset pagination: pass `nextCursor` as "
+    "`cursor`.",
+)
+def list_jobs(
+    test_id: TestId,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+    job_status: Annotated[
+        JobStatus | None, Query(alias="status", description="Only jobs in this state")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Jobs per page")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`nextCursor` of the previous page")
+    ] = None,
+) -> ExportJobList:
+    response.headers["Cache-Control"] = "no-store"
+    return service.list_jobs(
+        session,
+        principal,
+        runtime.store,
+        test_id,
+        status=job_status.value if job_status else None,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 @schema_router.get(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -21,6 +23,23 @@ class ExportJobOut(BaseModel):
     fileSize: int | None
     sha256: str | None
     error: dict[str, str] | None = Field(description='{"code", "message"} when failed')
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The job's normalised options (filters, format, compression, since)"
+    )
+    format: str = Field(default="json", description="json | jsonl | csv")
+    compression: str = Field(default="none", description="none | gzip")
+    contentType: str = Field(default="application/json", description="Content-Type of the download")
+    nextSince: str | None = Field(
+        default=None,
+        description="When finished: cursor for the next incremental export (pass it as `since`)",
+    )
+
+
+class ExportJobList(BaseModel):
+    """``GET /v1/test/{testId}/events/jobs``: newest first."""
+
+    jobs: list[ExportJobOut]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
 def export_file_schema() -> dict[str, object]:
