@@ -22,7 +22,9 @@ def _insert(session: Session, model: Any) -> Any:
 def get_test(session: Session, tenant_id: int, external_id: int, *, lock: bool = False) -> Test | None:
     stmt = select(Test).where(Test.tenant_id == tenant_id, Test.external_id == external_id)
     if lock:
-        stmt = stmt.with_for_update()
+        # FOR NO KEY UPDATE: serialises the callers that lock, but not ingestion, whose
+        # inserts only take FOR KEY SHARE on the test row (foreign keys).
+        stmt = stmt.with_for_update(key_share=True)
     return session.scalars(stmt).one_or_none()
 
 
