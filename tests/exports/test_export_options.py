@@ -483,3 +483,34 @@ def test_openapi_documents_the_options(http: TestClient) -> None:
         assert "/v1/test/{testId}/events/jobs" in schema["paths"]
     text = json.dumps(schema)
     assert '"jsonl"' in text and '"gzip"' in text
+
+
+def test_filters_on_a_candidate_with_more_events_than_fit_a_row(
+    http: TestClient, headers: dict[str, str]
+) -> None:
+    """PostgreSQL streams a candidate with over 2,000 (matching) events in pieces: filters apply there too."""
+    assert http.put("/v1/test/75", json={"title": "t"}, headers=headers).status_code in (200, 201)
+    people = [{"userId": 1, "candidateId": "many"}, {"userId": 2, "candidateId": "few"}]
+    assert http.put("/v1/test/75/candidates", json=people, headers=headers).status_code == 200
+    batch = [
+        {
+            "eventId": f"m{n:05d}",
+            "event": "flag" if n % 3 == 0 else "tick",
+            "timeStamp": f"2026-06-01T{8 + n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z",
+            **({"flaggingInfo": FLAG_LOW} if n % 3 == 0 else {}),
+        }
+        for n in range(7000)
+    ]
+    ingest(http, headers, 75, 1, batch)
+    ingest(http, headers, 75, 2, [{"eventId": "f1", "event": "tick", "timeStamp": "2026-06-01T08:00:00Z"}])
+    first, whole = export_json(http, headers, 75)
+    assert len(whole["candidates"][0]["events"]) == 7000
+    _, flagged = export_json(http, headers, 75, {"flagged": "true"})
+    assert all_ids(flagged) == [f"m{n:05d}" for n in range(0, 7000, 3)]
+    _, window = export_json(http, headers, 75, {"from": "2026-06-01T08:10:00Z", "to": "2026-06-01T09:00:00Z"})
+    assert all_ids(window) == [f"m{n:05d}" for n in range(600, 3600)]
+    ingest(
+        http, headers, 75, 1, [{"eventId": "m-late", "event": "tick", "timeStamp": "2026-06-01T07:00:00Z"}]
+    )
+    _, delta = export_json(http, headers, 75, {"since": first["nextSince"]})
+    assert event_ids(delta) == {1: ["m-late"], 2: []}
