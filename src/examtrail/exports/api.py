@@ -31,7 +31,7 @@ def _order(
     response: Response,
     options: ExportOptions,
 ) -> ExportJobOut:
-    ordered = service.order_export(session, principal, test_id, options)
+    ordered = service.order_export(session, principal, test_id, options, reuse=runtime.settings.export_reuse)
     session.commit()
     if ordered.created:
         # Only after the commit: a worker that wakes up must find the row.

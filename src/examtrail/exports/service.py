@@ -55,7 +55,12 @@ DEFAULT_OPTIONS = ExportOptions()
 
 
 def order_export(
-    session: Session, principal: Principal, test_id: int, options: ExportOptions = DEFAULT_OPTIONS
+    session: Session,
+    principal: Principal,
+    test_id: int,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    *,
+    reuse: bool = True,
 ) -> Ordered:
     """Schedule an export with ``options``. An export of the same test with the same options
     already queued or running is returned instead; so is a finished one when nothing was
@@ -69,7 +74,7 @@ def order_export(
     if active is not None:
         return Ordered(active, created=False)
     now = utcnow()
-    done = repository.latest_finished_job(session, principal.tenant_id, test.id, key)
+    done = repository.latest_finished_job(session, principal.tenant_id, test.id, key) if reuse else None
     if done is not None and _reusable(session, done, now):
         return Ordered(done, created=False)
     job = ExportJob(
