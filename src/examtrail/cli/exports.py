@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,6 +21,8 @@ from examtrail.core.settings import get_settings
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository, service
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
+from examtrail.exports.options import ExportOptions
+from examtrail.exports.service import DEFAULT_OPTIONS
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime, build_runtime
 from examtrail.tasks import run_export as run_job
@@ -52,6 +55,9 @@ def run_export(
     test_id: int = typer.Argument(..., help="The test's id (testId)."),
     tenant: str = typer.Option(..., help="The tenant that owns the test."),
     out: Path | None = typer.Option(None, help="Also copy the finished file here."),
+    fmt: str = typer.Option("json", "--format", help="json, jsonl or csv."),
+    compression: str = typer.Option("none", help="none or gzip."),
+    since: str | None = typer.Option(None, help="An earlier export's nextSince: only what came after."),
 ) -> None:
     """Order an export and run it in this process, with a progress bar.
 
@@ -60,9 +66,13 @@ def run_export(
     """
     if out is not None and not out.parent.is_dir():
         raise typer.BadParameter(f"folder {out.parent} does not exist", param_hint="--out")
+    try:
+        options = ExportOptions.model_validate({"format": fmt, "compression": compression, "since": since})
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc)) from None
     runtime = _runtime()
     try:
-        job = _run(runtime, _tenant_id(runtime, tenant), test_id)
+        job = _run(runtime, _tenant_id(runtime, tenant), test_id, options)
         if out is not None and job.storage_key is not None:
             with out.open("wb") as handle:
                 for chunk in runtime.store.open_read(job.storage_key):
@@ -72,7 +82,9 @@ def run_export(
         runtime.close()
 
 
-def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
+def _run(
+    runtime: Runtime, tenant_id: int, test_id: int, options: ExportOptions = DEFAULT_OPTIONS
+) -> ExportJob:
     principal = Principal(
         tenant_id,
         "cli",
@@ -81,7 +93,10 @@ def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
     )
     try:
         with transaction(runtime.sessions) as session:
-            job_id = service.order_export(session, principal, test_id).job.id
+            ordered = service.order_export(
+                session, principal, test_id, options, reuse=runtime.settings.export_reuse
+            )
+            job_id = ordered.job.id
     except AppError as exc:
         console.print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from None
@@ -105,7 +120,7 @@ def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
         raise typer.Exit(1)
     console.print(
         f"[green]finished[/]: {job.events_written} events of {job.candidates_total} candidates, "
-        f"{job.file_size} bytes, sha256 {job.sha256}"
+        f"{job.file_size} bytes, sha256 {job.sha256}; nextSince {job.next_since}"
     )
     return job
 
