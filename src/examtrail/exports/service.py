@@ -65,10 +65,10 @@ def order_export(
     """Schedule an export with ``options``. An export of the same test with the same options
     already queued or running is returned instead; so is a finished one when nothing was
     ingested on the test since its snapshot (and its attachment links are still good)."""
-    if options.since is not None:
-        check_since_dialect(since_mark(options.since, test_id), session.get_bind().dialect.name)
     # Locking the test row makes "is one under way? else create" atomic across API processes.
     test = require_test(session, principal.tenant_id, test_id, lock=True)
+    if options.since is not None:
+        check_since_dialect(since_mark(options.since, test_id), session.get_bind().dialect.name)
     key = options.canonical()
     active = repository.active_job_for_test(session, principal.tenant_id, test.id, key)
     if active is not None:
