@@ -507,6 +507,15 @@ def test_filters_on_a_candidate_with_more_events_than_fit_a_row(
     assert len(whole["candidates"][0]["events"]) == 7000
     _, flagged = export_json(http, headers, 75, {"flagged": "true"})
     assert all_ids(flagged) == [f"m{n:05d}" for n in range(0, 7000, 3)]
+    lines = jsonl(download(http, order(http, headers, 75, {"format": "jsonl"})))
+    expected_lines = [
+        {**e, "candidateUserId": c["userId"], "candidateId": c["candidateId"]}
+        for c in whole["candidates"]
+        for e in c["events"]
+    ]
+    assert lines == expected_lines
+    flagged_lines = jsonl(download(http, order(http, headers, 75, {"format": "jsonl", "flagged": "true"})))
+    assert [line["eventId"] for line in flagged_lines] == all_ids(flagged)
     _, window = export_json(http, headers, 75, {"from": "2026-06-01T08:10:00Z", "to": "2026-06-01T09:00:00Z"})
     assert all_ids(window) == [f"m{n:05d}" for n in range(600, 3600)]
     ingest(

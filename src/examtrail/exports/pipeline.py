@@ -196,8 +196,17 @@ def _splice_files(body: bytes, sign: Signer, progress: Progress) -> list[bytes]:
 
 
 def _write_candidates_postgres(
-    connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
+    connection: Connection,
+    test_pk: int,
+    flt: EventFilter,
+    sink: _Sink,
+    sign: Signer,
+    progress: Progress,
+    *,
+    lines: bool = False,
 ) -> None:
+    """The candidates of the JSON file; ``lines``: the events as JSON Lines instead (no
+    candidate envelopes, one line per event)."""
     engine = connection.engine
     snapshot_id = export_snapshot(connection)
     with ExitStack() as stack:
@@ -206,7 +215,9 @@ def _write_candidates_postgres(
         ]
         streams = [
             stack.enter_context(
-                read_model.pg_candidate_rows(reader, test_pk, part, len(readers), _PG_MAX_EVENTS_PER_ROW, flt)
+                read_model.pg_candidate_rows(
+                    reader, test_pk, part, len(readers), _PG_MAX_EVENTS_PER_ROW, flt, lines=lines
+                )
             )
             for part, reader in enumerate(readers)
         ]
@@ -225,13 +236,14 @@ def _write_candidates_postgres(
             turn = (turn + 1) % len(streams)
             if progress.stop.is_set():
                 raise ExportInterrupted
-            head = _candidate_head(row.user_id, row.candidate_id)
-            sink.add(head if first else b"," + head)
-            first = False
+            if not lines:
+                head = _candidate_head(row.user_id, row.candidate_id)
+                sink.add(head if first else b"," + head)
+                first = False
             if row.events > _PG_MAX_EVENTS_PER_ROW:
                 if long_reader is None:
                     long_reader = stack.enter_context(snapshot_reader(engine, snapshot_id))
-                _write_long_candidate(long_reader, row.candidate_pk, flt, sink, sign, progress)
+                _write_long_candidate(long_reader, row.candidate_pk, flt, sink, sign, progress, lines=lines)
             elif row.body is not None:
                 body = row.body
                 if FILES_MARK in body:  # events with attached files
@@ -239,23 +251,36 @@ def _write_candidates_postgres(
                         sink.add(piece)
                 else:
                     sink.add(body)
+                if lines:
+                    sink.add(b"\n")
                 progress.events += row.events
-            sink.add(b"]}")
+            if not lines:
+                sink.add(b"]}")
             progress.done += 1
 
 
 def _write_long_candidate(
-    reader: Connection, candidate_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
+    reader: Connection,
+    candidate_pk: int,
+    flt: EventFilter,
+    sink: _Sink,
+    sign: Signer,
+    progress: Progress,
+    *,
+    lines: bool = False,
 ) -> None:
     """A candidate with more events than fit a row: its fragments in pieces of _FETCH_ROWS."""
     first = True
-    for fragments in read_model.pg_candidate_fragments(reader, candidate_pk, _FETCH_ROWS, flt):
-        body = ",".join(fragments).encode()
-        if not first:
+    separator = "\n" if lines else ","
+    for fragments in read_model.pg_candidate_fragments(reader, candidate_pk, _FETCH_ROWS, flt, lines=lines):
+        body = separator.join(fragments).encode()
+        if not first and not lines:
             sink.add(b",")
         first = False
         for piece in _splice_files(body, sign, progress) if FILES_MARK in body else (body,):
             sink.add(piece)
+        if lines:
+            sink.add(b"\n")
         progress.events += len(fragments)
         if progress.stop.is_set():
             raise ExportInterrupted
@@ -358,6 +383,10 @@ def _event_docs(
 def _write_jsonl(
     connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
 ) -> None:
+    if connection.dialect.name == "postgresql":
+        # The database writes the lines itself, as it writes the JSON file's events.
+        _write_candidates_postgres(connection, test_pk, flt, sink, sign, progress, lines=True)
+        return
     lines: list[bytes] = []
     size = 0
     for user_id, candidate_id, doc in _event_docs(connection, test_pk, flt, sign, progress):

@@ -231,21 +231,35 @@ _EVENT_FRAGMENT = f"""
 """  # noqa: S608  (EMPTY_FILES is a constant of ours)
 
 
-def _candidate_events_sql(candidate_pk: int, event_where: str) -> str:
+# Line mode (JSON Lines): each event object also names its candidate, as the last two keys.
+_LINE_FRAGMENT = f"""
+    left({_EVENT_FRAGMENT}, -1) || ',"candidateUserId":' || c.user_id
+        || ',"candidateId":' || to_json(c.candidate_id)::text || '}}'
+"""
+
+
+def _candidate_events_sql(candidate_pk: int, event_where: str, lines: bool = False) -> str:
     return f"""
-    SELECT {_EVENT_FRAGMENT} AS frag
-    FROM events e
+    SELECT {_LINE_FRAGMENT if lines else _EVENT_FRAGMENT} AS frag
+    FROM events e JOIN candidates c ON c.id = e.candidate_pk
     WHERE e.candidate_pk = {int(candidate_pk)}{event_where}
     ORDER BY e.occurred_at_ms, e.event_id
     """  # noqa: S608  (conditions hold quoted literals and integers only)
 
 
 def _candidate_rows_sql(
-    test_pk: int, part: int, parts: int, max_events: int, candidate_where: str, event_where: str
+    test_pk: int,
+    part: int,
+    parts: int,
+    max_events: int,
+    candidate_where: str,
+    event_where: str,
+    lines: bool = False,
 ) -> str:
     # COPY takes no bind parameters; every value interpolated here is an int or a literal
     # quoted by the driver (``_literals``).
     test_pk, part, parts, limit = int(test_pk), int(part), int(parts), int(max_events) + 1
+    fragment, separator = (_LINE_FRAGMENT, "E'\\n'") if lines else (_EVENT_FRAGMENT, "','")
     return f"""
     COPY (
         SELECT c.user_id, c.candidate_id, c.id, ev.n, ev.body
@@ -254,9 +268,10 @@ def _candidate_rows_sql(
             FROM candidates c WHERE c.test_pk = {test_pk}{candidate_where}
         ) c
         CROSS JOIN LATERAL (
-            SELECT count(*) AS n, string_agg(x.frag, ',' ORDER BY x.occurred_at_ms, x.event_id) AS body
+            SELECT count(*) AS n,
+                   string_agg(x.frag, {separator} ORDER BY x.occurred_at_ms, x.event_id) AS body
             FROM (
-                SELECT e.occurred_at_ms, e.event_id, {_EVENT_FRAGMENT} AS frag
+                SELECT e.occurred_at_ms, e.event_id, {fragment} AS frag
                 FROM events e
                 WHERE e.candidate_pk = c.id{event_where}
                 ORDER BY e.occurred_at_ms, e.event_id
@@ -311,15 +326,25 @@ def pg_candidate_rows(
     parts: int,
     max_events: int,
     flt: EventFilter = NO_FILTER,
+    *,
+    lines: bool = False,
 ) -> Iterator[Iterator[CandidateRow]]:
     """Part ``part`` of ``parts`` of the test's (selected) candidates, in ``userId`` order.
 
     Candidate number i (0-based, by ``userId``) belongs to part ``i % parts``, so
-    parallel readers of one snapshot interleave back into the file's order.
+    parallel readers of one snapshot interleave back into the file's order. ``lines``:
+    the body holds one JSON Lines object per event (with ``candidateUserId`` and
+    ``candidateId``), separated by newlines, instead of the file's comma-separated events.
     """
     bind = _literals(connection)
     sql = _candidate_rows_sql(
-        test_pk, part, parts, max_events, flt.candidate_sql(bind), flt.event_sql(bind, "postgresql")
+        test_pk,
+        part,
+        parts,
+        max_events,
+        flt.candidate_sql(bind),
+        flt.event_sql(bind, "postgresql"),
+        lines,
     )
     with _driver(connection).cursor() as cursor, cursor.copy(sql) as copy:
         yield _parse_copy(copy)
@@ -364,11 +389,16 @@ def _parse_copy(copy: Any) -> Iterator[CandidateRow]:
 
 
 def pg_candidate_fragments(
-    connection: Connection, candidate_pk: int, batch: int, flt: EventFilter = NO_FILTER
+    connection: Connection,
+    candidate_pk: int,
+    batch: int,
+    flt: EventFilter = NO_FILTER,
+    *,
+    lines: bool = False,
 ) -> Iterator[list[str]]:
     """One candidate's (matching) event fragments in file order, ``batch`` at a time
-    (server-side cursor)."""
-    sql = _candidate_events_sql(candidate_pk, flt.event_sql(_literals(connection), "postgresql"))
+    (server-side cursor); ``lines`` as for :func:`pg_candidate_rows`."""
+    sql = _candidate_events_sql(candidate_pk, flt.event_sql(_literals(connection), "postgresql"), lines)
     with _driver(connection).cursor(name=f"candidate_events_{candidate_pk}") as cursor:
         cursor.itersize = batch
         cursor.execute(sql)
