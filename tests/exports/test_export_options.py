@@ -514,6 +514,9 @@ def test_filters_on_a_candidate_with_more_events_than_fit_a_row(
         for e in c["events"]
     ]
     assert lines == expected_lines
+    table = download(http, order(http, headers, 75, {"format": "csv"})).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(table, newline="")))
+    assert [row["eventId"] for row in rows] == [line["eventId"] for line in lines]
     flagged_lines = jsonl(download(http, order(http, headers, 75, {"format": "jsonl", "flagged": "true"})))
     assert [line["eventId"] for line in flagged_lines] == all_ids(flagged)
     _, window = export_json(http, headers, 75, {"from": "2026-06-01T08:10:00Z", "to": "2026-06-01T09:00:00Z"})

@@ -62,8 +62,18 @@ def _text(value: Any) -> str:
     return "" if value is None else neutralise(str(value))
 
 
-def csv_row(user_id: int, candidate_id: str, doc: str) -> list[str]:
-    event = orjson.loads(doc)
+def csv_row(user_id: int, candidate_id: str, doc: str | bytes) -> list[str]:
+    """The CSV row of one event doc (the event object of the JSON file)."""
+    return _row(user_id, candidate_id, orjson.loads(doc))
+
+
+def csv_row_from_line(line: bytes) -> list[str]:
+    """The CSV row of one JSON Lines object (event plus ``candidateUserId``, ``candidateId``)."""
+    event = orjson.loads(line)
+    return _row(event.pop("candidateUserId"), event.pop("candidateId"), event)
+
+
+def _row(user_id: int, candidate_id: str, event: dict[str, Any]) -> list[str]:
     extra = event.get("extraInfo") or {}
     flag = event.get("flaggingInfo") or {}
     files = event.get("attachedFiles") or []
@@ -107,6 +117,35 @@ class CsvEncoder:
         self._buffer.seek(0)
         self._buffer.truncate()
         return text.encode()
+
+
+class CsvFromLines:
+    """Takes JSON Lines in arbitrary pieces, hands CSV bytes to ``out`` (header first).
+    A JSON line never holds a raw newline, so splitting on it is exact."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._encoder = CsvEncoder()
+        self._partial = b""
+        self._pending = 0
+        out.add(self._encoder.header())
+
+    def add(self, data: bytes | memoryview) -> None:
+        chunk = self._partial + bytes(data)
+        *complete, self._partial = chunk.split(b"\n")
+        for line in complete:
+            if line:
+                self._encoder.add(csv_row_from_line(line))
+                self._pending += 1
+        if self._pending >= 1000:
+            self._out.add(self._encoder.take())
+            self._pending = 0
+
+    def finish(self) -> None:
+        if self._partial.strip():
+            self._encoder.add(csv_row_from_line(self._partial))
+        self._partial = b""
+        self._out.add(self._encoder.take())
 
 
 class GzipWriter:

@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import orjson
 from sqlalchemy import Connection
 
 from examtrail.core.db import export_snapshot, snapshot_reader
 from examtrail.core.timeutil import format_dt
-from examtrail.exports.formats import CsvEncoder, csv_row, jsonl_line
+from examtrail.exports.formats import CsvEncoder, CsvFromLines, csv_row, jsonl_line
 from examtrail.ingest import read_model
 from examtrail.ingest.docs import with_attachments
 from examtrail.ingest.read_model import FILES_MARK, NO_FILTER, AttachmentRef, EventFilter
@@ -195,11 +196,15 @@ def _splice_files(body: bytes, sign: Signer, progress: Progress) -> list[bytes]:
     return pieces
 
 
+class _Output(Protocol):
+    def add(self, data: bytes | memoryview) -> None: ...
+
+
 def _write_candidates_postgres(
     connection: Connection,
     test_pk: int,
     flt: EventFilter,
-    sink: _Sink,
+    sink: _Output,
     sign: Signer,
     progress: Progress,
     *,
@@ -263,7 +268,7 @@ def _write_long_candidate(
     reader: Connection,
     candidate_pk: int,
     flt: EventFilter,
-    sink: _Sink,
+    sink: _Output,
     sign: Signer,
     progress: Progress,
     *,
@@ -404,6 +409,12 @@ def _write_jsonl(
 def _write_csv(
     connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
 ) -> None:
+    if connection.dialect.name == "postgresql":
+        # The database writes JSON Lines (fast path); each line becomes a row.
+        rows = CsvFromLines(sink)
+        _write_candidates_postgres(connection, test_pk, flt, rows, sign, progress, lines=True)
+        rows.finish()
+        return
     encoder = CsvEncoder()
     sink.add(encoder.header())
     pending = 0
