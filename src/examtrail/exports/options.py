@@ -238,10 +238,6 @@ _OPTION_PARAMS = frozenset(
 _OTHER_PARAMS = frozenset(("jobId",))
 
 
-def _describe_enum(kind: type[StrEnum]) -> str:
-    return ", ".join(f"`{member.value}`" for member in kind)
-
-
 def order_options(
     request: Request,
     user_ids: Annotated[
