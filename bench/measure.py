@@ -126,9 +126,14 @@ def same_content(export_file: Path, baseline_file: Path) -> dict[str, Any]:
 
 
 def export_via_api(
-    deployment: Deployment, token: str, test_id: int, download_to: Path | None = None
+    deployment: Deployment,
+    token: str,
+    test_id: int,
+    download_to: Path | None = None,
+    params: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Order an export, poll until finished; wall time and the exporting process's peak RSS."""
+    """Order an export (with ``params``: its options), poll until finished; wall time and the
+    exporting process's peak RSS."""
     runner = deployment.worker or deployment.api
     assert runner is not None and runner.proc is not None
     pid = runner.proc.pid
@@ -137,7 +142,8 @@ def export_via_api(
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=deployment.base_url, headers=headers, timeout=60) as client:
         started = time.perf_counter()
-        ordered = client.post(f"/v1/test/{test_id}/events")
+        query: list[tuple[str, str | int | float | bool | None]] = list(params or [])
+        ordered = client.post(f"/v1/test/{test_id}/events", params=query)
         ordered.raise_for_status()
         job_id = ordered.json()["jobId"]
         polls = 0
@@ -170,6 +176,19 @@ def export_via_api(
                 for chunk in response.iter_bytes(1024 * 1024):
                     handle.write(chunk)
     return result
+
+
+def candidate_with_events(dsn: str, test_id: int) -> int:
+    """The userId of one candidate of test ``test_id`` that has events (for filtered exports)."""
+    with psycopg.connect(dsn.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute(
+            "SELECT c.user_id FROM candidates c JOIN tests t ON t.id = c.test_pk "
+            "WHERE t.external_id = %s AND EXISTS (SELECT 1 FROM events e WHERE e.candidate_pk = c.id) "
+            "ORDER BY c.user_id LIMIT 1",
+            (test_id,),
+        ).fetchone()
+    assert row is not None, f"test {test_id} has no events"
+    return int(row[0])
 
 
 # --- ingestion: the batch API against COPY ------------------------------------------------------

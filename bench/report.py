@@ -100,6 +100,25 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
             )
     add("")
 
+    formats = results.get("formats")
+    if formats:
+        add("## Formats and filters")
+        add("")
+        add(
+            "The same test exported with options (PostgreSQL + S3 + Redis, median of the runs), against "
+            f"the unfiltered JSON export ({_f(formats['json_s'], 3)} s)."
+        )
+        add("")
+        add("| export | query | wall s | x unfiltered JSON | peak RSS MB | file bytes | events |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for r in formats["rows"]:
+            query = "&".join(f"{k}={v}" for k, v in r["params"])
+            add(
+                f"| {r['variant']} | `{query}` | {_f(r['median_s'], 3)} | {_f(r['x_json'])} | "
+                f"{_f(r['peak_rss_mb'], 0)} | {r['file_bytes']:,} | {r['events']:,} |"
+            )
+        add("")
+
     add("## Scale")
     add("")
     add("| events | baseline s | export s | export x baseline | export s per 1M events | peak RSS MB |")
@@ -111,6 +130,17 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
             f"{_f(p['peak_rss_mb'], 0)} |"
         )
     add("")
+    streamed = [p for p in results["scale"]["points"] if any(k.endswith("_peak_rss_mb") for k in p)]
+    if streamed:
+        add("Streaming formats at scale (memory must not grow with the event count):")
+        add("")
+        add("| events | format | export s | peak RSS MB |")
+        add("| ---: | --- | ---: | ---: |")
+        for p in streamed:
+            for key in sorted(k for k in p if k.endswith("_peak_rss_mb")):
+                label = key.removesuffix("_peak_rss_mb")
+                add(f"| {p['events']:,} | {label} | {_f(p[f'{label}_s'], 3)} | {_f(p[key], 0)} |")
+        add("")
 
     i = results["ingestion"]
     add("## Ingestion")

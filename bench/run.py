@@ -241,6 +241,7 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
                 say(f"export content equals the baseline: {section['content']['equal']}")
                 export_file.unlink(missing_ok=True)
             results["export_pg"] = section
+            results["formats"] = run_formats(config, pg, token, dsn, section["median_s"])
 
             scale_points = [
                 {
@@ -248,6 +249,12 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
                     "baseline_s": results["baseline"]["median_s"],
                     "export_s": section["median_s"],
                     "peak_rss_mb": section["peak_rss_mb"],
+                    **{
+                        f"{row['variant']}{suffix}": row[key]
+                        for row in results["formats"]["rows"]
+                        if row["variant"] in dict(SCALE_FORMATS)
+                        for suffix, key in (("_s", "median_s"), ("_peak_rss_mb", "peak_rss_mb"))
+                    },
                 }
             ]
             for n, size in enumerate(s for s in config.scale if s != config.main_events):
@@ -259,14 +266,22 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
                 say(f"baseline {size:,}: {base['seconds']:.3f} s")
                 scale_file.unlink(missing_ok=True)
                 export = _timed(f"export {size:,}", lambda: measure.export_via_api(pg, token, test_id))  # noqa: B023
-                scale_points.append(
-                    {
-                        "events": candidates * config.events,
-                        "baseline_s": base["seconds"],
-                        "export_s": export["seconds"],
-                        "peak_rss_mb": export["peak_rss_mb"],
-                    }
-                )
+                point = {
+                    "events": candidates * config.events,
+                    "baseline_s": base["seconds"],
+                    "export_s": export["seconds"],
+                    "peak_rss_mb": export["peak_rss_mb"],
+                }
+                for label, params in SCALE_FORMATS:
+                    run = _timed(
+                        f"export {size:,} {label}",
+                        lambda params=params, test_id=test_id: measure.export_via_api(  # type: ignore[misc]
+                            pg, token, test_id, params=params
+                        ),
+                    )
+                    point[f"{label}_s"] = run["seconds"]
+                    point[f"{label}_peak_rss_mb"] = run["peak_rss_mb"]
+                scale_points.append(point)
             results["scale"] = {"points": scale_points}
 
             # The multi-process deployment for ingestion and polling.
@@ -290,6 +305,48 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
     if not config.keep:
         deploy.drop_pg_database(config.database)
     return baseline_file
+
+
+# Formats whose memory is checked at every size (issue 11): streaming, whatever the count.
+SCALE_FORMATS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("jsonl+gzip", [("format", "jsonl"), ("compression", "gzip")]),
+    ("csv", [("format", "csv")]),
+]
+
+
+def run_formats(config: Config, pg: deploy.Deployment, token: str, dsn: str, json_s: float) -> dict[str, Any]:
+    """Each format and two filtered exports of the main test, against the unfiltered JSON."""
+    user_id = measure.candidate_with_events(dsn, MAIN_TEST_ID)
+    variants: list[tuple[str, list[tuple[str, str]]]] = [
+        ("jsonl", [("format", "jsonl")]),
+        ("csv", [("format", "csv")]),
+        ("json+gzip", [("compression", "gzip")]),
+        ("jsonl+gzip", [("format", "jsonl"), ("compression", "gzip")]),
+        (f"one candidate of {config.candidates:,} (json)", [("userId", str(user_id))]),
+        ("flagged only (json)", [("flagged", "true")]),
+    ]
+    rows = []
+    for label, params in variants:
+        runs = [
+            _timed(
+                f"export {label} {rep + 1}",
+                lambda params=params: measure.export_via_api(pg, token, MAIN_TEST_ID, params=params),  # type: ignore[misc]
+            )
+            for rep in range(config.repeats)
+        ]
+        seconds = median([r["seconds"] for r in runs])
+        rows.append(
+            {
+                "variant": label,
+                "params": params,
+                "median_s": seconds,
+                "x_json": seconds / json_s,
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                "file_bytes": runs[0]["file_bytes"],
+                "events": runs[0]["events"],
+            }
+        )
+    return {"json_s": json_s, "rows": rows}
 
 
 def run_ingestion(config: Config, pg: deploy.Deployment, token: str, dsn: str) -> dict[str, Any]:
@@ -389,6 +446,18 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             growth * 1.1,
             unit="x",
         )
+    formats = results.get("formats")
+    if formats:
+        one = next(r for r in formats["rows"] if r["variant"].startswith("one candidate"))
+        target(
+            f"one-candidate export ({results['export_pg']['runs'][0]['events']:,} events)",
+            one["median_s"],
+            1.0,
+            unit="s",
+        )
+        peaks = [r["peak_rss_mb"] for r in formats["rows"]]
+        peaks += [p[k] for p in points for k in p if k.endswith("_peak_rss_mb")]
+        target("worker peak RSS, every format and size", max(peaks), 150.0, unit="MB")
     target("ingestion API / COPY rate", results["ingestion"]["ratio"], 0.5, higher_is_better=True, unit="x")
     polling = results["polling"]
     target(f"status p99 at {polling['connections']} clients", polling["p99_ms"], 20.0, unit="ms")

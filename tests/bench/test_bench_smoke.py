@@ -78,7 +78,16 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     )
     assert code == 0
     markdown = (out / "RESULTS.md").read_text()
-    for section in ("Machine", "Baseline", "Export", "Scale", "Ingestion", "Polling", "Targets"):
+    for section in (
+        "Machine",
+        "Baseline",
+        "Export",
+        "Formats and filters",
+        "Scale",
+        "Ingestion",
+        "Polling",
+        "Targets",
+    ):
         assert f"## {section}" in markdown
     results = json.loads((out / "results.json").read_text())
     sections = ("machine", "dataset", "baseline", "export_pg", "export_embedded", "scale", "ingestion")
@@ -91,9 +100,17 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         assert content["candidates"] == results["dataset"]["candidates"]
     assert [p["events"] for p in results["scale"]["points"]] == [10_000, 20_000]
     assert results["ingestion"]["api"]["events"] == results["ingestion"]["copy"]["events"] == 10_000
+    variants = {row["variant"]: row for row in results["formats"]["rows"]}
+    assert {"jsonl", "csv", "json+gzip", "jsonl+gzip", "flagged only (json)"} <= set(variants)
+    assert variants["jsonl"]["events"] == 10_000
+    assert 0 < variants["flagged only (json)"]["events"] < 10_000
+    one = next(row for label, row in variants.items() if label.startswith("one candidate"))
+    assert 0 < one["events"] < 10_000
+    assert all("csv_peak_rss_mb" in p for p in results["scale"]["points"])
     assert results["polling"]["requests"] > 0
     assert results["polling"]["non_2xx"] == 0
     assert {t["target"] for t in results["targets"]} >= {
         "export wall / PostgreSQL baseline",
         "ingestion API / COPY rate",
+        "worker peak RSS, every format and size",
     }

@@ -107,3 +107,20 @@ def test_exports_run_checks_the_output_folder_first(demo_env: dict[str, str], tm
     assert str(result.exception).startswith("--out: folder") and "does not exist" in str(result.exception)
     listed = _invoke(["exports", "list", "1001", "--tenant", "demo"])
     assert "│ cli" not in listed.output  # no job was ordered (jobs ordered here show "cli")
+
+
+def test_exports_run_with_format_and_compression(demo_env: dict[str, str], tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    out = tmp_path / "export.jsonl.gz"
+    args = ["exports", "run", "1001", "--tenant", "demo", "--format", "jsonl", "--compression", "gzip"]
+    result = _invoke([*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = gzip.decompress(out.read_bytes()).decode().splitlines()
+    assert lines and all("candidateUserId" in json.loads(line) for line in lines)
+    # Nothing new since: the same finished export is handed out again.
+    again = _invoke(args)
+    assert again.exit_code == 0 and "finished" in again.output
+    bad = _invoke(["exports", "run", "1001", "--tenant", "demo", "--format", "xml"])
+    assert bad.exit_code != 0

@@ -8,6 +8,7 @@ the export -> ingest round trip).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import os
@@ -367,14 +368,32 @@ def test_export_ingested_into_a_second_server_reproduces_the_content(stack: Stac
     assert first.read_bytes().split(b'"candidates"', 1)[1] == second.read_bytes().split(b'"candidates"', 1)[1]
 
 
-def test_jobs_command_on_a_server_without_a_job_list(stack: Stack) -> None:
-    # Servers without GET /v1/test/{testId}/events/jobs (issue #11) answer 404: one line, exit 1.
-    result = client_cli(["jobs", "501"], stack.a.cli_env())
-    if result.returncode == 0:  # a server that lists jobs
-        assert result.stdout.strip()
-    else:
-        assert result.returncode == 1
-        one_line_error(result)
+def test_export_options_job_list_and_a_bad_option(stack: Stack, tmp_path: Path) -> None:
+    with api(stack.a) as client:
+        sent = seed(client, 520)
+    out = tmp_path / "one.jsonl.gz"
+    args = ["export", "520", "-o", str(out), "--user-id", "1", "--format", "jsonl", "--gzip", "--json"]
+    result = client_cli(args, stack.a.cli_env())
+    assert result.returncode == 0, result.stderr
+    job_id = json.loads(result.stdout)["jobId"]
+    lines = [json.loads(line) for line in gzip.decompress(out.read_bytes()).decode().splitlines()]
+    assert {line["candidateUserId"] for line in lines} == {1}
+    assert len(lines) == len(sent[1])
+
+    flagged = tmp_path / "flagged.json"
+    assert client_cli(["export", "520", "-o", str(flagged), "--flagged"], stack.a.cli_env()).returncode == 0
+    flags = [e for c in json.loads(flagged.read_text())["candidates"] for e in c["events"]]
+    assert len(flags) == 1 and flags[0].get("flaggingInfo")
+
+    listed = client_cli(["jobs", "520", "--json"], stack.a.cli_env())
+    assert listed.returncode == 0, listed.stderr
+    jobs = json.loads(listed.stdout)
+    assert job_id in {job["jobId"] for job in jobs}
+    assert len(jobs) == 2
+
+    bad = client_cli(["export", "520", "-o", str(tmp_path / "x"), "--from", "yesterday"], stack.a.cli_env())
+    assert bad.returncode in (1, 2)
+    assert "from" in one_line_error(bad)
 
 
 def _uv() -> str:

@@ -42,6 +42,7 @@ def test_another_tenant_gets_404_on_every_route(
         ("GET", f"/v1/test/{A_TEST}/events?jobId={job}", None),
         ("DELETE", f"/v1/test/{A_TEST}/events?jobId={job}", None),
         ("GET", f"/v1/test/{A_TEST}/events/{job}", None),
+        ("GET", f"/v1/test/{A_TEST}/events/jobs", None),
         ("DELETE", f"/v1/test/{A_TEST}/events/{job}", None),
         ("POST", f"/v1/test/{A_TEST}/events", None),
         ("GET", f"/v1/test/{A_TEST}/events", None),

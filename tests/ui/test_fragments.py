@@ -133,12 +133,11 @@ def test_pages_are_shells_with_a_strict_policy(http: TestClient) -> None:
     assert "/ui/" not in str(http.get("/openapi.json").json()["paths"])
 
 
-def test_candidate_export_waits_for_the_user_filter(http: TestClient, headers: dict[str, str]) -> None:
+def test_candidate_export_button_names_the_candidate(http: TestClient, headers: dict[str, str]) -> None:
     seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=1)
     html = http.get("/ui/fragments/tests/9/candidates/100", headers=headers).text
-    # Until exports take a userId filter, the candidate button exports the whole test and says so.
-    assert 'data-export-user="100" data-user-filter="no"' in html
-    assert "exports the whole test" in html
+    # ui.js orders the export with ?userId= of this button.
+    assert 'data-export-test="9" data-export-user="100"' in html
 
 
 def test_tests_list_pages_by_test_id(http: TestClient, headers: dict[str, str]) -> None:

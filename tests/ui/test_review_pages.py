@@ -158,6 +158,17 @@ def test_sign_in_tests_test_candidate_and_export(page: Any, demo: Demo) -> None:
     body = json.loads(download_info.value.path().read_text())
     assert len(body["candidates"]) == 6
     assert body["candidates"][0]["userId"] == 2001
+
+    # Export this candidate: the same panel, a file with this candidate alone.
+    page.goto("/ui/tests/1001/candidates/2003")
+    page.locator("ol.timeline").wait_for()
+    page.get_by_role("button", name="Export this candidate").click()
+    one_link = page.get_by_role("link", name="Download the export")
+    one_link.wait_for(timeout=60_000)
+    with page.expect_download() as one_info:
+        one_link.click()
+    one = json.loads(one_info.value.path().read_text())
+    assert [c["userId"] for c in one["candidates"]] == [2003]
     assert page.console_problems == []
 
 

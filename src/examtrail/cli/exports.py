@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,6 +23,8 @@ from examtrail.core.settings import get_settings
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository, service
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
+from examtrail.exports.options import ExportOptions
+from examtrail.exports.service import DEFAULT_OPTIONS
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
 from examtrail.tasks import build_runtime
@@ -67,6 +70,11 @@ def run_export(
     test_id: int = typer.Argument(..., metavar="TEST_ID", help="The test's id (testId)."),
     tenant: str = typer.Option(..., metavar="NAME", help="The tenant that owns the test."),
     out: Path | None = typer.Option(None, metavar="FILE", help="Also copy the finished file here."),
+    fmt: str = typer.Option("json", "--format", metavar="FORMAT", help="json, jsonl or csv."),
+    compression: str = typer.Option("none", metavar="NAME", help="none or gzip."),
+    since: str | None = typer.Option(
+        None, metavar="CURSOR", help="An earlier export's nextSince: only what came after."
+    ),
 ) -> None:
     """Order an export and run it in this process, with a progress bar.
 
@@ -78,9 +86,13 @@ def run_export(
         raise CliError(f"--out: folder {out.parent} does not exist")
     if out is not None and out.is_dir():
         raise CliError(f"--out: {out} is a folder; give a file name")
+    try:
+        options = ExportOptions.model_validate({"format": fmt, "compression": compression, "since": since})
+    except ValidationError as exc:
+        raise CliError(f"export options: {exc.errors()[0]['msg']}") from None
     runtime = _runtime()
     try:
-        job = _run(runtime, _tenant_id(runtime, tenant), test_id)
+        job = _run(runtime, _tenant_id(runtime, tenant), test_id, options)
         if out is not None and job.storage_key is not None:
             with out.open("wb") as handle:
                 for chunk in runtime.store.open_read(job.storage_key):
@@ -90,7 +102,9 @@ def run_export(
         runtime.close()
 
 
-def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
+def _run(
+    runtime: Runtime, tenant_id: int, test_id: int, options: ExportOptions = DEFAULT_OPTIONS
+) -> ExportJob:
     principal = Principal(
         tenant_id,
         "cli",
@@ -99,7 +113,10 @@ def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
     )
     try:
         with transaction(runtime.sessions) as session:
-            job_id = service.order_export(session, principal, test_id).job.id
+            ordered = service.order_export(
+                session, principal, test_id, options, reuse=runtime.settings.export_reuse
+            )
+            job_id = ordered.job.id
     except AppError as exc:
         raise CliError(exc.message) from None
     worker: threading.Thread | None = None
@@ -122,7 +139,7 @@ def _run(runtime: Runtime, tenant_id: int, test_id: int) -> ExportJob:
         raise CliError(f"export {job.id} {job.status}" + (f": {reason}" if reason else ""))
     console.print(
         f"[green]finished[/]: {job.events_written} events of {job.candidates_total} candidates, "
-        f"{job.file_size} bytes, sha256 {job.sha256}"
+        f"{job.file_size} bytes, sha256 {job.sha256}; nextSince {job.next_since}"
     )
     return job
 

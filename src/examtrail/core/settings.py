@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     job_lease_seconds: int = Field(default=30, ge=2)
     sweep_interval_seconds: float = Field(default=10.0, gt=0)
     job_max_attempts: int = Field(default=5, ge=1)
+    # Hand out a finished export again when its options match and nothing was ingested
+    # since its snapshot (the benchmark turns it off to time repeated exports).
+    export_reuse: bool = True
 
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_batch_events: int = Field(default=10_000, ge=1)

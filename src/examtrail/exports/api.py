@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
 from examtrail.auth.deps import ExportPrincipal
 from examtrail.core.db import begin_write
+from examtrail.core.errors import Unprocessable
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.exports import service
-from examtrail.exports.schemas import ExportJobOut, export_file_schema
+from examtrail.exports.models import JobStatus
+from examtrail.exports.options import ExportOptions, has_options, order_options
+from examtrail.exports.schemas import ExportJobList, ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
 
 router = APIRouter(prefix="/v1/test", tags=["export"])
@@ -19,6 +22,7 @@ schema_router = APIRouter(tags=["export"])
 _JOB_ID = "The export job's id, as answered when the export was ordered"
 JobId = Annotated[str | None, Query(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)]
 JobIdPath = Annotated[str, Path(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)]
+OptionsDep = Annotated[ExportOptions, Depends(order_options)]
 
 
 def _order(
@@ -27,16 +31,19 @@ def _order(
     session: SessionDep,
     runtime: RuntimeDep,
     response: Response,
+    options: ExportOptions,
     status_code: int = status.HTTP_202_ACCEPTED,
 ) -> ExportJobOut:
-    ordered = service.order_export(session, principal, test_id)
+    ordered = service.order_export(session, principal, test_id, options, reuse=runtime.settings.export_reuse)
     session.commit()
     if ordered.created:
         # Only after the commit: a worker that wakes up must find the row.
         runtime.queue.send(service.RUN_TASK, ordered.job.id)
     response.status_code = status_code
     response.headers["Location"] = f"/v1/test/{test_id}/events?jobId={ordered.job.id}"
-    return service.job_status(ordered.job, runtime.store, None)
+    # A finished job handed out again (nothing new since) comes with a fresh link.
+    reused = ordered.job.status == JobStatus.FINISHED
+    return service.job_status(ordered.job, runtime.store, principal.expires_at if reused else None)
 
 
 @router.post(
@@ -45,7 +52,10 @@ def _order(
     status_code=status.HTTP_202_ACCEPTED,
     summary="Order an export of the test's events (getTestEvents)",
     description="Schedules an asynchronous export and answers 202 with the job and a `Location` header. "
-    "If an export of this test is already queued or running, that job is returned. "
+    "The query parameters filter (candidates, event names, flags, severities, time window, `since`) "
+    "and choose the format and compression; none = the whole test as the seed's JSON file. If an "
+    "export of this test with the same options is already queued or running, that job is returned; "
+    "so is a finished one when nothing was ingested since its snapshot (with a fresh `downloadUrl`). "
     "`GET` on the same path without `jobId` does the same but answers 200 (Inspera's convention).",
 )
 def order_events(
@@ -54,8 +64,9 @@ def order_events(
     session: WriteSessionDep,
     runtime: RuntimeDep,
     response: Response,
+    options: OptionsDep,
 ) -> ExportJobOut:
-    return _order(test_id, principal, session, runtime, response)
+    return _order(test_id, principal, session, runtime, response, options)
 
 
 @router.get(
@@ -63,9 +74,10 @@ def order_events(
     response_model=ExportJobOut,
     summary="Export status and download URL (getevents); without jobId, orders an export (getTestEvents)",
     description="With `jobId`: progress and status, and once finished a pre-signed `downloadUrl` that "
-    "stays valid until the access token used for this call expires. Without `jobId`: the seed's "
-    "first call, which schedules the export and answers **200** (not 202, unlike `POST`) with the "
-    "job and a `Location` header, as Inspera's job APIs do and their clients expect.",
+    "stays valid until the access token used for this call expires (export options are refused "
+    "there). Without `jobId`: the seed's first call, which schedules the export with the same query "
+    "options as `POST` and answers **200** (not 202, unlike `POST`) with the job and a `Location` "
+    "header, as Inspera's job APIs do and their clients expect.",
 )
 def get_events(
     test_id: TestId,
@@ -73,11 +85,18 @@ def get_events(
     session: SessionDep,
     runtime: RuntimeDep,
     response: Response,
+    request: Request,
+    options: OptionsDep,
     job_id: JobId = None,
 ) -> ExportJobOut:
     if job_id is None:
         begin_write(session)  # the seed's "first call" orders an export: 200, as Inspera answers
-        return _order(test_id, principal, session, runtime, response, status.HTTP_200_OK)
+        return _order(test_id, principal, session, runtime, response, options, status.HTTP_200_OK)
+    if has_options(request):
+        raise Unprocessable(
+            "Export options belong to the order, not to a status call.",
+            details=[{"field": "jobId", "message": "export options cannot be combined with jobId"}],
+        )
     return _status(test_id, principal, session, runtime, response, job_id)
 
 
@@ -92,6 +111,41 @@ def _status(
     job = service.get_job(session, principal, test_id, job_id)
     response.headers["Cache-Control"] = "no-store"
     return service.job_status(job, runtime.store, principal.expires_at)
+
+
+# Declared before ``/{testId}/events/{jobId}``: "jobs" is not a job id.
+@router.get(
+    "/{testId}/events/jobs",
+    response_model=ExportJobList,
+    summary="List the test's export jobs",
+    description="Every export of the test ordered by the caller's tenant, newest first, with each job's "
+    "status, options and (when finished) a `downloadUrl`. Keyset pagination: pass `nextCursor` as "
+    "`cursor`.",
+)
+def list_jobs(
+    test_id: TestId,
+    principal: ExportPrincipal,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+    job_status: Annotated[
+        JobStatus | None, Query(alias="status", description="Only jobs in this state")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Jobs per page")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`nextCursor` of the previous page")
+    ] = None,
+) -> ExportJobList:
+    response.headers["Cache-Control"] = "no-store"
+    return service.list_jobs(
+        session,
+        principal,
+        runtime.store,
+        test_id,
+        status=job_status.value if job_status else None,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 @router.get(

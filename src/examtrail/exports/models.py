@@ -28,6 +28,7 @@ class ExportJob(Base):
     __table_args__ = (
         Index("ix_export_jobs_tenant_test", "tenant_id", "test_pk"),
         Index("ix_export_jobs_status_lease", "status", "lease_expires_at"),
+        Index("ix_export_jobs_tenant_test_created", "tenant_id", "test_pk", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -56,6 +57,14 @@ class ExportJob(Base):
     links_expire_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # A retry after a transient error waits until then.
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The normalised options (canonical JSON: equal options, equal text; see exports.options).
+    options: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    format: Mapped[str] = mapped_column(String(8), default="json", server_default="json")
+    compression: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    # The cursor of the snapshot the file was read from (``nextSince``), once finished.
+    next_since: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Attachment links written into the file (they expire at ``links_expire_at``).
+    files_written: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     @property
     def progress(self) -> int:

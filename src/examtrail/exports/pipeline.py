@@ -5,6 +5,10 @@ through the store's streaming writer in ~1 MiB chunks, on a writer thread so tha
 uploading overlaps reading. The object becomes visible only when the writer commits,
 after the last byte.
 
+Filters (``EventFilter``) are applied by the read model on both paths. JSON Lines and
+CSV (``exports.formats``) are written event by event from the generic path on both
+databases; gzip wraps the writer.
+
 On PostgreSQL the database does the per-event work: each candidate's stored event
 docs are concatenated by ``string_agg`` and streamed with binary ``COPY``, by two
 readers sharing one exported snapshot (so both cores work); Python adds the candidate
@@ -16,19 +20,21 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import orjson
 from sqlalchemy import Connection
 
 from examtrail.core.db import export_snapshot, snapshot_reader
 from examtrail.core.timeutil import format_dt
+from examtrail.exports.formats import CsvEncoder, CsvFromLines, csv_row, jsonl_line
 from examtrail.ingest import read_model
 from examtrail.ingest.docs import with_attachments
-from examtrail.ingest.read_model import FILES_MARK, AttachmentRef
+from examtrail.ingest.read_model import FILES_MARK, NO_FILTER, AttachmentRef, EventFilter
 from examtrail.storage.base import ObjectStore, ObjectWriter, StoredObject
 
 _FLUSH_BYTES = 256 * 1024
@@ -54,6 +60,7 @@ class Progress:
     total: int = 0
     done: int = 0
     events: int = 0
+    files: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -116,7 +123,9 @@ class _Sink:
             self._thread.join()
 
 
-def _attachments_json(files: Iterable[AttachmentRef], sign: Signer) -> bytes:
+def _attachments_json(files: Iterable[AttachmentRef], sign: Signer, progress: Progress) -> bytes:
+    files = list(files)
+    progress.files += len(files)
     return orjson.dumps(
         [
             {
@@ -143,23 +152,31 @@ def write_export(
     created: datetime,
     links_expire_at: datetime,
     progress: Progress,
+    flt: EventFilter = NO_FILTER,
+    fmt: str = "json",
 ) -> StoredObject:
-    """Write the whole file and commit it; on any exception the caller aborts ``writer``."""
+    """Write the whole file (``fmt``: json, jsonl or csv; only what ``flt`` selects) and
+    commit it; on any exception the caller aborts ``writer``."""
 
     def sign(key: str, name: str, content_type: str) -> str:
         return store.presigned_get_url(
             key, expires_at=links_expire_at, filename=name, content_type=content_type
         )
 
-    progress.total = read_model.count_candidates(connection, test_pk)
+    progress.total = read_model.count_candidates(connection, test_pk, flt)
     sink = _Sink(writer)
     try:
-        sink.add(b'{"created":' + orjson.dumps(format_dt(created)) + b',"candidates":[')
-        if connection.dialect.name == "postgresql":
-            _write_candidates_postgres(connection, test_pk, sink, sign, progress)
+        if fmt == "jsonl":
+            _write_jsonl(connection, test_pk, flt, sink, sign, progress)
+        elif fmt == "csv":
+            _write_csv(connection, test_pk, flt, sink, sign, progress)
         else:
-            _write_candidates_generic(connection, test_pk, sink, sign, progress)
-        sink.add(b"]}")
+            sink.add(b'{"created":' + orjson.dumps(format_dt(created)) + b',"candidates":[')
+            if connection.dialect.name == "postgresql":
+                _write_candidates_postgres(connection, test_pk, flt, sink, sign, progress)
+            else:
+                _write_candidates_generic(connection, test_pk, flt, sink, sign, progress)
+            sink.add(b"]}")
         sink.finish()
     finally:
         sink.close()
@@ -171,17 +188,30 @@ def write_export(
 # --- PostgreSQL ------------------------------------------------------------------------
 
 
-def _splice_files(body: bytes, sign: Signer) -> list[bytes]:
+def _splice_files(body: bytes, sign: Signer, progress: Progress) -> list[bytes]:
     """The body's pieces with each marked attachment list replaced by its final JSON."""
     pieces = body.split(FILES_MARK)
     for index in range(1, len(pieces), 2):
-        pieces[index] = _attachments_json(read_model.decode_marked_files(pieces[index]), sign)
+        pieces[index] = _attachments_json(read_model.decode_marked_files(pieces[index]), sign, progress)
     return pieces
 
 
+class _Output(Protocol):
+    def add(self, data: bytes | memoryview) -> None: ...
+
+
 def _write_candidates_postgres(
-    connection: Connection, test_pk: int, sink: _Sink, sign: Signer, progress: Progress
+    connection: Connection,
+    test_pk: int,
+    flt: EventFilter,
+    sink: _Output,
+    sign: Signer,
+    progress: Progress,
+    *,
+    lines: bool = False,
 ) -> None:
+    """The candidates of the JSON file; ``lines``: the events as JSON Lines instead (no
+    candidate envelopes, one line per event)."""
     engine = connection.engine
     snapshot_id = export_snapshot(connection)
     with ExitStack() as stack:
@@ -190,7 +220,9 @@ def _write_candidates_postgres(
         ]
         streams = [
             stack.enter_context(
-                read_model.pg_candidate_rows(reader, test_pk, part, len(readers), _PG_MAX_EVENTS_PER_ROW)
+                read_model.pg_candidate_rows(
+                    reader, test_pk, part, len(readers), _PG_MAX_EVENTS_PER_ROW, flt, lines=lines
+                )
             )
             for part, reader in enumerate(readers)
         ]
@@ -209,37 +241,51 @@ def _write_candidates_postgres(
             turn = (turn + 1) % len(streams)
             if progress.stop.is_set():
                 raise ExportInterrupted
-            head = _candidate_head(row.user_id, row.candidate_id)
-            sink.add(head if first else b"," + head)
-            first = False
+            if not lines:
+                head = _candidate_head(row.user_id, row.candidate_id)
+                sink.add(head if first else b"," + head)
+                first = False
             if row.events > _PG_MAX_EVENTS_PER_ROW:
                 if long_reader is None:
                     long_reader = stack.enter_context(snapshot_reader(engine, snapshot_id))
-                _write_long_candidate(long_reader, row.candidate_pk, sink, sign, progress)
+                _write_long_candidate(long_reader, row.candidate_pk, flt, sink, sign, progress, lines=lines)
             elif row.body is not None:
                 body = row.body
                 if FILES_MARK in body:  # events with attached files
-                    for piece in _splice_files(bytes(body), sign):
+                    for piece in _splice_files(bytes(body), sign, progress):
                         sink.add(piece)
                 else:
                     sink.add(body)
+                if lines:
+                    sink.add(b"\n")
                 progress.events += row.events
-            sink.add(b"]}")
+            if not lines:
+                sink.add(b"]}")
             progress.done += 1
 
 
 def _write_long_candidate(
-    reader: Connection, candidate_pk: int, sink: _Sink, sign: Signer, progress: Progress
+    reader: Connection,
+    candidate_pk: int,
+    flt: EventFilter,
+    sink: _Output,
+    sign: Signer,
+    progress: Progress,
+    *,
+    lines: bool = False,
 ) -> None:
     """A candidate with more events than fit a row: its fragments in pieces of _FETCH_ROWS."""
     first = True
-    for fragments in read_model.pg_candidate_fragments(reader, candidate_pk, _FETCH_ROWS):
-        body = ",".join(fragments).encode()
-        if not first:
+    separator = "\n" if lines else ","
+    for fragments in read_model.pg_candidate_fragments(reader, candidate_pk, _FETCH_ROWS, flt, lines=lines):
+        body = separator.join(fragments).encode()
+        if not first and not lines:
             sink.add(b",")
         first = False
-        for piece in _splice_files(body, sign) if FILES_MARK in body else (body,):
+        for piece in _splice_files(body, sign, progress) if FILES_MARK in body else (body,):
             sink.add(piece)
+        if lines:
+            sink.add(b"\n")
         progress.events += len(fragments)
         if progress.stop.is_set():
             raise ExportInterrupted
@@ -249,11 +295,11 @@ def _write_long_candidate(
 
 
 def _write_candidates_generic(
-    connection: Connection, test_pk: int, sink: _Sink, sign: Signer, progress: Progress
+    connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
 ) -> None:
-    files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS)
+    files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS, flt)
     pending_file = files_cursor.fetchone()
-    rows = read_model.stream_events(connection, test_pk, _FETCH_ROWS)
+    rows = read_model.stream_events(connection, test_pk, _FETCH_ROWS, flt)
 
     current_user: int | None = None
     docs: list[str] = []
@@ -286,7 +332,7 @@ def _write_candidates_generic(
                     while pending_file is not None and pending_file[0] == event_pk:
                         files.append(AttachmentRef(*pending_file[1:]))
                         pending_file = files_cursor.fetchone()
-                    doc = with_attachments(doc, _attachments_json(files, sign).decode())
+                    doc = with_attachments(doc, _attachments_json(files, sign, progress).decode())
                 docs.append(doc)
                 progress.events += 1
             if len(docs) >= _FETCH_ROWS:
@@ -300,3 +346,82 @@ def _write_candidates_generic(
     finally:
         files_cursor.close()
         rows.close()
+
+
+# --- JSON Lines and CSV: one event at a time, on both databases -------------------------
+
+
+def _event_docs(
+    connection: Connection, test_pk: int, flt: EventFilter, sign: Signer, progress: Progress
+) -> Iterator[tuple[int, str, str]]:
+    """``(userId, candidateId, event doc with its attachments)`` in file order."""
+    files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS, flt)
+    pending_file = files_cursor.fetchone()
+    rows = read_model.stream_events(connection, test_pk, _FETCH_ROWS, flt)
+    current_user: int | None = None
+    try:
+        while batch := rows.fetchmany(_FETCH_ROWS):
+            for user_id, candidate_id, event_pk, doc, file_count in batch:
+                if user_id != current_user:
+                    if current_user is not None:
+                        progress.done += 1
+                    current_user = user_id
+                if event_pk is None:
+                    continue
+                if file_count:
+                    files = []
+                    while pending_file is not None and pending_file[0] == event_pk:
+                        files.append(AttachmentRef(*pending_file[1:]))
+                        pending_file = files_cursor.fetchone()
+                    doc = with_attachments(doc, _attachments_json(files, sign, progress).decode())
+                progress.events += 1
+                yield user_id, candidate_id, doc
+            if progress.stop.is_set():
+                raise ExportInterrupted
+        if current_user is not None:
+            progress.done += 1
+    finally:
+        files_cursor.close()
+        rows.close()
+
+
+def _write_jsonl(
+    connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
+) -> None:
+    if connection.dialect.name == "postgresql":
+        # The database writes the lines itself, as it writes the JSON file's events.
+        _write_candidates_postgres(connection, test_pk, flt, sink, sign, progress, lines=True)
+        return
+    lines: list[bytes] = []
+    size = 0
+    for user_id, candidate_id, doc in _event_docs(connection, test_pk, flt, sign, progress):
+        line = jsonl_line(user_id, candidate_id, doc)
+        lines.append(line)
+        size += len(line)
+        if size >= _FLUSH_BYTES:
+            sink.add(b"".join(lines))
+            lines.clear()
+            size = 0
+    if lines:
+        sink.add(b"".join(lines))
+
+
+def _write_csv(
+    connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
+) -> None:
+    if connection.dialect.name == "postgresql":
+        # The database writes JSON Lines (fast path); each line becomes a row.
+        rows = CsvFromLines(sink)
+        _write_candidates_postgres(connection, test_pk, flt, rows, sign, progress, lines=True)
+        rows.finish()
+        return
+    encoder = CsvEncoder()
+    sink.add(encoder.header())
+    pending = 0
+    for user_id, candidate_id, doc in _event_docs(connection, test_pk, flt, sign, progress):
+        encoder.add(csv_row(user_id, candidate_id, doc))
+        pending += 1
+        if pending >= 1000:
+            sink.add(encoder.take())
+            pending = 0
+    sink.add(encoder.take())

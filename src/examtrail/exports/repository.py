@@ -5,10 +5,11 @@ The test's data is read through ``examtrail.ingest.read_model``, never from here
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from examtrail.core import leases
@@ -26,17 +27,69 @@ def load_job(session: Session, job_id: str) -> ExportJob | None:
     return session.get(ExportJob, job_id, populate_existing=True)
 
 
-def active_job_for_test(session: Session, tenant_id: int, test_pk: int) -> ExportJob | None:
+def active_job_for_test(
+    session: Session, tenant_id: int, test_pk: int, options: str | None = None
+) -> ExportJob | None:
+    """The newest queued or running job of the test (with exactly these ``options``)."""
+    stmt = select(ExportJob).where(
+        ExportJob.tenant_id == tenant_id,
+        ExportJob.test_pk == test_pk,
+        ExportJob.status.in_(ACTIVE_STATUSES),
+    )
+    if options is not None:
+        stmt = stmt.where(ExportJob.options == options)
+    return session.scalars(stmt.order_by(ExportJob.created_at.desc()).limit(1)).one_or_none()
+
+
+def latest_finished_job(session: Session, tenant_id: int, test_pk: int, options: str) -> ExportJob | None:
     return session.scalars(
         select(ExportJob)
         .where(
             ExportJob.tenant_id == tenant_id,
             ExportJob.test_pk == test_pk,
-            ExportJob.status.in_(ACTIVE_STATUSES),
+            ExportJob.status == JobStatus.FINISHED,
+            ExportJob.options == options,
         )
-        .order_by(ExportJob.created_at.desc())
+        .order_by(ExportJob.finished_at.desc())
         .limit(1)
     ).one_or_none()
+
+
+def list_jobs(
+    session: Session,
+    tenant_id: int,
+    test_pk: int,
+    status: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[ExportJob]:
+    """Newest first, by ``(created_at, id)``; ``after`` is the last row of the previous page."""
+    stmt = select(ExportJob).where(ExportJob.tenant_id == tenant_id, ExportJob.test_pk == test_pk)
+    if status is not None:
+        stmt = stmt.where(ExportJob.status == status)
+    if after is not None:
+        created, job_id = after
+        stmt = stmt.where(
+            or_(ExportJob.created_at < created, and_(ExportJob.created_at == created, ExportJob.id < job_id))
+        )
+    return list(session.scalars(stmt.order_by(ExportJob.created_at.desc(), ExportJob.id.desc()).limit(limit)))
+
+
+def encode_list_cursor(job: ExportJob) -> str:
+    raw = f"{job.created_at.astimezone(UTC).isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_list_cursor(cursor: str) -> tuple[datetime, str] | None:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|", 1)
+        when = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if when.tzinfo is None or not job_id:
+        return None
+    return when, job_id
 
 
 def jobs_for_test(session: Session, tenant_id: int, test_pk: int) -> list[ExportJob]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, Field
 
 from examtrail.core.schemas import Timestamp
@@ -31,6 +33,23 @@ class ExportJobOut(BaseModel):
     fileSize: int | None
     sha256: str | None
     error: ExportError | None = Field(description="Why the export failed (only when `failed`)")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The job's normalised options (filters, format, compression, since)"
+    )
+    format: Literal["json", "jsonl", "csv"] = Field(default="json", description="The file's format")
+    compression: Literal["none", "gzip"] = Field(default="none", description="The file's compression")
+    contentType: str = Field(default="application/json", description="Content-Type of the download")
+    nextSince: str | None = Field(
+        default=None,
+        description="When finished: cursor for the next incremental export (pass it as `since`)",
+    )
+
+
+class ExportJobList(BaseModel):
+    """``GET /v1/test/{testId}/events/jobs``: newest first."""
+
+    jobs: list[ExportJobOut]
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
 def export_file_schema() -> dict[str, object]:

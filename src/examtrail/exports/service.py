@@ -14,14 +14,26 @@ from sqlalchemy.orm import Session
 
 from examtrail.core import leases
 from examtrail.core.db import snapshot, transaction, utcnow
-from examtrail.core.errors import Conflict, NotFound
+from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.security import Principal
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository
+from examtrail.exports.formats import GzipWriter
 from examtrail.exports.hooks import AfterCommit, CompletionHook, run_completion_hooks
 from examtrail.exports.models import ExportJob, JobStatus
+from examtrail.exports.options import (
+    Compression,
+    ExportOptions,
+    check_since_dialect,
+    content_type,
+    decode_cursor,
+    encode_cursor,
+    file_suffix,
+    since_mark,
+)
 from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
-from examtrail.exports.schemas import ExportError, ExportJobOut
+from examtrail.exports.schemas import ExportError, ExportJobList, ExportJobOut
+from examtrail.ingest import read_model
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError, StoredObject
@@ -37,14 +49,34 @@ class Ordered:
     created: bool
 
 
-def order_export(session: Session, principal: Principal, test_id: int) -> Ordered:
-    """Schedule an export; an export of the same test already under way is returned instead."""
+# A finished file is handed out again only while its attachment links stay valid this long.
+REUSE_LINK_MARGIN = timedelta(minutes=10)
+DEFAULT_OPTIONS = ExportOptions()
+
+
+def order_export(
+    session: Session,
+    principal: Principal,
+    test_id: int,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    *,
+    reuse: bool = True,
+) -> Ordered:
+    """Schedule an export with ``options``. An export of the same test with the same options
+    already queued or running is returned instead; so is a finished one when nothing was
+    ingested on the test since its snapshot (and its attachment links are still good)."""
     # Locking the test row makes "is one under way? else create" atomic across API processes.
     test = require_test(session, principal.tenant_id, test_id, lock=True)
-    active = repository.active_job_for_test(session, principal.tenant_id, test.id)
+    if options.since is not None:
+        check_since_dialect(since_mark(options.since, test_id), session.get_bind().dialect.name)
+    key = options.canonical()
+    active = repository.active_job_for_test(session, principal.tenant_id, test.id, key)
     if active is not None:
         return Ordered(active, created=False)
     now = utcnow()
+    done = repository.latest_finished_job(session, principal.tenant_id, test.id, key) if reuse else None
+    if done is not None and _reusable(session, done, now):
+        return Ordered(done, created=False)
     job = ExportJob(
         id=str(uuid.uuid4()),
         tenant_id=principal.tenant_id,
@@ -55,9 +87,55 @@ def order_export(session: Session, principal: Principal, test_id: int) -> Ordere
         created_at=now,
         enqueued_at=now,
         links_expire_at=principal.expires_at,
+        options=key,
+        format=options.format.value,
+        compression=options.compression.value,
     )
     repository.add_job(session, job)
     return Ordered(job, created=True)
+
+
+def _reusable(session: Session, job: ExportJob, now: datetime) -> bool:
+    if not job.next_since or not job.storage_key:
+        return False
+    if job.files_written and job.links_expire_at < now + REUSE_LINK_MARGIN:
+        return False
+    try:
+        _, mark = decode_cursor(job.next_since)
+    except ValueError:
+        return False
+    return not read_model.changed_since(session.connection(), job.test_pk, mark)
+
+
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    store: ObjectStore,
+    test_id: int,
+    *,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> ExportJobList:
+    """The test's jobs of the caller's tenant, newest first, ``limit`` at a time."""
+    test = require_test(session, principal.tenant_id, test_id)
+    after = None
+    if cursor is not None:
+        after = repository.decode_list_cursor(cursor)
+        if after is None:
+            raise Unprocessable(
+                "The request is not valid.",
+                details=[
+                    {"field": "cursor", "message": "not a cursor from nextCursor", "type": "value_error"}
+                ],
+            )
+    jobs = repository.list_jobs(session, principal.tenant_id, test.id, status, after, limit + 1)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return ExportJobList(
+        jobs=[job_status(job, store, principal.expires_at) for job in jobs],
+        nextCursor=repository.encode_list_cursor(jobs[-1]) if more and jobs else None,
+    )
 
 
 def get_job(session: Session, principal: Principal, test_id: int, job_id: str) -> ExportJob:
@@ -76,20 +154,22 @@ def cancel_export(session: Session, principal: Principal, test_id: int, job_id: 
 
 
 def download_name(job: ExportJob) -> str:
-    return f"test-{job.test_external_id}-events-{job.id}.json"
+    return f"test-{job.test_external_id}-events-{job.id}{file_suffix(job.format, job.compression)}"
 
 
 def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | None) -> ExportJobOut:
     """The status body; the download URL expires at ``url_expires_at`` (the caller's token)."""
     url = None
+    ctype = content_type(job.format, job.compression)
     if job.status == JobStatus.FINISHED and job.storage_key and url_expires_at is not None:
         url = store.presigned_get_url(
             job.storage_key,
             expires_at=url_expires_at,
             filename=download_name(job),
-            content_type="application/json",
+            content_type=ctype,
         )
     failed = job.status == JobStatus.FAILED and job.error_code
+    finished = job.status == JobStatus.FINISHED
     return ExportJobOut(
         jobId=job.id,
         testId=job.test_external_id,
@@ -106,6 +186,11 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
         fileSize=job.file_size if job.status == JobStatus.FINISHED else None,
         sha256=job.sha256 if job.status == JobStatus.FINISHED else None,
         error=ExportError(code=job.error_code or "", message=job.error_message or "") if failed else None,
+        options=ExportOptions.from_stored(job.options).public(),
+        format=job.format,
+        compression=job.compression,
+        contentType=ctype,
+        nextSince=job.next_since if finished else None,
     )
 
 
@@ -196,6 +281,8 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
         assert job is not None
         attempt, test_pk, tenant_id = job.attempts, job.test_pk, job.tenant_id
         links_expire_at = job.links_expire_at
+        test_id, fmt, compression = job.test_external_id, job.format, job.compression
+        stored_options = job.options
     if links_expire_at < now + timedelta(seconds=60):
         # A retry after the ordering token expired: links in the file must still work.
         links_expire_at = now + timedelta(seconds=settings.token_ttl_seconds)
@@ -205,10 +292,12 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
         )
         return
 
-    key = f"exports/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}.json"
+    suffix = file_suffix(fmt, compression)
+    key = f"exports/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}{suffix}"
     progress = Progress()
     writer: ObjectWriter | None = None
     committed = False
+    next_since = ""
 
     def discard() -> None:
         # Before commit: abort the upload. After it (e.g. the read transaction failed
@@ -219,9 +308,14 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
             _quietly(lambda: runtime.store.delete(key))
 
     try:
+        flt = ExportOptions.from_stored(stored_options).event_filter(test_id)
         with _Heartbeat(runtime, job_id, owner, progress) as heartbeat:
-            writer = runtime.store.open_writer(key, content_type="application/json")
+            writer = runtime.store.open_writer(key, content_type=content_type(fmt, compression))
+            if compression == Compression.GZIP:
+                writer = GzipWriter(writer)
             with snapshot(runtime.engine) as connection:
+                # First, so that it is the mark of the very snapshot the file is read from.
+                next_since = encode_cursor(test_id, read_model.change_mark(connection, test_pk))
                 stored = write_export(
                     connection,
                     test_pk,
@@ -230,6 +324,8 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
                     created=utcnow(),
                     links_expire_at=links_expire_at,
                     progress=progress,
+                    flt=flt,
+                    fmt=fmt,
                 )
                 committed = True
             if heartbeat.lost:
@@ -249,7 +345,7 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
         _complete_failed(runtime, hooks, job_id, owner, "internal_error", "The export failed unexpectedly.")
         return
 
-    _publish(runtime, hooks, job_id, owner, key, stored, progress)
+    _publish(runtime, hooks, job_id, owner, key, stored, progress, next_since)
 
 
 def _publish(
@@ -260,8 +356,11 @@ def _publish(
     key: str,
     stored: StoredObject,
     progress: Progress,
+    next_since: str | None = None,
 ) -> None:
     values = {
+        "next_since": next_since or None,
+        "files_written": progress.files,
         "storage_key": key,
         "file_size": stored.size,
         "sha256": stored.sha256,

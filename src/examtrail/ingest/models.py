@@ -25,13 +25,18 @@ class Test(Base):
 
 class Candidate(Base):
     __tablename__ = "candidates"
-    __table_args__ = (UniqueConstraint("test_pk", "user_id", name="uq_candidates_test_user"),)
+    __table_args__ = (
+        UniqueConstraint("test_pk", "user_id", name="uq_candidates_test_user"),
+        Index("ix_candidates_test_ingest_xid", "test_pk", "ingest_xid"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     test_pk: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger)
     candidate_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The write that created or last renamed it (see ``Event.ingest_xid``).
+    ingest_xid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Event(Base):
@@ -46,6 +51,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("test_pk", "event_id", name="uq_events_test_event"),
         Index("ix_events_export_order", "candidate_pk", "occurred_at_ms", "event_id"),
+        Index("ix_events_test_ingest_xid", "test_pk", "ingest_xid"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -59,6 +65,10 @@ class Event(Base):
     doc: Mapped[str] = mapped_column(Text)
     file_count: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Which write produced the event or last attached a file to it, for incremental
+    # exports: on PostgreSQL the transaction id (server default ``pg_current_xact_id()``,
+    # set by migration 0003), on SQLite a per-test counter (``repository.next_stamp``).
+    ingest_xid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Attachment(Base):

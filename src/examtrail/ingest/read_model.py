@@ -19,7 +19,7 @@ Two paths:
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -41,49 +41,180 @@ class AttachmentRef(NamedTuple):
     content_type: str
 
 
-def count_candidates(connection: Connection, test_pk: int) -> int:
+# --- filters and change marks -------------------------------------------------------------
+
+# Renders one value into SQL: a bind placeholder (generic path) or a quoted literal (COPY).
+Bind = Callable[[Any], str]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMark:
+    """Where a snapshot stands in the test's writes (see ``ingest_xid`` on the models).
+
+    PostgreSQL: the snapshot itself (``xmax`` and the in-progress ``xip``): a row was
+    written after it when its transaction id is ``>= xmax`` or was still running then,
+    so a transaction that commits late is never missed, whatever ids its rows hold.
+    SQLite (one writer at a time): the highest per-test stamp visible (``seq``).
+    """
+
+    seq: int | None = None
+    xmin: int | None = None
+    xmax: int | None = None
+    xip: tuple[int, ...] = ()
+
+    def sql(self, alias: str) -> str:
+        """The condition "row ``alias`` was written after this mark" (integers only)."""
+        column = f"{alias}.ingest_xid"
+        if self.seq is not None:
+            return f"{column} > {int(self.seq)}"
+        xmax = int(self.xmax or 0)
+        if self.xip:
+            listed = ",".join(str(int(x)) for x in self.xip)
+            return f"({column} >= {xmax} OR {column} IN ({listed}))"
+        return f"{column} >= {xmax}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which candidates and events an export reads; empty fields select everything.
+
+    Candidate conditions drop candidates; event conditions drop events (a selected
+    candidate without matching events still appears, with none). Conditions AND.
+    """
+
+    user_ids: tuple[int, ...] = ()
+    candidate_ids: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    flagged: bool = False
+    severity_levels: tuple[str, ...] = ()
+    from_ms: int | None = None
+    to_ms: int | None = None
+    since: ChangeMark | None = None
+
+    def candidate_sql(self, bind: Bind, alias: str = "c") -> str:
+        """`` AND ...`` conditions on the candidates row ``alias`` (empty when none)."""
+        parts = []
+        if self.user_ids:
+            parts.append(f"{alias}.user_id IN ({', '.join(bind(int(v)) for v in self.user_ids)})")
+        if self.candidate_ids:
+            parts.append(f"{alias}.candidate_id IN ({', '.join(bind(v) for v in self.candidate_ids)})")
+        return "".join(f" AND {part}" for part in parts)
+
+    def event_sql(self, bind: Bind, dialect: str, alias: str = "e") -> str:
+        """`` AND ...`` conditions on the events row ``alias`` (empty when none)."""
+        parts = []
+        if self.events:
+            parts.append(f"{alias}.event IN ({', '.join(bind(v) for v in self.events)})")
+        if self.flagged or self.severity_levels:
+            parts.append(f"{alias}.flag_type IS NOT NULL")
+        if self.severity_levels:
+            if dialect == "postgresql":
+                level = f"({alias}.doc::jsonb #>> '{{flaggingInfo,severityLevel}}')"
+            else:
+                level = f"json_extract({alias}.doc, '$.flaggingInfo.severityLevel')"
+            parts.append(f"{level} IN ({', '.join(bind(v) for v in self.severity_levels)})")
+        if self.from_ms is not None:
+            parts.append(f"{alias}.occurred_at_ms >= {int(self.from_ms)}")
+        if self.to_ms is not None:
+            parts.append(f"{alias}.occurred_at_ms < {int(self.to_ms)}")
+        if self.since is not None:
+            parts.append(self.since.sql(alias))
+        return "".join(f" AND {part}" for part in parts)
+
+
+NO_FILTER = EventFilter()
+
+
+class _Params:
+    """A :data:`Bind` collecting bind parameters for ``text()``."""
+
+    def __init__(self, **initial: Any) -> None:
+        self.values: dict[str, Any] = dict(initial)
+
+    def __call__(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f":{name}"
+
+
+def change_mark(connection: Connection, test_pk: int) -> ChangeMark:
+    """The mark of ``connection``'s snapshot (call inside the export's snapshot)."""
+    if connection.dialect.name == "postgresql":
+        snap = str(connection.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one())
+        xmin, xmax, xip = snap.split(":")
+        return ChangeMark(xmin=int(xmin), xmax=int(xmax), xip=tuple(int(x) for x in xip.split(",") if x))
+    seq = connection.execute(
+        text(
+            "SELECT max(m) FROM (SELECT max(ingest_xid) AS m FROM events WHERE test_pk = :t "
+            "UNION ALL SELECT max(ingest_xid) AS m FROM candidates WHERE test_pk = :t) x"
+        ),
+        {"t": test_pk},
+    ).scalar_one()
+    return ChangeMark(seq=int(seq or 0))
+
+
+def changed_since(connection: Connection, test_pk: int, mark: ChangeMark) -> bool:
+    """Whether any event or candidate of the test was written after ``mark``."""
+    test_pk = int(test_pk)
+    sql = (
+        f"SELECT EXISTS (SELECT 1 FROM events e WHERE e.test_pk = {test_pk} AND {mark.sql('e')}) "  # noqa: S608
+        f"OR EXISTS (SELECT 1 FROM candidates c WHERE c.test_pk = {test_pk} AND {mark.sql('c')})"
+    )
+    return bool(connection.exec_driver_sql(sql).scalar_one())
+
+
+def count_candidates(connection: Connection, test_pk: int, flt: EventFilter = NO_FILTER) -> int:
+    params = _Params(test_pk=test_pk)
+    where = flt.candidate_sql(params)
     return int(
         connection.execute(
-            text("SELECT count(*) FROM candidates WHERE test_pk = :test_pk"), {"test_pk": test_pk}
+            text(f"SELECT count(*) FROM candidates c WHERE c.test_pk = :test_pk{where}"),  # noqa: S608
+            params.values,
         ).scalar_one()
     )
 
 
 # --- generic path ------------------------------------------------------------------------
 
-_EVENTS_SQL = text(
-    """
+
+def _events_sql(candidate_where: str, event_where: str) -> str:
+    return f"""
     SELECT c.user_id, c.candidate_id, e.id, e.doc, e.file_count
     FROM candidates c
-    LEFT JOIN events e ON e.candidate_pk = c.id
-    WHERE c.test_pk = :test_pk
+    LEFT JOIN events e ON e.candidate_pk = c.id{event_where}
+    WHERE c.test_pk = :test_pk{candidate_where}
     ORDER BY c.user_id, e.occurred_at_ms, e.event_id
-    """
-)
+    """  # noqa: S608  (conditions hold bind placeholders and integers only)
 
-_ATTACHMENTS_SQL = text(
-    """
+
+def _attachments_sql(candidate_where: str, event_where: str) -> str:
+    return f"""
     SELECT a.event_pk, a.id, a.file_name, a.size, a.storage_key, a.content_type
     FROM attachments a
     JOIN events e ON e.id = a.event_pk
     JOIN candidates c ON c.id = e.candidate_pk
-    WHERE c.test_pk = :test_pk
+    WHERE c.test_pk = :test_pk{candidate_where}{event_where}
     ORDER BY c.user_id, e.occurred_at_ms, e.event_id, a.file_name
-    """
-)
+    """  # noqa: S608
 
 
-def stream_events(connection: Connection, test_pk: int, batch: int) -> Rows:
+def stream_events(connection: Connection, test_pk: int, batch: int, flt: EventFilter = NO_FILTER) -> Rows:
     """Rows ``(user_id, candidate_id, event_pk, doc, file_count)`` in file order; a
-    candidate without events has one row with ``event_pk`` NULL."""
+    candidate without (matching) events has one row with ``event_pk`` NULL."""
+    params = _Params(test_pk=test_pk)
+    sql = _events_sql(flt.candidate_sql(params), flt.event_sql(params, connection.dialect.name))
     stream = connection.execution_options(stream_results=True, yield_per=batch)
-    return stream.execute(_EVENTS_SQL, {"test_pk": test_pk})
+    return stream.execute(text(sql), params.values)
 
 
-def stream_attachments(connection: Connection, test_pk: int, batch: int) -> Rows:
+def stream_attachments(
+    connection: Connection, test_pk: int, batch: int, flt: EventFilter = NO_FILTER
+) -> Rows:
     """Rows ``(event_pk, *AttachmentRef)`` in the same order as :func:`stream_events`."""
+    params = _Params(test_pk=test_pk)
+    sql = _attachments_sql(flt.candidate_sql(params), flt.event_sql(params, connection.dialect.name))
     stream = connection.execution_options(stream_results=True, yield_per=batch)
-    return stream.execute(_ATTACHMENTS_SQL, {"test_pk": test_pk})
+    return stream.execute(text(sql), params.values)
 
 
 # --- PostgreSQL path ---------------------------------------------------------------------
@@ -99,30 +230,50 @@ _EVENT_FRAGMENT = f"""
     END
 """  # noqa: S608  (EMPTY_FILES is a constant of ours)
 
-_CANDIDATE_EVENTS_SQL = f"""
-    SELECT {_EVENT_FRAGMENT} AS frag
-    FROM events e
-    WHERE e.candidate_pk = %(candidate_pk)s
+
+# Line mode (JSON Lines): each event object also names its candidate, as the last two keys.
+_LINE_FRAGMENT = f"""
+    left({_EVENT_FRAGMENT}, -1) || ',"candidateUserId":' || c.user_id
+        || ',"candidateId":' || to_json(c.candidate_id)::text || '}}'
+"""
+
+
+def _candidate_events_sql(candidate_pk: int, event_where: str, lines: bool = False) -> str:
+    return f"""
+    SELECT {_LINE_FRAGMENT if lines else _EVENT_FRAGMENT} AS frag
+    FROM events e JOIN candidates c ON c.id = e.candidate_pk
+    WHERE e.candidate_pk = {int(candidate_pk)}{event_where}
     ORDER BY e.occurred_at_ms, e.event_id
-"""  # noqa: S608
+    """  # noqa: S608  (conditions hold quoted literals and integers only)
 
 
-def _candidate_rows_sql(test_pk: int, part: int, parts: int, max_events: int) -> str:
-    # COPY takes no bind parameters; every value interpolated here is an int.
+def _candidate_rows_sql(
+    test_pk: int,
+    part: int,
+    parts: int,
+    max_events: int,
+    candidate_where: str,
+    event_where: str,
+    lines: bool = False,
+) -> str:
+    # COPY takes no bind parameters; every value interpolated here is an int or a literal
+    # quoted by the driver (``_literals``).
     test_pk, part, parts, limit = int(test_pk), int(part), int(parts), int(max_events) + 1
+    fragment, separator = (_LINE_FRAGMENT, "E'\\n'") if lines else (_EVENT_FRAGMENT, "','")
     return f"""
     COPY (
         SELECT c.user_id, c.candidate_id, c.id, ev.n, ev.body
         FROM (
-            SELECT id, user_id, candidate_id, row_number() OVER (ORDER BY user_id) - 1 AS seq
-            FROM candidates WHERE test_pk = {test_pk}
+            SELECT c.id, c.user_id, c.candidate_id, row_number() OVER (ORDER BY c.user_id) - 1 AS seq
+            FROM candidates c WHERE c.test_pk = {test_pk}{candidate_where}
         ) c
         CROSS JOIN LATERAL (
-            SELECT count(*) AS n, string_agg(x.frag, ',' ORDER BY x.occurred_at_ms, x.event_id) AS body
+            SELECT count(*) AS n,
+                   string_agg(x.frag, {separator} ORDER BY x.occurred_at_ms, x.event_id) AS body
             FROM (
-                SELECT e.occurred_at_ms, e.event_id, {_EVENT_FRAGMENT} AS frag
+                SELECT e.occurred_at_ms, e.event_id, {fragment} AS frag
                 FROM events e
-                WHERE e.candidate_pk = c.id
+                WHERE e.candidate_pk = c.id{event_where}
                 ORDER BY e.occurred_at_ms, e.event_id
                 LIMIT {limit}
             ) x
@@ -159,16 +310,42 @@ def _driver(connection: Connection) -> Any:
     return connection.connection.driver_connection
 
 
+def _literals(connection: Connection) -> Bind:
+    """A :data:`Bind` quoting values as SQL literals with the driver's own rules."""
+    from psycopg import sql
+
+    driver = _driver(connection)
+    return lambda value: sql.Literal(value).as_string(driver)
+
+
 @contextmanager
 def pg_candidate_rows(
-    connection: Connection, test_pk: int, part: int, parts: int, max_events: int
+    connection: Connection,
+    test_pk: int,
+    part: int,
+    parts: int,
+    max_events: int,
+    flt: EventFilter = NO_FILTER,
+    *,
+    lines: bool = False,
 ) -> Iterator[Iterator[CandidateRow]]:
-    """Part ``part`` of ``parts`` of the test's candidates, in ``userId`` order.
+    """Part ``part`` of ``parts`` of the test's (selected) candidates, in ``userId`` order.
 
     Candidate number i (0-based, by ``userId``) belongs to part ``i % parts``, so
-    parallel readers of one snapshot interleave back into the file's order.
+    parallel readers of one snapshot interleave back into the file's order. ``lines``:
+    the body holds one JSON Lines object per event (with ``candidateUserId`` and
+    ``candidateId``), separated by newlines, instead of the file's comma-separated events.
     """
-    sql = _candidate_rows_sql(test_pk, part, parts, max_events)
+    bind = _literals(connection)
+    sql = _candidate_rows_sql(
+        test_pk,
+        part,
+        parts,
+        max_events,
+        flt.candidate_sql(bind),
+        flt.event_sql(bind, "postgresql"),
+        lines,
+    )
     with _driver(connection).cursor() as cursor, cursor.copy(sql) as copy:
         yield _parse_copy(copy)
 
@@ -211,11 +388,20 @@ def _parse_copy(copy: Any) -> Iterator[CandidateRow]:
             )
 
 
-def pg_candidate_fragments(connection: Connection, candidate_pk: int, batch: int) -> Iterator[list[str]]:
-    """One candidate's event fragments in file order, ``batch`` at a time (server-side cursor)."""
+def pg_candidate_fragments(
+    connection: Connection,
+    candidate_pk: int,
+    batch: int,
+    flt: EventFilter = NO_FILTER,
+    *,
+    lines: bool = False,
+) -> Iterator[list[str]]:
+    """One candidate's (matching) event fragments in file order, ``batch`` at a time
+    (server-side cursor); ``lines`` as for :func:`pg_candidate_rows`."""
+    sql = _candidate_events_sql(candidate_pk, flt.event_sql(_literals(connection), "postgresql"), lines)
     with _driver(connection).cursor(name=f"candidate_events_{candidate_pk}") as cursor:
         cursor.itersize = batch
-        cursor.execute(_CANDIDATE_EVENTS_SQL, {"candidate_pk": candidate_pk})
+        cursor.execute(sql)
         while rows := cursor.fetchmany(batch):
             yield [frag for (frag,) in rows]
 

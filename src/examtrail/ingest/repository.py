@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, func, literal, literal_column, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,9 @@ def _insert(session: Session, model: Any) -> Any:
 def get_test(session: Session, tenant_id: int, external_id: int, *, lock: bool = False) -> Test | None:
     stmt = select(Test).where(Test.tenant_id == tenant_id, Test.external_id == external_id)
     if lock:
-        stmt = stmt.with_for_update()
+        # FOR NO KEY UPDATE: serialises the callers that lock, but not ingestion, whose
+        # inserts only take FOR KEY SHARE on the test row (foreign keys).
+        stmt = stmt.with_for_update(key_share=True)
     return session.scalars(stmt).one_or_none()
 
 
@@ -46,6 +48,30 @@ def upsert_test(session: Session, tenant_id: int, external_id: int, title: str) 
         test.title = title
         session.flush()
     return test, created
+
+
+# --- change stamps (incremental exports) -------------------------------------------------
+
+_PG_XID = "pg_current_xact_id()::text::bigint"
+
+
+def change_stamp(session: Session, test_pk: int) -> ColumnElement[Any]:
+    """The ``ingest_xid`` of rows this transaction writes to test ``test_pk``.
+
+    PostgreSQL: the transaction's id (also the column's server default), which an export
+    compares with its snapshot. SQLite: one writer at a time, so a per-test counter one
+    above everything committed is exact (``read_model.change_mark`` reads its maximum).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return literal_column(_PG_XID)
+    return literal(_next_sqlite_stamp(session, test_pk))
+
+
+def _next_sqlite_stamp(session: Session, test_pk: int) -> int:
+    highest = select(func.max(Event.ingest_xid).label("m")).where(Event.test_pk == test_pk)
+    highest_candidate = select(func.max(Candidate.ingest_xid).label("m")).where(Candidate.test_pk == test_pk)
+    both = union_all(highest, highest_candidate).subquery()
+    return int(session.scalar(select(func.coalesce(func.max(both.c.m), 0))) or 0) + 1
 
 
 def test_counts(session: Session, test_pk: int) -> tuple[int, int]:
@@ -112,15 +138,21 @@ def existing_candidates(
 
 def insert_candidates(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
+        if session.get_bind().dialect.name != "postgresql":  # PostgreSQL: the server default
+            stamp = _next_sqlite_stamp(session, rows[0]["test_pk"])
+            rows = [{**row, "ingest_xid": stamp} for row in rows]
         session.execute(_insert(session, Candidate), rows)
 
 
 def rename_candidates(session: Session, test_pk: int, renames: dict[int, str]) -> None:
+    if not renames:
+        return
+    stamp = change_stamp(session, test_pk)
     for user_id, candidate_id in renames.items():
         session.execute(
             update(Candidate)
             .where(Candidate.test_pk == test_pk, Candidate.user_id == user_id)
-            .values(candidate_id=candidate_id)
+            .values(candidate_id=candidate_id, ingest_xid=stamp)
         )
 
 
@@ -151,8 +183,8 @@ _PG_MOVE_STAGED = f"""
 """  # noqa: S608
 _PG_CLEAR_STAGING = f"DELETE FROM {_PG_STAGING}"  # noqa: S608
 _SQLITE_INSERT = (
-    f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at) "  # noqa: S608
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+    f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, ingest_xid) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
 )
 
 
@@ -182,7 +214,8 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
     new = [row for row in rows if row[0] not in present]
     if new:
         stamp = created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
-        connection.exec_driver_sql(_SQLITE_INSERT, [(test_pk, candidate_pk, *row, stamp) for row in new])
+        xid = _next_sqlite_stamp(session, test_pk)
+        connection.exec_driver_sql(_SQLITE_INSERT, [(test_pk, candidate_pk, *row, stamp, xid) for row in new])
     return {row[0] for row in new}
 
 
@@ -227,7 +260,17 @@ def get_attachment(session: Session, event_pk: int, file_name: str) -> Attachmen
 
 def add_attachment(session: Session, attachment: Attachment) -> None:
     session.add(attachment)
+    test_pk = session.scalar(select(Event.test_pk).where(Event.id == attachment.event_pk)) or 0
     session.execute(
-        update(Event).where(Event.id == attachment.event_pk).values(file_count=Event.file_count + 1)
+        update(Event)
+        .where(Event.id == attachment.event_pk)
+        .values(file_count=Event.file_count + 1, ingest_xid=change_stamp(session, test_pk))
     )
     session.flush()
+
+
+def touch_event(session: Session, test_pk: int, event_pk: int) -> None:
+    """Mark the event changed (a file replaced): the next incremental export carries it again."""
+    session.execute(
+        update(Event).where(Event.id == event_pk).values(ingest_xid=change_stamp(session, test_pk))
+    )

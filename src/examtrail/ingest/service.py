@@ -246,6 +246,7 @@ def record_upload(
         current.storage_key, current.size, current.sha256 = target.storage_key, size, sha256
         current.content_type = content_type
         session.flush()
+        repository.touch_event(session, target.test_pk, target.event_pk)
         return current, old_key
     attachment = Attachment(
         event_pk=target.event_pk,

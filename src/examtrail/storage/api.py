@@ -29,11 +29,14 @@ def download(
     expires: Annotated[int, Query(description="When the link expires (Unix seconds)")],
     sig: Annotated[str, Query(max_length=128, description="The link's signature")],
     filename: Annotated[str, Query(max_length=255, description="The name to save the file as")] = "",
+    content_type: Annotated[
+        str, Query(alias="type", max_length=200, description="The Content-Type to serve the file with")
+    ] = "",
 ) -> FileResponse:
     store = request.app.state.runtime.store
     if not isinstance(store, LocalObjectStore):
         raise NotFound("Not found.")
-    if not store.verify_signature(key, expires, filename, sig):
+    if not store.verify_signature(key, expires, filename, sig, content_type):
         raise Forbidden("The link's signature is not valid.", code="invalid_signature")
     if expires < time.time():
         raise Forbidden("The link has expired.", code="link_expired")
@@ -46,6 +49,7 @@ def download(
     return FileResponse(
         path,
         filename=filename or None,
+        media_type=content_type or None,
         content_disposition_type="attachment",
         headers={"Cache-Control": "private, no-store"},
     )

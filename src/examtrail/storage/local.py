@@ -89,11 +89,18 @@ class LocalObjectStore:
         self, key: str, *, expires_at: datetime, filename: str | None = None, content_type: str | None = None
     ) -> str:
         return signing.sign(
-            self._public_url, self._signing_key, key, int(expires_at.timestamp()), filename or ""
+            self._public_url,
+            self._signing_key,
+            key,
+            int(expires_at.timestamp()),
+            filename or "",
+            content_type or "",
         )
 
-    def verify_signature(self, key: str, expires: int, filename: str, signature: str) -> bool:
-        return signing.verify(self._signing_key, key, expires, filename, signature)
+    def verify_signature(
+        self, key: str, expires: int, filename: str, signature: str, content_type: str = ""
+    ) -> bool:
+        return signing.verify(self._signing_key, key, expires, filename, signature, content_type)
 
     def open_read(self, key: str) -> Iterator[bytes]:
         try:

@@ -7,18 +7,27 @@ import hmac
 from urllib.parse import quote, urlencode
 
 
-def _mac(key: bytes, object_key: str, expires: int, filename: str) -> str:
-    message = f"{object_key}\n{expires}\n{filename}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+def _mac(key: bytes, object_key: str, expires: int, filename: str, content_type: str = "") -> str:
+    message = f"{object_key}\n{expires}\n{filename}"
+    if content_type:  # signed too: a link cannot be re-typed (links without one are unchanged)
+        message += f"\n{content_type}"
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def sign(base_url: str, key: bytes, object_key: str, expires: int, filename: str = "") -> str:
-    query = {"expires": str(expires), "sig": _mac(key, object_key, expires, filename)}
+def sign(
+    base_url: str, key: bytes, object_key: str, expires: int, filename: str = "", content_type: str = ""
+) -> str:
+    query = {"expires": str(expires), "sig": _mac(key, object_key, expires, filename, content_type)}
     if filename:
         query["filename"] = filename
+    if content_type:
+        query["type"] = content_type
     return f"{base_url.rstrip('/')}/files/{quote(object_key)}?{urlencode(query)}"
 
 
-def verify(key: bytes, object_key: str, expires: int, filename: str, signature: str) -> bool:
+def verify(
+    key: bytes, object_key: str, expires: int, filename: str, signature: str, content_type: str = ""
+) -> bool:
     # Bytes, not str: compare_digest refuses non-ASCII strings, and a link may carry anything.
-    return hmac.compare_digest(_mac(key, object_key, expires, filename).encode(), signature.encode())
+    expected = _mac(key, object_key, expires, filename, content_type)
+    return hmac.compare_digest(expected.encode(), signature.encode())

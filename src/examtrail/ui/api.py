@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
@@ -88,23 +87,6 @@ def _headers(settings: Settings, *, cache: bool = False) -> dict[str, str]:
 def render(settings: Settings, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     html = templates.get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code, headers=_headers(settings))
-
-
-def candidate_export_supported(app: FastAPI) -> bool:
-    """True once ordering an export takes a ``userId`` filter (issue "Exports people can aim")."""
-    cached = getattr(app.state, "ui_candidate_export", None)
-    if cached is None:
-        cached = False
-        for route in app.routes:
-            if (
-                isinstance(route, APIRoute)
-                and route.path == "/v1/test/{testId}/events"
-                and "POST" in (route.methods or set())
-            ):
-                names = {param.alias for param in route.dependant.query_params}
-                cached = cached or "userId" in names
-        app.state.ui_candidate_export = cached
-    return bool(cached)
 
 
 # --- pages (shells: no data, no token needed) ---------------------------------------------
@@ -211,7 +193,6 @@ def exam_fragment(
         runtime.settings,
         "_test.html",
         view=view,
-        candidate_export=candidate_export_supported(request.app),
     )
 
 
@@ -233,7 +214,6 @@ def candidate_fragment(
         runtime.settings,
         "_timeline.html",
         view=view,
-        candidate_export=candidate_export_supported(request.app),
     )
 
 

@@ -356,6 +356,8 @@ def build_payload(delivery: WebhookDelivery, status: ExportJobOut) -> dict[str, 
         "contextObjectId": delivery.test_external_id,
         "jobId": status.jobId,
         "status": str(status.status),
+        "format": status.format,
+        "compression": status.compression,
     }
     if delivery.event == WebhookEvent.EXPORT_FINISHED:
         payload.update(
@@ -363,6 +365,7 @@ def build_payload(delivery: WebhookDelivery, status: ExportJobOut) -> dict[str, 
             downloadUrlExpires=status.downloadUrlExpires,
             fileSize=status.fileSize,
             sha256=status.sha256,
+            nextSince=status.nextSince,
         )
     else:
         payload["error"] = status.error.model_dump() if status.error else {"code": "", "message": ""}

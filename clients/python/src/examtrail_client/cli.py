@@ -358,7 +358,14 @@ def _main(argv: Sequence[str] | None) -> int:
             traceback.print_exc()
         prefix = "authentication failed: " if isinstance(exc, AuthenticationError) else ""
         code = f" ({exc.code})" if exc.code and exc.code not in exc.message else ""
-        _err(f"examtrail-client: error: {prefix}{exc.message}{code}")
+        # The server's per-field details say what to fix (still one line).
+        problems = "; ".join(
+            f"{d['field']}: {d.get('message', '')}" if d.get("field") else str(d.get("message", ""))
+            for d in exc.details[:3]
+            if isinstance(d, dict)
+        )
+        detail = f" [{problems}]" if problems else ""
+        _err(f"examtrail-client: error: {prefix}{exc.message}{code}{detail}")
         return exc.exit_code
     except KeyboardInterrupt:
         _err("examtrail-client: interrupted")

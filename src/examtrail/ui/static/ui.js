@@ -258,8 +258,8 @@
       var testId = button.getAttribute("data-export-test");
       var url = "/v1/test/" + encodeURIComponent(testId) + "/events";
       var user = button.getAttribute("data-export-user");
-      // Only when the server advertises the userId filter; else the whole test is exported.
-      if (user && button.getAttribute("data-user-filter") === "yes") url += "?userId=" + encodeURIComponent(user);
+      // One candidate: the export's userId filter.
+      if (user) url += "?userId=" + encodeURIComponent(user);
       busy(true);
       done.hidden = true;
       status.hidden = false;
