@@ -123,6 +123,21 @@ class _Sink:
             self._thread.join()
 
 
+class _AttachmentsByEvent:
+    """Walks the attachment rows (ordered like the events) alongside the event rows."""
+
+    def __init__(self, cursor: read_model.Rows) -> None:
+        self._cursor = cursor
+        self._pending = cursor.fetchone()
+
+    def take(self, event_pk: int) -> list[AttachmentRef]:
+        files: list[AttachmentRef] = []
+        while self._pending is not None and self._pending[0] == event_pk:
+            files.append(AttachmentRef(*self._pending[1:]))
+            self._pending = self._cursor.fetchone()
+        return files
+
+
 def _attachments_json(files: Iterable[AttachmentRef], sign: Signer, progress: Progress) -> bytes:
     files = list(files)
     progress.files += len(files)
@@ -298,7 +313,7 @@ def _write_candidates_generic(
     connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
 ) -> None:
     files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS, flt)
-    pending_file = files_cursor.fetchone()
+    attached = _AttachmentsByEvent(files_cursor)
     rows = read_model.stream_events(connection, test_pk, _FETCH_ROWS, flt)
 
     current_user: int | None = None
@@ -328,11 +343,8 @@ def _write_candidates_generic(
                 if event_pk is None:  # a candidate without events
                     continue
                 if file_count:
-                    files = []
-                    while pending_file is not None and pending_file[0] == event_pk:
-                        files.append(AttachmentRef(*pending_file[1:]))
-                        pending_file = files_cursor.fetchone()
-                    doc = with_attachments(doc, _attachments_json(files, sign, progress).decode())
+                    refs = attached.take(event_pk)
+                    doc = with_attachments(doc, _attachments_json(refs, sign, progress).decode())
                 docs.append(doc)
                 progress.events += 1
             if len(docs) >= _FETCH_ROWS:
@@ -356,7 +368,7 @@ def _event_docs(
 ) -> Iterator[tuple[int, str, str]]:
     """``(userId, candidateId, event doc with its attachments)`` in file order."""
     files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS, flt)
-    pending_file = files_cursor.fetchone()
+    attached = _AttachmentsByEvent(files_cursor)
     rows = read_model.stream_events(connection, test_pk, _FETCH_ROWS, flt)
     current_user: int | None = None
     try:
@@ -369,11 +381,8 @@ def _event_docs(
                 if event_pk is None:
                     continue
                 if file_count:
-                    files = []
-                    while pending_file is not None and pending_file[0] == event_pk:
-                        files.append(AttachmentRef(*pending_file[1:]))
-                        pending_file = files_cursor.fetchone()
-                    doc = with_attachments(doc, _attachments_json(files, sign, progress).decode())
+                    refs = attached.take(event_pk)
+                    doc = with_attachments(doc, _attachments_json(refs, sign, progress).decode())
                 progress.events += 1
                 yield user_id, candidate_id, doc
             if progress.stop.is_set():
