@@ -49,23 +49,3 @@ async def require_json(request: Request) -> None:
             f"Send application/json (got {content_type or 'no content type'}).",
             details=[{"field": "Content-Type", "message": "send application/json"}],
         )
-
-
-def upload_media_type(value: str | None) -> str:
-    """The content type stored with an uploaded file.
-
-    No content type, or the form type ``curl --data-binary`` adds by default, is stored as
-    ``application/octet-stream``; ``multipart/form-data`` (``curl -F``) is refused: the body would
-    be the multipart envelope, not the file.
-    """
-    kind = media_type(value)
-    if kind is None or kind == "application/x-www-form-urlencoded":
-        return "application/octet-stream"
-    if kind.startswith("multipart/"):
-        raise UnsupportedMediaType(
-            "Send the file's raw bytes as the request body (curl --data-binary @FILE or -T FILE, "
-            "with its own Content-Type), not multipart/form-data (curl -F).",
-            details=[{"field": "Content-Type", "message": "multipart bodies are not accepted"}],
-        )
-    assert value is not None
-    return value.strip()

@@ -11,7 +11,7 @@ from pydantic import Field, TypeAdapter
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal
 from examtrail.core.body import read_limited, validate_json
 from examtrail.core.errors import PayloadTooLarge, Unprocessable
-from examtrail.core.media import require_json, upload_media_type
+from examtrail.core.media import require_json
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
@@ -219,7 +219,7 @@ async def put_file(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _file_too_large(limit)
-    content_type = service.checked_content_type(upload_media_type(request.headers.get("content-type")))
+    content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit)
     try:
         return await uploads.upload(

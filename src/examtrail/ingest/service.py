@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
+from examtrail.core.media import UnsupportedMediaType, media_type
 from examtrail.core.timeutil import format_dt, format_ms, to_epoch_ms
 from examtrail.ingest import docs, repository
 from examtrail.ingest.models import Attachment, Test
@@ -223,10 +224,23 @@ _CONTENT_TYPE_RE = re.compile(r"^[\x20-\x7e]+$")
 
 
 def checked_content_type(value: str | None) -> str:
-    """The upload's ``Content-Type`` to store; 422 when it is too long or not printable ASCII."""
-    value = (value or "").strip()
-    if not value:
+    """The upload's ``Content-Type`` to store.
+
+    None, or the form type ``curl --data-binary`` adds by default, is stored as
+    ``application/octet-stream``; ``multipart/form-data`` (``curl -F``) is a 415 (the body would
+    be the multipart envelope, not the file); too long or not printable ASCII is a 422.
+    """
+    kind = media_type(value)
+    if kind is None or kind == "application/x-www-form-urlencoded":
         return "application/octet-stream"
+    if kind.startswith("multipart/"):
+        raise UnsupportedMediaType(
+            "Send the file's raw bytes as the request body (curl --data-binary @FILE or -T FILE, "
+            "with its own Content-Type), not multipart/form-data (curl -F).",
+            details=[{"field": "Content-Type", "message": "multipart bodies are not accepted"}],
+        )
+    assert value is not None
+    value = value.strip()
     if len(value) > MAX_CONTENT_TYPE_LENGTH or not _CONTENT_TYPE_RE.match(value):
         raise Unprocessable(
             f"The Content-Type must be printable ASCII of at most {MAX_CONTENT_TYPE_LENGTH} characters.",
