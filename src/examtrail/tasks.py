@@ -26,6 +26,8 @@ WEBHOOKS_LANE = "webhooks"
 # Temporary files untouched this long were left by a killed process (a live write keeps its
 # file fresh): removed at start-up and by the sweeper.
 STALE_TEMPORARY_SECONDS = 3600
+# Listing temporaries (on S3: the pending multipart uploads) is not needed at every sweep.
+TEMPORARY_SWEEP_EVERY_SECONDS = 600
 
 # What reacts when an export ends (inside the transaction that ends it).
 EXPORT_COMPLETION_HOOKS: tuple[CompletionHook, ...] = (webhooks.notify_subscribers,)
@@ -48,7 +50,7 @@ def registry() -> TaskRegistry[Runtime]:
     tasks.task(webhooks.DELIVER_TASK, webhooks.deliver, lane=WEBHOOKS_LANE)
     tasks.periodic("export.dispatch_due", exports.dispatch_due)
     tasks.periodic("webhooks.dispatch_due", webhooks.dispatch_due)
-    tasks.periodic("storage.sweep_temporaries", sweep_temporaries)
+    tasks.periodic("storage.sweep_temporaries", sweep_temporaries, every=TEMPORARY_SWEEP_EVERY_SECONDS)
     return tasks
 
 

@@ -22,6 +22,8 @@ TaskFn = Callable[..., None]
 class Periodic(Generic[C]):
     name: str
     fn: Callable[[C], Any]
+    # Run at most this often (seconds); 0: at every sweep.
+    every: float = 0.0
 
 
 def lane_queue(queue_name: str, lane: str) -> str:
@@ -53,9 +55,9 @@ class TaskRegistry(Generic[C]):
         """Task name → the broker queue its messages go to."""
         return {name: lane_queue(queue_name, self.lane_of(name)) for name in self.tasks}
 
-    def periodic(self, name: str, fn: Callable[[C], Any]) -> None:
+    def periodic(self, name: str, fn: Callable[[C], Any], every: float = 0.0) -> None:
         if all(p.name != name for p in self.periodics):
-            self.periodics.append(Periodic(name, fn))
+            self.periodics.append(Periodic(name, fn, every))
 
     def describe(self) -> dict[str, Any]:
         return {

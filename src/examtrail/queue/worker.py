@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from typing import Generic
 
@@ -25,6 +26,7 @@ class Sweeper(Generic[C]):
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="examtrail-sweeper", daemon=True)
+        self._last_run: dict[str, float] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -34,7 +36,12 @@ class Sweeper(Generic[C]):
         self._thread.join(timeout=5)
 
     def run_once(self) -> None:
+        now = time.monotonic()
         for job in list(self.registry.periodics):
+            last = self._last_run.get(job.name)
+            if last is not None and now - last < job.every:
+                continue
+            self._last_run[job.name] = now
             try:
                 job.fn(self.context)
             except Exception:

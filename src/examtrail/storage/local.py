@@ -123,7 +123,7 @@ class LocalObjectStore:
             return
         for path in sorted(directory.rglob("*")):
             key = path.relative_to(self.root).as_posix()
-            if path.is_file() and key.startswith(prefix) and not key.startswith(".tmp"):
+            if path.is_file() and key.startswith(prefix) and not key.startswith(_TMP):
                 yield key
 
     def sweep_temporaries(self, older_than_seconds: float) -> int:
