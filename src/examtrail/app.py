@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from examtrail import __version__
 from examtrail.auth.api import router as auth_router
+from examtrail.core.context import RequestContextMiddleware
 from examtrail.core.errors import install_error_handlers
 from examtrail.core.logging import install_redaction
 from examtrail.core.responses import JSONResponse
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
+    # Outermost: even an error answer carries the request id it was logged under.
+    app.add_middleware(RequestContextMiddleware)
     install_redaction()
     app.include_router(auth_router)
     app.include_router(tests_router)

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from examtrail.core import crypto
 from examtrail.core.db import transaction, utcnow
 from examtrail.runtime import Runtime
 from examtrail.webhooks import repository, sender, service
@@ -490,7 +491,7 @@ def test_an_attempt_that_cannot_be_prepared_is_logged_and_retried(
     sub = subscribe(http, headers, receiver.url())
     if fault == "undecryptable_secret":
         # As if the service's secret key had changed since the subscription was made.
-        monkeypatch.setattr(service, "secret_box", lambda _settings: sender.SecretBox(b"another key"))
+        monkeypatch.setattr(service, "secret_box", lambda _settings: crypto.SecretBox(b"another key"))
         expected = "cannot be decrypted"
     else:
 

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from examtrail.core import crypto
 from examtrail.webhooks import sender
 from examtrail.webhooks.service import retry_delay
 
@@ -109,19 +110,19 @@ def test_check_secret_refuses(bad: str) -> None:
 
 
 def test_secret_box_round_trip_and_binding() -> None:
-    box = sender.SecretBox(b"master-key")
+    box = crypto.SecretBox(b"master-key")
     sealed = box.seal("whsec_abc", "sub-1")
     assert "whsec_abc" not in sealed
     assert box.open(sealed, "sub-1") == "whsec_abc"
     assert box.seal("whsec_abc", "sub-1") != sealed  # fresh nonce
-    with pytest.raises(sender.SecretUnavailableError):
+    with pytest.raises(crypto.SecretUnavailableError):
         box.open(sealed, "sub-2")  # bound to its subscription
-    with pytest.raises(sender.SecretUnavailableError):
-        sender.SecretBox(b"another-key").open(sealed, "sub-1")
+    with pytest.raises(crypto.SecretUnavailableError):
+        crypto.SecretBox(b"another-key").open(sealed, "sub-1")
     tampered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
-    with pytest.raises(sender.SecretUnavailableError):
+    with pytest.raises(crypto.SecretUnavailableError):
         box.open(tampered, "sub-1")
-    with pytest.raises(sender.SecretUnavailableError):
+    with pytest.raises(crypto.SecretUnavailableError):
         box.open("v9.xyz", "sub-1")
 
 

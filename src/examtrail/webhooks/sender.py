@@ -5,7 +5,7 @@
   and the request then goes to the very address that was checked (the TLS name stays
   the endpoint's host name), so a DNS answer that changes in between cannot redirect
   a notification into the private network.
-* Secrets are ``whsec_<base64>``; at rest they are AES-GCM encrypted under a key derived
+* Secrets are ``whsec_<base64>``; at rest they are AES-GCM encrypted (core.crypto) under a key derived
   (HKDF) from the service's secret key, bound to their subscription id.
 * Every request is signed twice over the exact bytes sent: Standard Webhooks
   (``webhook-id``/``webhook-timestamp``/``webhook-signature``) and Inspera's
@@ -21,7 +21,6 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-import os
 import re
 import secrets
 import socket
@@ -33,10 +32,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from standardwebhooks import Webhook
 
 from examtrail import __version__
@@ -72,37 +67,6 @@ def check_secret(value: str) -> str:
     if not SECRET_MIN_BYTES <= len(raw) <= SECRET_MAX_BYTES:
         raise ValueError(f"the secret must encode {SECRET_MIN_BYTES} to {SECRET_MAX_BYTES} random bytes")
     return value
-
-
-class SecretUnavailableError(Exception):
-    """A stored secret cannot be decrypted (the service's secret key changed?)."""
-
-
-class SecretBox:
-    """Authenticated encryption of subscription secrets (AES-256-GCM, HKDF-derived key)."""
-
-    _VERSION = "v1"
-
-    def __init__(self, master_key: bytes) -> None:
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"examtrail/webhook-secrets/v1"
-        ).derive(master_key)
-        self._aead = AESGCM(key)
-
-    def seal(self, secret: str, context: str) -> str:
-        nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, secret.encode(), context.encode())
-        return f"{self._VERSION}.{base64.urlsafe_b64encode(nonce + sealed).decode()}"
-
-    def open(self, token: str, context: str) -> str:
-        version, _, payload = token.partition(".")
-        if version != self._VERSION:
-            raise SecretUnavailableError("unknown secret format")
-        try:
-            raw = base64.urlsafe_b64decode(payload)
-            return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
-        except (InvalidTag, binascii.Error, ValueError):
-            raise SecretUnavailableError("the signing secret cannot be decrypted") from None
 
 
 # --- signatures --------------------------------------------------------------------

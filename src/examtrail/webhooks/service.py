@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from examtrail.core import leases
+from examtrail.core import crypto, leases
 from examtrail.core.db import begin_write, transaction, utcnow
 from examtrail.core.errors import BadRequest, Conflict, NotFound
 from examtrail.core.security import Principal
@@ -77,8 +77,8 @@ def list_events() -> EventsOut:
     return EventsOut(events=[str(event) for event in EVENTS])
 
 
-def secret_box(settings: Settings) -> sender.SecretBox:
-    return sender.SecretBox(settings.signing_key())
+def secret_box(settings: Settings) -> crypto.SecretBox:
+    return crypto.SecretBox(settings.signing_key())
 
 
 # --- subscriptions -----------------------------------------------------------------
@@ -405,7 +405,7 @@ def _prepare(
     try:
         secret = secret_box(runtime.settings).open(subscription.secret_encrypted, subscription.id)
         payload = build_payload(delivery, status)
-    except sender.SecretUnavailableError:
+    except crypto.SecretUnavailableError:
         problem = "the signing secret cannot be decrypted (was the service's secret key changed?)"
     except Exception:
         # Never leave the claim without an outcome: that would retry forever without a trace.

@@ -1,0 +1,72 @@
+"""Who and what the current request is, for logs and the audit trail.
+
+A pure ASGI middleware sets the request id (the caller's ``X-Request-ID`` when it is
+sane, else a new one) and the client address in context variables, and echoes the id
+in the response. Context variables follow the request into the thread pool that runs
+synchronous routes, so services read them without threading them through every call.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = "x-request-id"
+# Ids from callers are logged and stored: short, printable, no separators that break log lines.
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+request_id_var: ContextVar[str | None] = ContextVar("examtrail_request_id", default=None)
+client_ip_var: ContextVar[str | None] = ContextVar("examtrail_client_ip", default=None)
+
+
+def current_request_id() -> str | None:
+    return request_id_var.get()
+
+
+def current_client_ip() -> str | None:
+    return client_ip_var.get()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER.encode():
+            candidate = value.decode("latin-1").strip()
+            if _SANE_ID.match(candidate):
+                return candidate
+            break
+    return new_request_id()
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope.get("headers") or [])
+        client = scope.get("client")
+        id_token = request_id_var.set(request_id)
+        ip_token = client_ip_var.set(client[0] if client else None)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(id_token)
+            client_ip_var.reset(ip_token)
