@@ -243,12 +243,18 @@ def test_attach_file(http: TestClient, headers: dict[str, str], test_42: str, ru
         attachment = session.get(Attachment, body["contentItemId"])
         assert attachment is not None
         assert b"".join(runtime.store.open_read(attachment.storage_key)) == payload
-    # Re-uploading the same name replaces the content and keeps the id.
-    again = http.put(FILE_URL.format("photo.png"), content=b"v2", headers=headers)
-    assert again.status_code == 201
-    assert again.json()["contentItemId"] == body["contentItemId"]
-    assert again.json()["fileSize"] == 2
+    # Evidence is immutable: the same bytes again are idempotent, other bytes a 409.
+    again = http.put(FILE_URL.format("photo.png"), content=payload, headers=headers)
+    assert again.status_code == 200
+    assert again.json() == body
+    other = http.put(FILE_URL.format("photo.png"), content=b"v2", headers=headers)
+    assert other.status_code == 409
+    assert other.json()["error"] == "file_exists"
     assert count(runtime, Attachment) == 1
+    with runtime.sessions() as session:
+        attachment = session.get(Attachment, body["contentItemId"])
+        assert attachment is not None
+        assert b"".join(runtime.store.open_read(attachment.storage_key)) == payload
 
 
 @pytest.mark.settings(max_file_bytes=1000)
