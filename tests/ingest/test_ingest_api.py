@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -285,3 +286,29 @@ def test_file_for_unknown_event_or_bad_name(http: TestClient, headers: dict[str,
     assert http.put(FILE_URL.format(".."), content=b"x", headers=headers).status_code in (404, 422)
     assert http.put(FILE_URL.format("a%00b"), content=b"x", headers=headers).status_code == 422
     assert http.put(FILE_URL.format("x" * 256), content=b"x", headers=headers).status_code == 422
+
+
+def received_at(runtime: Runtime) -> dict[str, int | None]:
+    with runtime.sessions() as session:
+        return dict(session.execute(select(Event.event_id, Event.received_at)).tuples().all())
+
+
+def test_events_record_the_servers_receipt_time(
+    http: TestClient, headers: dict[str, str], test_42: str, runtime: Runtime
+) -> None:
+    before = time.time_ns() // 1_000_000
+    # Claimed times in the past and the future: receivedAt is the server's clock regardless.
+    batch = [event(1, timeStamp="2020-01-01T00:00:00Z"), event(2, timeStamp="2999-01-01T00:00:00Z")]
+    assert http.post(test_42, json=batch, headers=headers).status_code == 201
+    after = time.time_ns() // 1_000_000
+    first = received_at(runtime)
+    assert first["ev-1"] == first["ev-2"]  # one clock read per batch
+    assert first["ev-1"] is not None and before <= first["ev-1"] <= after
+
+    time.sleep(0.01)
+    # An idempotent re-send stores nothing: the first receipt time stays.
+    assert http.post(test_42, json=batch, headers=headers).status_code == 200
+    assert http.post(test_42, json=event(3), headers=headers).status_code == 201
+    again = received_at(runtime)
+    assert again["ev-1"] == first["ev-1"] and again["ev-2"] == first["ev-2"]
+    assert again["ev-3"] is not None and again["ev-3"] > first["ev-1"]

@@ -4,7 +4,9 @@ and when streaming fails."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from examtrail.core.errors import NotFound
+from examtrail.core.errors import Conflict, NotFound
 from examtrail.ingest import repository, service
 from examtrail.ingest.models import Attachment, Event, Test
 from examtrail.ingest.schemas import AttachmentOut
@@ -343,3 +345,65 @@ def test_a_cancelled_upload_still_aborts_the_writer(
     assert writer.calls == ["write", "abort"]
     assert attachments(runtime) == []
     assert leftovers(runtime) == []
+
+
+def test_concurrent_first_uploads_of_other_bytes_one_wins_the_other_conflicts(
+    http: TestClient, runtime: Runtime, event_1: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both uploads have stored their bytes and read "no such file yet" before either
+    # records (PostgreSQL; SQLite's single writer serialises them and the barrier times out).
+    barrier = threading.Barrier(2, timeout=3)
+    real_get = repository.get_attachment
+
+    def get_then_wait(session: Any, event_pk: int, file_name: str) -> Any:
+        found = real_get(session, event_pk, file_name)
+        if found is None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+        return found
+
+    monkeypatch.setattr(repository, "get_attachment", get_then_wait)
+    results: dict[bytes, Any] = {}
+
+    def send(content: bytes) -> None:
+        try:
+            results[content] = upload(runtime, event_1, chunks(content))
+        except Exception as exc:
+            results[content] = exc
+
+    threads = [threading.Thread(target=send, args=(body,)) for body in (b"first version", b"second version")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    won = [(body, r) for body, r in results.items() if isinstance(r, tuple)]
+    lost = [r for r in results.values() if not isinstance(r, tuple)]
+    assert len(won) == 1 and len(lost) == 1, results
+    body, (out, created) = won[0]
+    assert created
+    assert isinstance(lost[0], Conflict) and lost[0].code == "file_exists"
+    [row] = attachments(runtime)
+    assert row.id == out.contentItemId and row.sha256 == hashlib.sha256(body).hexdigest()
+    assert leftovers(runtime) == [row.storage_key]
+    assert read(runtime, row.storage_key) == body
+    assert file_count(runtime) == 1
+
+
+def test_concurrent_first_uploads_of_the_same_bytes_agree(
+    http: TestClient, runtime: Runtime, event_1: int
+) -> None:
+    results: list[Any] = []
+
+    def send() -> None:
+        results.append(upload(runtime, event_1, chunks(b"same bytes")))
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created for _, created in results) == [False, False, True]
+    assert len({out.contentItemId for out, _ in results}) == 1
+    [row] = attachments(runtime)
+    assert leftovers(runtime) == [row.storage_key]

@@ -35,9 +35,11 @@ def upgrade() -> None:
             "floor(extract(epoch FROM created_at) * 1000)::bigint WHERE received_at IS NULL"
         )
     else:
+        # Exact from the stored text 'YYYY-MM-DD HH:MM:SS[.ffffff]' (no float rounding).
         op.execute(
             "UPDATE events SET received_at = "
-            "CAST(round((julianday(created_at) - 2440587.5) * 86400000) AS INTEGER) "
+            "CAST(strftime('%s', created_at) AS INTEGER) * 1000 "
+            "+ CAST(substr(created_at || '000', 21, 3) AS INTEGER) "
             "WHERE received_at IS NULL"
         )
     op.create_table(
