@@ -290,7 +290,8 @@ def test_file_for_unknown_event_or_bad_name(http: TestClient, headers: dict[str,
 
 def received_at(runtime: Runtime) -> dict[str, int | None]:
     with runtime.sessions() as session:
-        return dict(session.execute(select(Event.event_id, Event.received_at)).tuples().all())
+        rows = session.execute(select(Event.event_id, Event.received_at))
+        return {row.event_id: row.received_at for row in rows}
 
 
 def test_events_record_the_servers_receipt_time(
