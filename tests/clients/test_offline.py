@@ -412,3 +412,13 @@ def test_the_client_imports_nothing_of_the_server() -> None:
         assert "from examtrail." not in text and "import examtrail\n" not in text, source
         for heavy in ("pydantic", "fastapi", "sqlalchemy", "boto3"):
             assert f"import {heavy}" not in text, (source, heavy)
+
+
+def test_pseudonymize_option_is_sent_only_when_true() -> None:
+    from examtrail_client._common import export_params
+
+    assert export_params({"pseudonymize": True, "format": "csv"}) == [
+        ("pseudonymize", "true"),
+        ("format", "csv"),
+    ]
+    assert export_params({"pseudonymize": False}) == []
