@@ -422,3 +422,25 @@ def test_pseudonymize_option_is_sent_only_when_true() -> None:
         ("format", "csv"),
     ]
     assert export_params({"pseudonymize": False}) == []
+
+
+def test_jsonl_export_lines_reingest_without_export_only_fields(tmp_path: Path) -> None:
+    from examtrail_client.files import iter_jsonl
+
+    source = tmp_path / "export.jsonl"
+    line: dict[str, Any] = {
+        "eventId": "e1",
+        "event": "x",
+        "timeStamp": "2026-06-01T09:00:00.000Z",
+        "extraInfo": None,
+        "flaggingInfo": None,
+        "attachedFiles": [],
+        "userId": None,
+        "candidateUserId": 5,
+        "candidateId": "E",
+        "receivedAt": "2026-06-01T09:00:01.250Z",
+    }
+    source.write_text(json.dumps(line) + "\n")
+    [event] = list(iter_jsonl(source))
+    assert event.event == {"eventId": "e1", "event": "x", "timeStamp": "2026-06-01T09:00:00.000Z",
+                          "extraInfo": None, "flaggingInfo": None, "userId": None}  # fmt: skip
