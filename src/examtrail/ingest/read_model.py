@@ -368,8 +368,8 @@ def pg_candidate_rows(
 
     Candidate number i (0-based, by ``userId``) belongs to part ``i % parts``, so
     parallel readers of one snapshot interleave back into the file's order. ``lines``:
-    the body holds one JSON Lines object per event (with ``candidateUserId`` and
-    ``candidateId``), separated by newlines, instead of the file's comma-separated events.
+    the body holds one JSON Lines object per event (with ``candidateUserId``,
+    ``candidateId`` and ``receivedAt``), separated by newlines, instead of the file's comma-separated events.
     """
     bind = _literals(connection)
     sql = _candidate_rows_sql(
