@@ -366,6 +366,7 @@ def _load_postgres(
     synth = Synthesizer(spec)
     people = synth.candidates()
     now = datetime.now(UTC).replace(tzinfo=None)
+    received = int(datetime.now(UTC).timestamp() * 1000)
     files: list[tuple[str, tuple[str, str]]] = []
     raw = engine.raw_connection()
     try:
@@ -381,7 +382,7 @@ def _load_postgres(
             t0 = time.perf_counter()
             columns = (
                 "test_pk, candidate_pk, event_id, event, occurred_at_ms, creator_user_id, flag_type, "
-                "doc, file_count, created_at"
+                "doc, file_count, created_at, received_at"
             )
             with cur.copy(f"COPY events ({columns}) FROM STDIN") as copy:
                 for batch, _ in _stream_batches(synth, people, pks):
@@ -390,7 +391,7 @@ def _load_postgres(
                         has_file = ev.file is not None
                         copy.write_row(
                             (test_pk, pk, ev.event_id, ev.event, ev.occurred_at_ms, ev.user_id, flag, ev.doc,
-                             1 if has_file else 0, now)
+                             1 if has_file else 0, now, received)
                         )  # fmt: skip
                         if has_file:
                             assert ev.file is not None
@@ -428,6 +429,7 @@ def _load_sqlite(
     synth = Synthesizer(spec)
     people = synth.candidates()
     now = datetime.now(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+    received = int(datetime.now(UTC).timestamp() * 1000)
     files: list[tuple[str, tuple[str, str]]] = []
     raw = engine.raw_connection()
     try:
@@ -445,7 +447,7 @@ def _load_sqlite(
         t0 = time.perf_counter()
         sql = (
             "INSERT INTO events (test_pk, candidate_pk, event_id, event, occurred_at_ms, creator_user_id, "
-            "flag_type, doc, file_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "flag_type, doc, file_count, created_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         for batch, _ in _stream_batches(synth, people, pks):
             rows = []
@@ -453,7 +455,7 @@ def _load_sqlite(
                 flag = ev.flagging_info["flagType"] if ev.flagging_info else None
                 rows.append(
                     (test_pk, pk, ev.event_id, ev.event, ev.occurred_at_ms, ev.user_id, flag, ev.doc,
-                     1 if ev.file else 0, now)
+                     1 if ev.file else 0, now, received)
                 )  # fmt: skip
                 if ev.file is not None:
                     files.append((ev.event_id, ev.file))

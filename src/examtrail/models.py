@@ -1,7 +1,7 @@
 """Imports every feature's models so metadata (and Alembic) sees all tables."""
 
 from examtrail.auth.models import ApiClient, Tenant
-from examtrail.exports.models import ExportJob
+from examtrail.exports.models import ExportJob, PseudonymKey
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 from examtrail.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
@@ -11,6 +11,7 @@ __all__ = [
     "Candidate",
     "Event",
     "ExportJob",
+    "PseudonymKey",
     "Tenant",
     "Test",
     "WebhookAttempt",

@@ -105,6 +105,7 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
     },
     "putEventFile": {
         404: ["test_not_found", "candidate_not_found", "event_not_found"],
+        409: ["file_exists"],
         413: ["file_too_large"],
         422: ["invalid_content_type"],
     },

@@ -124,3 +124,17 @@ def test_exports_run_with_format_and_compression(demo_env: dict[str, str], tmp_p
     assert again.exit_code == 0 and "finished" in again.output
     bad = _invoke(["exports", "run", "1001", "--tenant", "demo", "--format", "xml"])
     assert bad.exit_code != 0
+
+
+def test_exports_run_pseudonymized(demo_env: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "research.jsonl"
+    args = ["exports", "run", "1001", "--tenant", "demo", "--format", "jsonl", "--pseudonymize"]
+    result = _invoke([*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines
+    assert all(str(line["candidateUserId"]).startswith("p_") for line in lines)
+    assert all(line["candidateId"].startswith("p_") and line["attachedFiles"] == [] for line in lines)
+    assert b"C-00" not in out.read_bytes()  # the demo's candidate numbers

@@ -412,3 +412,35 @@ def test_the_client_imports_nothing_of_the_server() -> None:
         assert "from examtrail." not in text and "import examtrail\n" not in text, source
         for heavy in ("pydantic", "fastapi", "sqlalchemy", "boto3"):
             assert f"import {heavy}" not in text, (source, heavy)
+
+
+def test_pseudonymize_option_is_sent_only_when_true() -> None:
+    from examtrail_client._common import export_params
+
+    assert export_params({"pseudonymize": True, "format": "csv"}) == [
+        ("pseudonymize", "true"),
+        ("format", "csv"),
+    ]
+    assert export_params({"pseudonymize": False}) == []
+
+
+def test_jsonl_export_lines_reingest_without_export_only_fields(tmp_path: Path) -> None:
+    from examtrail_client.files import iter_jsonl
+
+    source = tmp_path / "export.jsonl"
+    line: dict[str, Any] = {
+        "eventId": "e1",
+        "event": "x",
+        "timeStamp": "2026-06-01T09:00:00.000Z",
+        "extraInfo": None,
+        "flaggingInfo": None,
+        "attachedFiles": [],
+        "userId": None,
+        "candidateUserId": 5,
+        "candidateId": "E",
+        "receivedAt": "2026-06-01T09:00:01.250Z",
+    }
+    source.write_text(json.dumps(line) + "\n")
+    [event] = list(iter_jsonl(source))
+    assert event.event == {"eventId": "e1", "event": "x", "timeStamp": "2026-06-01T09:00:00.000Z",
+                          "extraInfo": None, "flaggingInfo": None, "userId": None}  # fmt: skip

@@ -9,6 +9,8 @@ import csv
 import gzip
 import io
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
@@ -146,6 +148,7 @@ def test_no_options_is_todays_file_and_status(http: TestClient, headers: dict[st
         "since": None,
         "format": "json",
         "compression": "none",
+        "pseudonymize": False,
     }
     assert status["nextSince"]
     assert status["downloadUrl"]
@@ -219,12 +222,6 @@ def test_jsonl(http: TestClient, headers: dict[str, str]) -> None:
     assert response.headers["content-type"].startswith("application/x-ndjson")
     assert f'test-67-events-{status["jobId"]}.jsonl"' in response.headers["content-disposition"]
     lines = jsonl(response.content)
-    expected = [
-        {**event, "candidateUserId": c["userId"], "candidateId": c["candidateId"]}
-        for c in whole["candidates"]
-        for event in c["events"]
-    ]
-    assert lines == expected
     assert list(lines[0]) == [
         "eventId",
         "event",
@@ -235,7 +232,18 @@ def test_jsonl(http: TestClient, headers: dict[str, str]) -> None:
         "userId",
         "candidateUserId",
         "candidateId",
+        "receivedAt",
     ]
+    # The server's receipt time (this test's ingestion: moments ago), not the client's timeStamp.
+    for line in lines:
+        received = datetime.fromisoformat(line.pop("receivedAt"))
+        assert timedelta(0) <= datetime.now(UTC) - received < timedelta(minutes=5)
+    expected = [
+        {**event, "candidateUserId": c["userId"], "candidateId": c["candidateId"]}
+        for c in whole["candidates"]
+        for event in c["events"]
+    ]
+    assert lines == expected
     assert response.content.endswith(b"}\n")
 
 
@@ -285,6 +293,7 @@ def test_csv_round_trips_every_field(http: TestClient, headers: dict[str, str]) 
         "eventId": "e1",
         "event": "flag",
         "timeStamp": "2026-06-01T07:00:00.500Z",
+        "receivedAt": first["receivedAt"],
         "userId": "77",
         "extraInfo.type": "note",
         "extraInfo.value": "'-2+3",
@@ -297,6 +306,9 @@ def test_csv_round_trips_every_field(http: TestClient, headers: dict[str, str]) 
         "attachedFiles.fileSize": "",
         "attachedFiles.presignedUrl": "",
     }
+    assert list(first)[4:7] == ["timeStamp", "receivedAt", "userId"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["receivedAt"])
+    assert second["receivedAt"] == first["receivedAt"]  # one batch, one clock read
     assert second["eventId"] == "e2" and second["userId"] == "" and second["flaggingInfo.comment"] == ""
     assert second["attachedFiles.fileName"] == "a;b.txt" and second["attachedFiles.fileSize"] == "1"
     assert fetch(http, second["attachedFiles.presignedUrl"]).content == b"x"
@@ -511,6 +523,7 @@ def test_filters_on_a_candidate_with_more_events_than_fit_a_row(
     _, flagged = export_json(http, headers, 75, {"flagged": "true"})
     assert all_ids(flagged) == [f"m{n:05d}" for n in range(0, 7000, 3)]
     lines = jsonl(download(http, order(http, headers, 75, {"format": "jsonl"})))
+    assert all(line.pop("receivedAt") for line in lines)
     expected_lines = [
         {**e, "candidateUserId": c["userId"], "candidateId": c["candidateId"]}
         for c in whole["candidates"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -243,12 +244,18 @@ def test_attach_file(http: TestClient, headers: dict[str, str], test_42: str, ru
         attachment = session.get(Attachment, body["contentItemId"])
         assert attachment is not None
         assert b"".join(runtime.store.open_read(attachment.storage_key)) == payload
-    # Re-uploading the same name replaces the content and keeps the id.
-    again = http.put(FILE_URL.format("photo.png"), content=b"v2", headers=headers)
-    assert again.status_code == 201
-    assert again.json()["contentItemId"] == body["contentItemId"]
-    assert again.json()["fileSize"] == 2
+    # Evidence is immutable: the same bytes again are idempotent, other bytes a 409.
+    again = http.put(FILE_URL.format("photo.png"), content=payload, headers=headers)
+    assert again.status_code == 200
+    assert again.json() == body
+    other = http.put(FILE_URL.format("photo.png"), content=b"v2", headers=headers)
+    assert other.status_code == 409
+    assert other.json()["error"] == "file_exists"
     assert count(runtime, Attachment) == 1
+    with runtime.sessions() as session:
+        attachment = session.get(Attachment, body["contentItemId"])
+        assert attachment is not None
+        assert b"".join(runtime.store.open_read(attachment.storage_key)) == payload
 
 
 @pytest.mark.settings(max_file_bytes=1000)
@@ -279,3 +286,30 @@ def test_file_for_unknown_event_or_bad_name(http: TestClient, headers: dict[str,
     assert http.put(FILE_URL.format(".."), content=b"x", headers=headers).status_code in (404, 422)
     assert http.put(FILE_URL.format("a%00b"), content=b"x", headers=headers).status_code == 422
     assert http.put(FILE_URL.format("x" * 256), content=b"x", headers=headers).status_code == 422
+
+
+def received_at(runtime: Runtime) -> dict[str, int | None]:
+    with runtime.sessions() as session:
+        rows = session.execute(select(Event.event_id, Event.received_at))
+        return {row.event_id: row.received_at for row in rows}
+
+
+def test_events_record_the_servers_receipt_time(
+    http: TestClient, headers: dict[str, str], test_42: str, runtime: Runtime
+) -> None:
+    before = time.time_ns() // 1_000_000
+    # Claimed times in the past and the future: receivedAt is the server's clock regardless.
+    batch = [event(1, timeStamp="2020-01-01T00:00:00Z"), event(2, timeStamp="2999-01-01T00:00:00Z")]
+    assert http.post(test_42, json=batch, headers=headers).status_code == 201
+    after = time.time_ns() // 1_000_000
+    first = received_at(runtime)
+    assert first["ev-1"] == first["ev-2"]  # one clock read per batch
+    assert first["ev-1"] is not None and before <= first["ev-1"] <= after
+
+    time.sleep(0.01)
+    # An idempotent re-send stores nothing: the first receipt time stays.
+    assert http.post(test_42, json=batch, headers=headers).status_code == 200
+    assert http.post(test_42, json=event(3), headers=headers).status_code == 201
+    again = received_at(runtime)
+    assert again["ev-1"] == first["ev-1"] and again["ev-2"] == first["ev-2"]
+    assert again["ev-3"] is not None and again["ev-3"] > first["ev-1"]

@@ -1,9 +1,12 @@
 """Evidence-file uploads (``ingest.service.FileUploads``): what stays in the object store
-and the database when a file is replaced, when recording fails, and when streaming fails."""
+and the database when a file is sent again (evidence is immutable), when recording fails,
+and when streaming fails."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from examtrail.core.errors import NotFound
+from examtrail.core.errors import Conflict, NotFound
 from examtrail.ingest import repository, service
 from examtrail.ingest.models import Attachment, Event, Test
 from examtrail.ingest.schemas import AttachmentOut
@@ -132,31 +135,60 @@ def chunks(*parts: bytes, then: BaseException | None = None) -> Callable[[], Asy
 # -- through the HTTP API ---------------------------------------------------------------------
 
 
-def test_replacing_a_file_deletes_the_old_object(
+def test_the_same_bytes_again_are_idempotent(
     http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int
 ) -> None:
-    first = http.put(FILE_URL.format("photo.png"), content=b"v1" * 100, headers=headers)
+    first = http.put(
+        FILE_URL.format("photo.png"), content=b"v1" * 100, headers={**headers, "content-type": "image/png"}
+    )
     assert first.status_code == 201, first.text
-    [old] = attachments(runtime)
-    assert stored_keys(runtime) == [old.storage_key]
+    [row] = attachments(runtime)
 
-    second = http.put(
+    # A client retry (another Content-Type even): 200, the same attachment, nothing new stored.
+    again = http.put(FILE_URL.format("photo.png"), content=b"v1" * 100, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert first.json()["contentItemId"] == row.id
+    assert first.json()["contentType"] == "image/png"
+    [still] = attachments(runtime)
+    assert (still.id, still.storage_key, still.content_type) == (row.id, row.storage_key, "image/png")
+    assert leftovers(runtime) == [row.storage_key]  # the retry's own copy is gone
+    assert file_count(runtime) == 1
+
+
+def test_other_bytes_under_the_same_name_are_a_conflict_and_change_nothing(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int
+) -> None:
+    assert http.put(FILE_URL.format("photo.png"), content=b"v1" * 100, headers=headers).status_code == 201
+    [old] = attachments(runtime)
+    with runtime.sessions() as session:
+        stamp_before = session.scalar(select(Event.ingest_xid))
+
+    response = http.put(
         FILE_URL.format("photo.png"), content=b"v2", headers={**headers, "content-type": "image/png"}
     )
-    assert second.status_code == 201, second.text
-    assert second.json() == {
-        "fileName": "photo.png",
-        "contentItemId": old.id,
-        "fileSize": 2,
-        "sha256": hashlib.sha256(b"v2").hexdigest(),
-        "contentType": "image/png",
-    }
-    [new] = attachments(runtime)
-    assert new.storage_key != old.storage_key
-    assert stored_keys(runtime) == [new.storage_key]
-    assert not runtime.store.exists(old.storage_key)
-    assert read(runtime, new.storage_key) == b"v2"
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["error"] == "file_exists"
+    assert "photo.png" in body["message"]
+    assert body["details"][0]["contentItemId"] == old.id
+    [kept] = attachments(runtime)
+    assert (kept.storage_key, kept.size, kept.sha256, kept.content_type) == (
+        old.storage_key,
+        old.size,
+        old.sha256,
+        old.content_type,
+    )
+    assert leftovers(runtime) == [old.storage_key]
+    assert read(runtime, old.storage_key) == b"v1" * 100
     assert file_count(runtime) == 1
+    with runtime.sessions() as session:
+        assert session.scalar(select(Event.ingest_xid)) == stamp_before  # not "changed" for exports
+
+    # Another name on the same event is a new file, under its own never-reused key.
+    other = http.put(FILE_URL.format("photo-2.png"), content=b"v2", headers=headers)
+    assert other.status_code == 201, other.text
+    assert len(set(stored_keys(runtime))) == 2
 
 
 def test_failed_record_of_a_new_file_leaves_no_object_and_no_row(
@@ -181,7 +213,7 @@ def test_failed_record_of_a_new_file_leaves_no_object_and_no_row(
     assert leftovers(runtime) == []
 
 
-def test_failed_record_of_a_replacement_keeps_the_old_file(
+def test_failed_record_of_a_repeat_keeps_the_first_file(
     http: TestClient,
     headers: dict[str, str],
     runtime: Runtime,
@@ -190,14 +222,12 @@ def test_failed_record_of_a_replacement_keeps_the_old_file(
 ) -> None:
     assert http.put(FILE_URL.format("photo.png"), content=b"v1", headers=headers).status_code == 201
     [old] = attachments(runtime)
-    real_record = service.record_upload
 
-    def record_then_fail(*args: Any) -> Any:
-        real_record(*args)  # the row now points at the new object (flushed) ...
-        raise RuntimeError("database went away")  # ... until the rollback
+    def fail(*args: Any) -> Any:
+        raise RuntimeError("database went away")
 
-    monkeypatch.setattr(service, "record_upload", record_then_fail)
-    response = http.put(FILE_URL.format("photo.png"), content=b"v2", headers=headers)
+    monkeypatch.setattr(service, "record_upload", fail)
+    response = http.put(FILE_URL.format("photo.png"), content=b"v1", headers=headers)
     assert response.status_code == 500
     [kept] = attachments(runtime)
     assert (kept.storage_key, kept.size, kept.sha256) == (old.storage_key, old.size, old.sha256)
@@ -240,7 +270,8 @@ def test_declared_too_large_is_refused_before_anything_is_opened(
 def test_upload_streams_every_chunk_and_records_the_file(
     http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
 ) -> None:
-    out = upload(runtime, event_1, chunks(b"abc", b"", b"def"))
+    out, created = upload(runtime, event_1, chunks(b"abc", b"", b"def"))
+    assert created
     assert out == AttachmentOut(
         fileName="clip.bin",
         contentItemId=out.contentItemId,
@@ -314,3 +345,65 @@ def test_a_cancelled_upload_still_aborts_the_writer(
     assert writer.calls == ["write", "abort"]
     assert attachments(runtime) == []
     assert leftovers(runtime) == []
+
+
+def test_concurrent_first_uploads_of_other_bytes_one_wins_the_other_conflicts(
+    http: TestClient, runtime: Runtime, event_1: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both uploads have stored their bytes and read "no such file yet" before either
+    # records (PostgreSQL; SQLite's single writer serialises them and the barrier times out).
+    barrier = threading.Barrier(2, timeout=3)
+    real_get = repository.get_attachment
+
+    def get_then_wait(session: Any, event_pk: int, file_name: str) -> Any:
+        found = real_get(session, event_pk, file_name)
+        if found is None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+        return found
+
+    monkeypatch.setattr(repository, "get_attachment", get_then_wait)
+    results: dict[bytes, Any] = {}
+
+    def send(content: bytes) -> None:
+        try:
+            results[content] = upload(runtime, event_1, chunks(content))
+        except Exception as exc:
+            results[content] = exc
+
+    threads = [threading.Thread(target=send, args=(body,)) for body in (b"first version", b"second version")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    won = [(body, r) for body, r in results.items() if isinstance(r, tuple)]
+    lost = [r for r in results.values() if not isinstance(r, tuple)]
+    assert len(won) == 1 and len(lost) == 1, results
+    body, (out, created) = won[0]
+    assert created
+    assert isinstance(lost[0], Conflict) and lost[0].code == "file_exists"
+    [row] = attachments(runtime)
+    assert row.id == out.contentItemId and row.sha256 == hashlib.sha256(body).hexdigest()
+    assert leftovers(runtime) == [row.storage_key]
+    assert read(runtime, row.storage_key) == body
+    assert file_count(runtime) == 1
+
+
+def test_concurrent_first_uploads_of_the_same_bytes_agree(
+    http: TestClient, runtime: Runtime, event_1: int
+) -> None:
+    results: list[Any] = []
+
+    def send() -> None:
+        results.append(upload(runtime, event_1, chunks(b"same bytes")))
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(created for _, created in results) == [False, False, True]
+    assert len({out.contentItemId for out, _ in results}) == 1
+    [row] = attachments(runtime)
+    assert leftovers(runtime) == [row.storage_key]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -94,6 +96,10 @@ def test_timeline_escapes_and_shows_gaps_and_files(http: TestClient, headers: di
         < html.index('id="ev-d"')
     )
     assert "Severity: high" in html
+    # The server's receipt time beside the claimed one (ingested just now, not 2026-06-01).
+    received = re.findall(r'<span class="received">Received <time datetime="([^"]+)"', html)
+    assert len(received) == 4
+    assert all(at.startswith(datetime.now(UTC).strftime("%Y-%m-%d")) for at in received)
     assert "&lt;img&gt;.png" in html
     assert 'alt="Evidence file &lt;img&gt;.png"' in html
     assert "Content-Security-Policy" in page.headers or "content-security-policy" in page.headers

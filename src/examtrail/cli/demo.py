@@ -14,6 +14,7 @@ from examtrail.auth import repository as auth_repository
 from examtrail.auth import service as auth_service
 from examtrail.core.db import build_engine, build_session_factory, transaction
 from examtrail.core.settings import Settings
+from examtrail.ingest import repository as ingest_repository
 from examtrail.ingest import service as ingest
 from examtrail.ingest.schemas import CandidateIn, EventIn, ExtraInfo, FlaggingInfo
 from examtrail.storage import build_object_store
@@ -216,7 +217,7 @@ def seed_demo(settings: Settings) -> DemoResult:
                 target = ingest.prepare_upload(
                     session, tenant_id, DEMO_TEST_ID, 2002, "demo-2002-5", file_name
                 )
-                if target.replaces is None:
+                if ingest_repository.get_attachment(session, target.event_pk, file_name) is None:
                     writer = store.open_writer(target.storage_key, content_type=content_type)
                     writer.write(content)
                     stored = writer.commit()

@@ -75,6 +75,9 @@ def run_export(
     since: str | None = typer.Option(
         None, metavar="CURSOR", help="An earlier export's nextSince: only what came after."
     ),
+    pseudonymize: bool = typer.Option(
+        False, "--pseudonymize", help="Pseudonyms instead of userId and candidateId; no comments or files."
+    ),
 ) -> None:
     """Order an export and run it in this process, with a progress bar.
 
@@ -87,7 +90,9 @@ def run_export(
     if out is not None and out.is_dir():
         raise CliError(f"--out: {out} is a folder; give a file name")
     try:
-        options = ExportOptions.model_validate({"format": fmt, "compression": compression, "since": since})
+        options = ExportOptions.model_validate(
+            {"format": fmt, "compression": compression, "since": since, "pseudonymize": pseudonymize}
+        )
     except ValidationError as exc:
         raise CliError(f"export options: {exc.errors()[0]['msg']}") from None
     runtime = _runtime()

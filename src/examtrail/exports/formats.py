@@ -1,10 +1,12 @@
 """Output formats other than the seed's JSON file, and gzip compression.
 
 - JSON Lines: one line per event, the event object (as in the JSON file) plus
-  ``candidateUserId`` and ``candidateId``.
+  ``candidateUserId``, ``candidateId`` and ``receivedAt`` (the server's receipt time,
+  RFC 3339 UTC with milliseconds; null for events stored without one).
 - CSV: UTF-8 with BOM, RFC 4180 (CRLF, quotes doubled, fields with ``, " CR LF`` quoted),
-  one row per event with flattened columns; list values joined with ``;``; text cells
-  starting with ``= + - @`` (or tab / CR) are prefixed with ``'`` against formula injection.
+  one row per event with flattened columns (``CSV_COLUMNS``; ``receivedAt`` follows
+  ``timeStamp``); list values joined with ``;``; text cells starting with ``= + - @``
+  (or tab / CR) are prefixed with ``'`` against formula injection.
 - gzip: a writer wrapper that compresses on the way to the object store, so the stored
   object (and its size and SHA-256) is the compressed stream.
 
@@ -20,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from examtrail.core.timeutil import format_ms
 from examtrail.storage.base import ObjectWriter, StoredObject
 
 BOM = b"\xef\xbb\xbf"
@@ -30,6 +33,7 @@ CSV_COLUMNS = (
     "eventId",
     "event",
     "timeStamp",
+    "receivedAt",
     "userId",
     "extraInfo.type",
     "extraInfo.value",
@@ -46,11 +50,18 @@ CSV_COLUMNS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def jsonl_line(user_id: int, candidate_id: str, doc: str) -> bytes:
-    """The event ``doc`` (a JSON object) with the candidate's ids added, and a newline."""
+def jsonl_line(user_id: int | str, candidate_id: str, doc: str, received_at: int | None) -> bytes:
+    """The event ``doc`` (a JSON object) with the candidate's ids and the receipt time
+    added, and a newline (``user_id`` is a string in pseudonymised exports)."""
     head = doc.encode()
     assert head.endswith(b"}")
-    return b'%b,"candidateUserId":%d,"candidateId":%b}\n' % (head[:-1], user_id, orjson.dumps(candidate_id))
+    received = b"null" if received_at is None else b'"%b"' % format_ms(received_at).encode()
+    return b'%b,"candidateUserId":%b,"candidateId":%b,"receivedAt":%b}\n' % (
+        head[:-1],
+        orjson.dumps(user_id),
+        orjson.dumps(candidate_id),
+        received,
+    )
 
 
 def neutralise(cell: str) -> str:
@@ -62,18 +73,21 @@ def _text(value: Any) -> str:
     return "" if value is None else neutralise(str(value))
 
 
-def csv_row(user_id: int, candidate_id: str, doc: str | bytes) -> list[str]:
+def csv_row(user_id: int | str, candidate_id: str, doc: str | bytes, received_at: int | None) -> list[str]:
     """The CSV row of one event doc (the event object of the JSON file)."""
-    return _row(user_id, candidate_id, orjson.loads(doc))
+    received = "" if received_at is None else format_ms(received_at)
+    return _row(user_id, candidate_id, orjson.loads(doc), received)
 
 
 def csv_row_from_line(line: bytes) -> list[str]:
-    """The CSV row of one JSON Lines object (event plus ``candidateUserId``, ``candidateId``)."""
+    """The CSV row of one JSON Lines object (event plus ``candidateUserId``, ``candidateId``,
+    ``receivedAt``)."""
     event = orjson.loads(line)
-    return _row(event.pop("candidateUserId"), event.pop("candidateId"), event)
+    received = event.pop("receivedAt", None)
+    return _row(event.pop("candidateUserId"), event.pop("candidateId"), event, received or "")
 
 
-def _row(user_id: int, candidate_id: str, event: dict[str, Any]) -> list[str]:
+def _row(user_id: int | str, candidate_id: str, event: dict[str, Any], received_at: str) -> list[str]:
     extra = event.get("extraInfo") or {}
     flag = event.get("flaggingInfo") or {}
     files = event.get("attachedFiles") or []
@@ -84,7 +98,8 @@ def _row(user_id: int, candidate_id: str, event: dict[str, Any]) -> list[str]:
         _text(event.get("eventId")),
         _text(event.get("event")),
         str(event.get("timeStamp") or ""),
-        "" if creator is None else str(creator),
+        received_at,
+        "" if creator is None else _text(creator),
         _text(extra.get("type")),
         _text(extra.get("value")),
         _text(flag.get("flagType")),

@@ -74,3 +74,15 @@ class ExportJob(Base):
             return 0
         # Never claim 100 before the file is published.
         return min(99, self.candidates_done * 100 // self.candidates_total)
+
+
+class PseudonymKey(Base):
+    """A tenant's key for pseudonymised exports (``exports.pseudonyms``): random, created on
+    first use, sealed with ``core.crypto.SecretBox`` (purpose ``PSEUDONYM_KEYS``). Stored,
+    not derived from the service's secret key, so pseudonyms survive that key's rotation."""
+
+    __tablename__ = "pseudonym_keys"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    sealed_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -91,6 +91,7 @@ class ExportOptions(BaseModel):
     since: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     format: ExportFormat = ExportFormat.JSON
     compression: Compression = Compression.NONE
+    pseudonymize: bool = False
 
     @field_validator("userId", "candidateId", "event", "severityLevel")
     @classmethod
@@ -140,11 +141,16 @@ class ExportOptions(BaseModel):
             "since": self.since,
             "format": self.format.value,
             "compression": self.compression.value,
+            "pseudonymize": self.pseudonymize,
         }
 
     def canonical(self) -> str:
-        """Canonical JSON: equal options give equal text (the job's ``options`` column)."""
-        return orjson.dumps(self.public(), option=orjson.OPT_SORT_KEYS).decode()
+        """Canonical JSON: equal options give equal text (the job's ``options`` column).
+        ``pseudonymize`` only when true: jobs stored before it existed keep matching."""
+        public = self.public()
+        if not self.pseudonymize:
+            del public["pseudonymize"]
+        return orjson.dumps(public, option=orjson.OPT_SORT_KEYS).decode()
 
     @classmethod
     def from_stored(cls, stored: str) -> ExportOptions:
@@ -244,6 +250,7 @@ _OPTION_PARAMS = frozenset(
         "since",
         "format",
         "compression",
+        "pseudonymize",
     )
 )
 # Parameters the export routes know besides the options.
@@ -306,6 +313,19 @@ def order_options(
         Compression,
         Query(description="`none` or `gzip` (the stored object is gzip-compressed, name ends `.gz`)."),
     ] = Compression.NONE,
+    pseudonymize: Annotated[
+        bool | None,
+        Query(
+            description="`true`: a research export without identities (pseudonymisation, not "
+            "anonymisation). `userId` (candidates' and events') and `candidateId` become stable "
+            "pseudonyms (`p_` + 26 base32 characters, a keyed HMAC per tenant: the same in every "
+            "export of the tenant, so files can be joined; userId and candidateId hash apart); "
+            "`flaggingInfo.comment` and `extraInfo.value` are removed, `attachedFiles` is empty; "
+            "candidates are listed in pseudonym order. Timestamps, event names, eventIds and flag "
+            "types stay and may still identify someone. Any format; the JSON file then differs from "
+            "the export file schema in exactly those fields."
+        ),
+    ] = None,
 ) -> ExportOptions:
     """The FastAPI dependency of the order calls: the query's options, validated (422
     names the field: unknown parameters, bad values, ``from >= to``, a malformed ``since``)."""
@@ -327,6 +347,7 @@ def order_options(
         ("from", from_),
         ("to", to),
         ("since", since),
+        ("pseudonymize", pseudonymize),
     ):
         if value is not None:
             raw[name] = value

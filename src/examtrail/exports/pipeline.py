@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 from examtrail.core.db import export_snapshot, snapshot_reader
 from examtrail.core.timeutil import format_dt
 from examtrail.exports.formats import CsvEncoder, CsvFromLines, csv_row, jsonl_line
+from examtrail.exports.pseudonyms import Pseudonyms
 from examtrail.ingest import read_model
 from examtrail.ingest.docs import with_attachments
 from examtrail.ingest.read_model import FILES_MARK, NO_FILTER, AttachmentRef, EventFilter
@@ -169,9 +170,10 @@ def write_export(
     progress: Progress,
     flt: EventFilter = NO_FILTER,
     fmt: str = "json",
+    pseudonyms: Pseudonyms | None = None,
 ) -> StoredObject:
-    """Write the whole file (``fmt``: json, jsonl or csv; only what ``flt`` selects) and
-    commit it; on any exception the caller aborts ``writer``."""
+    """Write the whole file (``fmt``: json, jsonl or csv; only what ``flt`` selects;
+    ``pseudonyms``: pseudonymised) and commit it; on any exception the caller aborts ``writer``."""
 
     def sign(key: str, name: str, content_type: str) -> str:
         return store.presigned_get_url(
@@ -181,7 +183,9 @@ def write_export(
     progress.total = read_model.count_candidates(connection, test_pk, flt)
     sink = _Sink(writer)
     try:
-        if fmt == "jsonl":
+        if pseudonyms is not None:
+            _write_pseudonymised(connection, test_pk, flt, sink, progress, pseudonyms, fmt, created)
+        elif fmt == "jsonl":
             _write_jsonl(connection, test_pk, flt, sink, sign, progress)
         elif fmt == "csv":
             _write_csv(connection, test_pk, flt, sink, sign, progress)
@@ -331,7 +335,7 @@ def _write_candidates_generic(
 
     try:
         while batch := rows.fetchmany(_FETCH_ROWS):
-            for user_id, candidate_id, event_pk, doc, file_count in batch:
+            for user_id, candidate_id, event_pk, doc, file_count, _received in batch:
                 if user_id != current_user:
                     if current_user is not None:
                         flush_docs()
@@ -365,15 +369,15 @@ def _write_candidates_generic(
 
 def _event_docs(
     connection: Connection, test_pk: int, flt: EventFilter, sign: Signer, progress: Progress
-) -> Iterator[tuple[int, str, str]]:
-    """``(userId, candidateId, event doc with its attachments)`` in file order."""
+) -> Iterator[tuple[int, str, str, int | None]]:
+    """``(userId, candidateId, event doc with its attachments, receivedAt ms)`` in file order."""
     files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS, flt)
     attached = _AttachmentsByEvent(files_cursor)
     rows = read_model.stream_events(connection, test_pk, _FETCH_ROWS, flt)
     current_user: int | None = None
     try:
         while batch := rows.fetchmany(_FETCH_ROWS):
-            for user_id, candidate_id, event_pk, doc, file_count in batch:
+            for user_id, candidate_id, event_pk, doc, file_count, received_at in batch:
                 if user_id != current_user:
                     if current_user is not None:
                         progress.done += 1
@@ -384,7 +388,7 @@ def _event_docs(
                     refs = attached.take(event_pk)
                     doc = with_attachments(doc, _attachments_json(refs, sign, progress).decode())
                 progress.events += 1
-                yield user_id, candidate_id, doc
+                yield user_id, candidate_id, doc, received_at
             if progress.stop.is_set():
                 raise ExportInterrupted
         if current_user is not None:
@@ -403,8 +407,8 @@ def _write_jsonl(
         return
     lines: list[bytes] = []
     size = 0
-    for user_id, candidate_id, doc in _event_docs(connection, test_pk, flt, sign, progress):
-        line = jsonl_line(user_id, candidate_id, doc)
+    for user_id, candidate_id, doc, received_at in _event_docs(connection, test_pk, flt, sign, progress):
+        line = jsonl_line(user_id, candidate_id, doc, received_at)
         lines.append(line)
         size += len(line)
         if size >= _FLUSH_BYTES:
@@ -427,10 +431,69 @@ def _write_csv(
     encoder = CsvEncoder()
     sink.add(encoder.header())
     pending = 0
-    for user_id, candidate_id, doc in _event_docs(connection, test_pk, flt, sign, progress):
-        encoder.add(csv_row(user_id, candidate_id, doc))
+    for user_id, candidate_id, doc, received_at in _event_docs(connection, test_pk, flt, sign, progress):
+        encoder.add(csv_row(user_id, candidate_id, doc, received_at))
         pending += 1
         if pending >= 1000:
             sink.add(encoder.take())
             pending = 0
     sink.add(encoder.take())
+
+
+# --- pseudonymised: every format, both databases, one candidate at a time -----------------
+
+
+def _write_pseudonymised(
+    connection: Connection,
+    test_pk: int,
+    flt: EventFilter,
+    sink: _Sink,
+    progress: Progress,
+    pseudonyms: Pseudonyms,
+    fmt: str,
+    created: datetime,
+) -> None:
+    """The file with pseudonyms for identities (``exports.pseudonyms``) and no attachments.
+
+    Candidates go in pseudonym order, not ``userId`` order: the order of real ids would let
+    anyone who knows the ids map them to their pseudonyms. Memory holds the candidate list
+    (bounded by candidates, not events); each candidate's events stream.
+    """
+    candidates = sorted(
+        (pseudonyms.user(user_id), pseudonyms.candidate(candidate_id), pk)
+        for pk, user_id, candidate_id in read_model.list_candidates(connection, test_pk, flt)
+    )
+    encoder = CsvEncoder() if fmt == "csv" else None
+    if encoder is not None:
+        sink.add(encoder.header())
+    elif fmt == "json":
+        sink.add(b'{"created":' + orjson.dumps(format_dt(created)) + b',"candidates":[')
+    for index, (user, candidate, pk) in enumerate(candidates):
+        if progress.stop.is_set():
+            raise ExportInterrupted
+        if fmt == "json":
+            head = b'{"userId":%b,"candidateId":%b,"events":[' % (orjson.dumps(user), orjson.dumps(candidate))
+            sink.add(head if index == 0 else b"," + head)
+        rows = read_model.stream_candidate_events(connection, pk, _FETCH_ROWS, flt)
+        try:
+            first = True
+            while batch := rows.fetchmany(_FETCH_ROWS):
+                pieces: list[bytes] = []
+                for doc, received_at in batch:
+                    clean = pseudonyms.event_doc(doc)
+                    if encoder is not None:
+                        encoder.add(csv_row(user, candidate, clean, received_at))
+                    elif fmt == "jsonl":
+                        pieces.append(jsonl_line(user, candidate, clean, received_at))
+                    else:
+                        pieces.append((clean if first else "," + clean).encode())
+                    first = False
+                progress.events += len(batch)
+                sink.add(encoder.take() if encoder is not None else b"".join(pieces))
+        finally:
+            rows.close()
+        if fmt == "json":
+            sink.add(b"]}")
+        progress.done += 1
+    if fmt == "json":
+        sink.add(b"]}")

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from examtrail.core import leases
-from examtrail.core.db import update_rows
-from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
+from examtrail.core.db import update_rows, utcnow
+from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus, PseudonymKey
 
 
 def get_job(session: Session, tenant_id: int, job_id: str) -> ExportJob | None:
@@ -189,3 +190,21 @@ def cancel(session: Session, tenant_id: int, job_id: str, now: datetime) -> bool
 def due_for_dispatch(session: Session, now: datetime, stale_before: datetime, limit: int = 500) -> list[str]:
     """Jobs whose wake-up message may be lost, or whose worker stopped renewing its lease."""
     return leases.due_for_dispatch(session, LEASE, now, stale_before, limit)
+
+
+# --- pseudonym keys ---------------------------------------------------------------------
+
+
+def get_pseudonym_key(session: Session, tenant_id: int) -> str | None:
+    return session.scalar(select(PseudonymKey.sealed_key).where(PseudonymKey.tenant_id == tenant_id))
+
+
+def add_pseudonym_key(session: Session, tenant_id: int, sealed_key: str) -> None:
+    """Store the tenant's key unless one exists (a concurrent first use may have won)."""
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(PseudonymKey)
+    session.execute(
+        insert.values(tenant_id=tenant_id, sealed_key=sealed_key, created_at=utcnow()).on_conflict_do_nothing(
+            index_elements=["tenant_id"]
+        )
+    )

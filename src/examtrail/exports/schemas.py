@@ -10,7 +10,8 @@ from examtrail.exports.models import JobStatus
 
 class ExportError(BaseModel):
     code: str = Field(
-        description="storage_unavailable | database_unavailable | too_many_attempts | internal_error"
+        description="storage_unavailable | database_unavailable | too_many_attempts | "
+        "pseudonym_key_unavailable | internal_error"
     )
     message: str
 
@@ -34,7 +35,8 @@ class ExportJobOut(BaseModel):
     sha256: str | None
     error: ExportError | None = Field(description="Why the export failed (only when `failed`)")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="The job's normalised options (filters, format, compression, since)"
+        default_factory=dict,
+        description="The job's normalised options (filters, format, compression, since, pseudonymize)",
     )
     format: Literal["json", "jsonl", "csv"] = Field(default="json", description="The file's format")
     compression: Literal["none", "gzip"] = Field(default="none", description="The file's compression")

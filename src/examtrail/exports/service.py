@@ -13,6 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from examtrail.core import leases
+from examtrail.core.crypto import SecretUnavailableError
 from examtrail.core.db import snapshot, transaction, utcnow
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.security import Principal
@@ -32,6 +33,7 @@ from examtrail.exports.options import (
     since_mark,
 )
 from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
+from examtrail.exports.pseudonyms import Pseudonyms, secret_box, tenant_pseudonyms
 from examtrail.exports.schemas import ExportError, ExportJobList, ExportJobOut
 from examtrail.ingest import read_model
 from examtrail.ingest.service import require_test
@@ -308,7 +310,9 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
             _quietly(lambda: runtime.store.delete(key))
 
     try:
-        flt = ExportOptions.from_stored(stored_options).event_filter(test_id)
+        options = ExportOptions.from_stored(stored_options)
+        flt = options.event_filter(test_id)
+        pseudonyms = _pseudonyms(runtime, tenant_id) if options.pseudonymize else None
         with _Heartbeat(runtime, job_id, owner, progress) as heartbeat:
             writer = runtime.store.open_writer(key, content_type=content_type(fmt, compression))
             if compression == Compression.GZIP:
@@ -326,6 +330,7 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
                     progress=progress,
                     flt=flt,
                     fmt=fmt,
+                    pseudonyms=pseudonyms,
                 )
                 committed = True
             if heartbeat.lost:
@@ -333,6 +338,19 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
     except ExportInterrupted:
         log.info("export %s was cancelled or taken over; discarding attempt %d", job_id, attempt)
         discard()
+        return
+    except SecretUnavailableError:
+        # The service's secret key changed: pseudonyms would change with a new key, never guess.
+        log.error("export %s: the tenant's pseudonym key cannot be opened", job_id)
+        discard()
+        _complete_failed(
+            runtime,
+            hooks,
+            job_id,
+            owner,
+            "pseudonym_key_unavailable",
+            "The tenant's pseudonym key cannot be decrypted with the service's secret key.",
+        )
         return
     except TRANSIENT as exc:
         discard()
@@ -346,6 +364,11 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
         return
 
     _publish(runtime, hooks, job_id, owner, key, stored, progress, next_since)
+
+
+def _pseudonyms(runtime: Runtime, tenant_id: int) -> Pseudonyms:
+    with transaction(runtime.sessions) as session:
+        return tenant_pseudonyms(session, secret_box(runtime.settings.signing_key()), tenant_id)
 
 
 def _publish(

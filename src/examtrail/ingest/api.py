@@ -198,7 +198,14 @@ def post_events(
     summary="Attach an evidence file to an event (the body is the file)",
     description="Send the file's raw bytes as the body with its own `Content-Type` (`curl --data-binary "
     "@FILE` or `curl -T FILE`); without one it is stored as `application/octet-stream`. "
-    "`multipart/form-data` (`curl -F`) is refused with 415.",
+    "`multipart/form-data` (`curl -F`) is refused with 415.\n\n"
+    "Evidence files are immutable: 201 when the file is new; the same `fileName` again with "
+    "identical bytes is idempotent (200, the same `contentItemId`, the first `Content-Type` kept); "
+    "with different bytes it is a 409 `file_exists` and nothing changes. A stored file is never "
+    "replaced or deleted (only erasure removes it), so links in earlier exports keep serving it.",
+    responses={
+        200: {"model": AttachmentOut, "description": "The same bytes were already attached under this name"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -214,6 +221,7 @@ async def put_file(
     file_name: FileNamePath,
     principal: IngestPrincipal,
     runtime: RuntimeDep,
+    response: Response,
 ) -> AttachmentOut:
     limit = runtime.settings.max_file_bytes
     declared = request.headers.get("content-length")
@@ -222,11 +230,13 @@ async def put_file(
     content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit)
     try:
-        return await uploads.upload(
+        out, created = await uploads.upload(
             principal.tenant_id, test_id, user_id, event_id, file_name, content_type, request.stream()
         )
     except ObjectTooLarge:
         raise _file_too_large(limit) from None
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return out
 
 
 def _file_too_large(limit: int) -> PayloadTooLarge:

@@ -64,6 +64,9 @@ class Event(Base):
     flag_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
     doc: Mapped[str] = mapped_column(Text)
     file_count: Mapped[int] = mapped_column(default=0)
+    # The server's clock when the event was ingested (UTC ms; ``receivedAt`` in JSON Lines,
+    # CSV and the review pages, never in the seed's JSON file). One read per batch.
+    received_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Which write produced the event or last attached a file to it, for incremental
     # exports: on PostgreSQL the transaction id (server default ``pg_current_xact_id()``,
@@ -72,7 +75,12 @@ class Event(Base):
 
 
 class Attachment(Base):
-    """An evidence file attached to an event; its bytes live in the object store."""
+    """An evidence file attached to an event; its bytes live in the object store.
+
+    Immutable: a row is never updated, and ``storage_key`` is a fresh key per upload that
+    is never reused, so an export's link always serves the bytes it was written for.
+    Only erasure deletes the row and its object.
+    """
 
     __tablename__ = "attachments"
     __table_args__ = (UniqueConstraint("event_pk", "file_name", name="uq_attachments_event_file"),)

@@ -179,7 +179,7 @@ def count_candidates(connection: Connection, test_pk: int, flt: EventFilter = NO
 
 def _events_sql(candidate_where: str, event_where: str) -> str:
     return f"""
-    SELECT c.user_id, c.candidate_id, e.id, e.doc, e.file_count
+    SELECT c.user_id, c.candidate_id, e.id, e.doc, e.file_count, e.received_at
     FROM candidates c
     LEFT JOIN events e ON e.candidate_pk = c.id{event_where}
     WHERE c.test_pk = :test_pk{candidate_where}
@@ -199,8 +199,8 @@ def _attachments_sql(candidate_where: str, event_where: str) -> str:
 
 
 def stream_events(connection: Connection, test_pk: int, batch: int, flt: EventFilter = NO_FILTER) -> Rows:
-    """Rows ``(user_id, candidate_id, event_pk, doc, file_count)`` in file order; a
-    candidate without (matching) events has one row with ``event_pk`` NULL."""
+    """Rows ``(user_id, candidate_id, event_pk, doc, file_count, received_at)`` in file
+    order; a candidate without (matching) events has one row with ``event_pk`` NULL."""
     params = _Params(test_pk=test_pk)
     sql = _events_sql(flt.candidate_sql(params), flt.event_sql(params, connection.dialect.name))
     stream = connection.execution_options(stream_results=True, yield_per=batch)
@@ -213,6 +213,33 @@ def stream_attachments(
     """Rows ``(event_pk, *AttachmentRef)`` in the same order as :func:`stream_events`."""
     params = _Params(test_pk=test_pk)
     sql = _attachments_sql(flt.candidate_sql(params), flt.event_sql(params, connection.dialect.name))
+    stream = connection.execution_options(stream_results=True, yield_per=batch)
+    return stream.execute(text(sql), params.values)
+
+
+# --- one candidate at a time (pseudonymised exports, in an order of their own) -------------
+
+
+def list_candidates(connection: Connection, test_pk: int, flt: EventFilter = NO_FILTER) -> list[Any]:
+    """``(candidate_pk, user_id, candidate_id)`` of the test's (selected) candidates."""
+    params = _Params(test_pk=test_pk)
+    sql = (
+        "SELECT c.id, c.user_id, c.candidate_id FROM candidates c "  # noqa: S608
+        f"WHERE c.test_pk = :test_pk{flt.candidate_sql(params)}"
+    )
+    return [tuple(row) for row in connection.execute(text(sql), params.values)]
+
+
+def stream_candidate_events(
+    connection: Connection, candidate_pk: int, batch: int, flt: EventFilter = NO_FILTER
+) -> Rows:
+    """Rows ``(doc, received_at)`` of one candidate's (matching) events, in file order."""
+    params = _Params(candidate_pk=candidate_pk)
+    sql = (
+        "SELECT e.doc, e.received_at FROM events e "  # noqa: S608
+        f"WHERE e.candidate_pk = :candidate_pk{flt.event_sql(params, connection.dialect.name)} "
+        "ORDER BY e.occurred_at_ms, e.event_id"
+    )
     stream = connection.execution_options(stream_results=True, yield_per=batch)
     return stream.execute(text(sql), params.values)
 
@@ -231,10 +258,18 @@ _EVENT_FRAGMENT = f"""
 """  # noqa: S608  (EMPTY_FILES is a constant of ours)
 
 
-# Line mode (JSON Lines): each event object also names its candidate, as the last two keys.
+# ``receivedAt`` as ``core.timeutil.format_ms`` writes it (exact: integer interval arithmetic).
+_RECEIVED_AT = """
+    COALESCE('"' || to_char(timestamp 'epoch' + e.received_at * interval '1 millisecond',
+                            'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'null')
+"""
+
+# Line mode (JSON Lines): each event object also names its candidate and its receipt time,
+# as the last three keys.
 _LINE_FRAGMENT = f"""
     left({_EVENT_FRAGMENT}, -1) || ',"candidateUserId":' || c.user_id
-        || ',"candidateId":' || to_json(c.candidate_id)::text || '}}'
+        || ',"candidateId":' || to_json(c.candidate_id)::text
+        || ',"receivedAt":' || {_RECEIVED_AT} || '}}'
 """
 
 
@@ -333,8 +368,8 @@ def pg_candidate_rows(
 
     Candidate number i (0-based, by ``userId``) belongs to part ``i % parts``, so
     parallel readers of one snapshot interleave back into the file's order. ``lines``:
-    the body holds one JSON Lines object per event (with ``candidateUserId`` and
-    ``candidateId``), separated by newlines, instead of the file's comma-separated events.
+    the body holds one JSON Lines object per event (with ``candidateUserId``,
+    ``candidateId`` and ``receivedAt``), separated by newlines, instead of the file's comma-separated events.
     """
     bind = _literals(connection)
     sql = _candidate_rows_sql(

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from examtrail.core.db import utcnow
+from examtrail.core.timeutil import to_epoch_ms
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 
 
@@ -176,15 +177,16 @@ _PG_CREATE_STAGING = f"""
     ) ON COMMIT DELETE ROWS
 """
 _PG_MOVE_STAGED = f"""
-    INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at)
-    SELECT %(test_pk)s, %(candidate_pk)s, {_ROW_COLUMNS}, 0, %(created_at)s FROM {_PG_STAGING}
+    INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at)
+    SELECT %(test_pk)s, %(candidate_pk)s, {_ROW_COLUMNS}, 0, %(created_at)s, %(received_at)s
+    FROM {_PG_STAGING}
     ON CONFLICT (test_pk, event_id) DO NOTHING
     RETURNING event_id
 """  # noqa: S608
 _PG_CLEAR_STAGING = f"DELETE FROM {_PG_STAGING}"  # noqa: S608
 _SQLITE_INSERT = (
-    f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, ingest_xid) "  # noqa: S608
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+    f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at, "  # noqa: S608
+    "ingest_xid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
 )
 
 
@@ -194,7 +196,10 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
     if not rows:
         return set()
     connection = session.connection()
-    created_at = utcnow().replace(tzinfo=None)
+    # One clock read per batch: created_at and receivedAt are the same instant.
+    now = utcnow()
+    created_at = now.replace(tzinfo=None)
+    received_at = to_epoch_ms(now)
     if connection.dialect.name == "postgresql":
         driver: Any = connection.connection.driver_connection
         with driver.cursor() as cursor:
@@ -203,7 +208,13 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(
-                _PG_MOVE_STAGED, {"test_pk": test_pk, "candidate_pk": candidate_pk, "created_at": created_at}
+                _PG_MOVE_STAGED,
+                {
+                    "test_pk": test_pk,
+                    "candidate_pk": candidate_pk,
+                    "created_at": created_at,
+                    "received_at": received_at,
+                },
             )
             inserted = {str(event_id) for (event_id,) in cursor.fetchall()}
             cursor.execute(_PG_CLEAR_STAGING)  # several batches may share one transaction
@@ -215,7 +226,9 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
     if new:
         stamp = created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
         xid = _next_sqlite_stamp(session, test_pk)
-        connection.exec_driver_sql(_SQLITE_INSERT, [(test_pk, candidate_pk, *row, stamp, xid) for row in new])
+        connection.exec_driver_sql(
+            _SQLITE_INSERT, [(test_pk, candidate_pk, *row, stamp, received_at, xid) for row in new]
+        )
     return {row[0] for row in new}
 
 
@@ -267,10 +280,3 @@ def add_attachment(session: Session, attachment: Attachment) -> None:
         .values(file_count=Event.file_count + 1, ingest_xid=change_stamp(session, test_pk))
     )
     session.flush()
-
-
-def touch_event(session: Session, test_pk: int, event_pk: int) -> None:
-    """Mark the event changed (a file replaced): the next incremental export carries it again."""
-    session.execute(
-        update(Event).where(Event.id == event_pk).values(ingest_xid=change_stamp(session, test_pk))
-    )

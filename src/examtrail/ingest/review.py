@@ -227,6 +227,8 @@ class TimelineEvent:
     doc: dict[str, Any]
     occurred_at_ms: int
     files: list[AttachmentRef]
+    # The server's receipt time (UTC ms); None for events stored without one.
+    received_at_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,15 +271,15 @@ def candidate_timeline(
     ):
         files.setdefault(event_pk, []).append(AttachmentRef(item_id, name, size, key, ctype))
     rows = session.execute(
-        select(Event.id, Event.event, Event.occurred_at_ms, Event.flag_type, Event.doc)
+        select(Event.id, Event.event, Event.occurred_at_ms, Event.flag_type, Event.doc, Event.received_at)
         .where(Event.candidate_pk == candidate_pk)
         .order_by(Event.occurred_at_ms, Event.event_id)
     ).all()
-    gaps = network_gaps((name, at) for _, name, at, _, _ in rows)
-    names = sorted({name for _, name, _, _, _ in rows})
+    gaps = network_gaps((name, at) for _, name, at, _, _, _ in rows)
+    names = sorted({name for _, name, _, _, _, _ in rows})
     events = [
-        TimelineEvent(orjson.loads(doc), at, files.get(pk, []))
-        for pk, name, at, flag_type, doc in rows
+        TimelineEvent(orjson.loads(doc), at, files.get(pk, []), received)
+        for pk, name, at, flag_type, doc, received in rows
         if (event is None or name == event) and (not flagged or flag_type is not None)
     ]
     return Timeline(user_id, candidate_id, events, gaps, names, len(rows))

@@ -199,7 +199,6 @@ class UploadTarget:
     test_pk: int
     event_pk: int
     storage_key: str
-    replaces: Attachment | None
 
 
 def prepare_upload(
@@ -212,10 +211,9 @@ def prepare_upload(
     event = repository.get_event(session, test.id, candidate_pk, event_id)
     if event is None:
         raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")
+    # A fresh key per upload, never reused: a stored object is never overwritten.
     key = f"attachments/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
-    return UploadTarget(
-        tenant_id, test.id, event.id, key, repository.get_attachment(session, event.id, file_name)
-    )
+    return UploadTarget(tenant_id, test.id, event.id, key)
 
 
 # A media type as stored (``attachments.content_type`` is varchar(200)): printable ASCII.
@@ -252,16 +250,30 @@ def checked_content_type(value: str | None) -> str:
 
 def record_upload(
     session: Session, target: UploadTarget, file_name: str, content_type: str, size: int, sha256: str
-) -> tuple[Attachment, str | None]:
-    """Store the attachment row; returns it and the storage key it replaced, if any."""
+) -> tuple[Attachment, bool]:
+    """Store the attachment row; returns it and whether it is new.
+
+    Evidence is immutable: the same name again with the same bytes (size and SHA-256) is
+    the stored attachment, unchanged (its first Content-Type included); with other bytes it
+    is a 409 ``file_exists`` and nothing changes.
+    """
     current = repository.get_attachment(session, target.event_pk, file_name)
     if current is not None:
-        old_key = current.storage_key
-        current.storage_key, current.size, current.sha256 = target.storage_key, size, sha256
-        current.content_type = content_type
-        session.flush()
-        repository.touch_event(session, target.test_pk, target.event_pk)
-        return current, old_key
+        if current.sha256 == sha256 and current.size == size:
+            return current, False
+        raise Conflict(
+            f"The event already has a file named {file_name!r} with other content; "
+            "evidence files cannot be replaced.",
+            code="file_exists",
+            details=[
+                {
+                    "field": "fileName",
+                    "message": "a file of this name with other bytes is already attached",
+                    "contentItemId": current.id,
+                    "sha256": current.sha256,
+                }
+            ],
+        )
     attachment = Attachment(
         event_pk=target.event_pk,
         file_name=file_name,
@@ -271,7 +283,7 @@ def record_upload(
         storage_key=target.storage_key,
     )
     repository.add_attachment(session, attachment)
-    return attachment, None
+    return attachment, True
 
 
 def attachment_out(attachment: Attachment) -> AttachmentOut:
@@ -289,11 +301,13 @@ class FileUploads:
     """Evidence-file uploads: the body streams into the object store, then the row is recorded.
 
     No transaction is held while the body streams (it may be large and slow): the target
-    is resolved in a short read, the bytes go to a new key, and only then is the row
-    written in a write transaction. Nothing is left behind on failure: the writer is
-    aborted on any error while streaming (``ObjectTooLarge`` past ``max_bytes`` included,
-    which propagates for the caller to answer), the new object is deleted if recording
-    fails, and a replaced file's old object is deleted once the new row is committed.
+    is resolved in a short read, the bytes go to a new, never reused key, and only then is
+    the row written in a write transaction. Stored files are immutable: an upload that
+    turns out to repeat an attachment (same bytes: 200) or to contradict one (other bytes:
+    409) deletes only its own new object, never the attachment's. Nothing is left behind on
+    failure: the writer is aborted on any error while streaming (``ObjectTooLarge`` past
+    ``max_bytes`` included, which propagates for the caller to answer) and the new object
+    is deleted unless a new row references it.
     Blocking work (database, store) runs on worker threads; the event loop only awaits.
     """
 
@@ -310,7 +324,8 @@ class FileUploads:
         file_name: str,
         content_type: str,
         body: AsyncIterable[bytes],
-    ) -> AttachmentOut:
+    ) -> tuple[AttachmentOut, bool]:
+        """The attachment and whether this upload created it."""
         target = await to_thread.run_sync(self._prepare, tenant_id, test_id, user_id, event_id, file_name)
         stored = await self._store_body(target.storage_key, content_type, body)
         return await to_thread.run_sync(self._record, target, file_name, content_type, stored)
@@ -339,34 +354,30 @@ class FileUploads:
 
     def _record(
         self, target: UploadTarget, file_name: str, content_type: str, stored: StoredObject
-    ) -> AttachmentOut:
+    ) -> tuple[AttachmentOut, bool]:
+        created = False
         try:
             try:
-                attachment_row = self._record_once(target, file_name, content_type, stored)
+                out, created = self._record_once(target, file_name, content_type, stored)
             except IntegrityError:
-                # A concurrent first upload of the same file name committed between our
-                # read and our insert: ours replaces it, exactly as a second upload would.
-                attachment_row = self._record_once(target, file_name, content_type, stored)
-            out, replaced = attachment_row
-        except BaseException:
-            # The row was not written: the new object is nobody's. A failed cleanup must
-            # not hide the error that matters to the client.
-            self._delete_quietly(stored.key)
-            raise
-        if replaced:
-            # Only now: until the commit the old row still pointed at it. The upload itself
-            # succeeded, so a failed delete only leaves an orphan behind (logged).
-            self._delete_quietly(replaced)
-        return out
+                # A concurrent first upload of the same name committed between our read and
+                # our insert: compare with it, exactly as a later upload would (200 or 409).
+                out, created = self._record_once(target, file_name, content_type, stored)
+        finally:
+            if not created:
+                # No row references the new object (a repeat, a conflict or a failure): it
+                # is nobody's. A failed cleanup must not hide the answer that matters.
+                self._delete_quietly(stored.key)
+        return out, created
 
     def _record_once(
         self, target: UploadTarget, file_name: str, content_type: str, stored: StoredObject
-    ) -> tuple[AttachmentOut, str | None]:
+    ) -> tuple[AttachmentOut, bool]:
         with transaction(self.sessions) as session:
-            attachment, replaced = record_upload(
+            attachment, created = record_upload(
                 session, target, file_name, content_type, stored.size, stored.sha256
             )
-            return attachment_out(attachment), replaced
+            return attachment_out(attachment), created
 
     def _delete_quietly(self, key: str) -> None:
         try:

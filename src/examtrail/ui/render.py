@@ -13,6 +13,16 @@ from markupsafe import Markup, escape
 from examtrail.ui.service import EventView, severity_class, size_text, utc_text
 
 
+def _received(received: str | None) -> str:
+    """The server's receipt time under the event's own (claimed) time."""
+    if received is None:
+        return ""
+    return (
+        f'<span class="received">Received <time datetime="{escape(received)}" '
+        f'title="Server receipt time">{escape(utc_text(received))}</time></span>'
+    )
+
+
 def event_html(e: EventView) -> Markup:
     event_id = escape(e.event_id)
     kind = "invigilator" if e.invigilator else "system"
@@ -21,7 +31,8 @@ def event_html(e: EventView) -> Markup:
     time = escape(e.time)
     out = [
         f'<li class="{classes}" id="ev-{event_id}" tabindex="-1">\n'
-        f'<div class="when"><time datetime="{time}" data-local>{escape(utc_text(e.time))}</time></div>\n'
+        f'<div class="when"><time datetime="{time}" data-local>{escape(utc_text(e.time))}</time>'
+        f"{_received(e.received)}</div>\n"
         f'<div class="what"><p class="head"><span class="kind">{"Invigilator" if e.invigilator else "System"}'
         f'</span> <code class="name">{escape(e.name)}</code>'
     ]

@@ -157,6 +157,8 @@ class EventView:
     severity: str | None
     files: list[FileView]
     in_gap: bool = False
+    # When the server received it (kept apart from the client's claimed ``time``).
+    received: str | None = None
 
 
 @dataclass(slots=True)
@@ -247,6 +249,7 @@ def timeline_view(
             severity=level,
             files=[_file_view(store, ref, principal.expires_at) for ref in item.files],
             in_gap=inside,
+            received=format_ms(item.received_at_ms) if item.received_at_ms is not None else None,
         )
         if inside:
             if current is None:

@@ -39,6 +39,7 @@ OPTION_NAMES: dict[str, str] = {
     "format": "format",
     "compression": "compression",
     "gzip": "compression",
+    "pseudonymize": "pseudonymize",
 }
 
 
@@ -61,7 +62,7 @@ def export_params(options: Mapping[str, Any]) -> list[tuple[str, str]]:
     """
     params: list[tuple[str, str]] = []
     for name, value in options.items():
-        if value is None or (value is False and name in ("flagged", "gzip")):
+        if value is None or (value is False and name in ("flagged", "gzip", "pseudonymize")):
             continue
         try:
             param = OPTION_NAMES[name]

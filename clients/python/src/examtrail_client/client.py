@@ -129,7 +129,8 @@ class ExamtrailClient:
         ``candidate_id``, ``event``, ``severity_level`` (each a value or a list),
         ``flagged=True``, ``from_``, ``to`` (datetimes with zone or RFC 3339 strings),
         ``since`` (a previous job's ``next_since``), ``format`` (``json``, ``jsonl``, ``csv``)
-        and ``compression`` (``gzip``) or ``gzip=True``.
+        and ``compression`` (``gzip``) or ``gzip=True``; ``pseudonymize=True`` for a research
+        export with pseudonyms instead of identities.
         """
         response = self.request("POST", f"/v1/test/{test_id}/events", params=c.export_params(options))
         return ExportJob.from_api(response.json())

@@ -195,8 +195,13 @@ def is_jsonl(path: str | Path) -> bool:
 
 
 def _event_body(raw: dict[str, Any]) -> dict[str, Any]:
-    """The event as the ingest API takes it: export-only fields dropped."""
-    body = {key: value for key, value in raw.items() if key not in ("attachedFiles", "candidateUserId")}
+    """The event as the ingest API takes it: export-only fields dropped (``receivedAt`` too:
+    the receiving server records its own receipt time)."""
+    body = {
+        key: value
+        for key, value in raw.items()
+        if key not in ("attachedFiles", "candidateUserId", "receivedAt")
+    }
     body.pop("candidateId", None)
     return body
 

@@ -1,0 +1,85 @@
+"""Migration 0007 (evidence): events stored before it get ``received_at`` from ``created_at``
+(the server's time of the inserting write); the pseudonym key table comes and goes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from sqlalchemy import create_engine, inspect, text
+
+from examtrail.core.db import build_engine
+from examtrail.core.migrate import alembic_config, current, upgrade
+from examtrail.core.settings import Settings
+from tests.support import db
+
+
+def _downgrade(settings: Settings, revision: str) -> None:
+    engine = build_engine(settings)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_backfills_received_at_and_goes_down_and_up(tmp_path: Path) -> None:
+    if db.backend() == "postgresql":
+        name = db.pg_database_name("evmig")
+        url = db.recreate_pg_database(name)
+    else:
+        name = ""
+        url = f"sqlite:///{tmp_path / 'evidence.db'}"
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=url)
+    created = datetime(2026, 6, 1, 9, 30, 15, 123456)  # naive UTC, as stored
+    engine = create_engine(url)
+    try:
+        upgrade(settings, "0003")
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO tenants (id, name, created_at) VALUES (1, 't', :c)"), {"c": created}
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO tests (id, tenant_id, external_id, title, created_at, updated_at) "
+                    "VALUES (1, 1, 7, 'x', :c, :c)"
+                ),
+                {"c": created},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO candidates (id, test_pk, user_id, candidate_id, created_at) "
+                    "VALUES (1, 1, 100, 'c', :c)"
+                ),
+                {"c": created},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO events (id, test_pk, candidate_pk, event_id, event, occurred_at_ms, doc, "
+                    "file_count, created_at) VALUES (1, 1, 1, 'e', 'x', 0, '{}', 0, :c)"
+                ),
+                {"c": created},
+            )
+        upgrade(settings, "0007")
+        assert current(settings) == "0007"
+        with engine.connect() as connection:
+            received = connection.execute(text("SELECT received_at FROM events")).scalar_one()
+        assert received == int(created.replace(tzinfo=UTC).timestamp() * 1000)  # ms, truncated
+        assert "pseudonym_keys" in inspect(engine).get_table_names()
+
+        _downgrade(settings, "0003")
+        engine.dispose()
+        assert "pseudonym_keys" not in inspect(engine).get_table_names()
+        assert "received_at" not in {c["name"] for c in inspect(engine).get_columns("events")}
+        upgrade(settings, "0007")
+        engine.dispose()
+        assert "received_at" in {c["name"] for c in inspect(engine).get_columns("events")}
+    finally:
+        engine.dispose()
+        if name:
+            with psycopg.connect(db.PG_ADMIN_DSN, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
