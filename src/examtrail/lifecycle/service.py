@@ -115,11 +115,12 @@ def _excludes(options: str, candidate: Candidate) -> bool:
     return bool(opts.candidateId) and candidate.candidate_id not in opts.candidateId
 
 
-def _again(session: Session, tenant_id: int, test_id: int, user_id: int | None, what: str) -> Accepted:
+def _again(
+    session: Session, tenant_id: int, test_id: int, user_id: int | None, what: str, code: str
+) -> Accepted:
     """A repeated erasure: the latest one of the same target (a failed one is requeued)."""
     job = repository.latest_job(session, tenant_id, test_id, user_id)
     if job is None:
-        code = "test_not_found" if user_id is None else "candidate_not_found"
         raise NotFound(f"{what} not found.", code=code)
     if job.status == ErasureStatus.FAILED:
         job.status, job.attempts, job.finished_at = ErasureStatus.QUEUED, 0, None
@@ -136,11 +137,11 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
     what = f"Candidate {user_id} of test {test_id}"
     test = _test(session, tenant_id, test_id, lock=True)
     if test is None:
-        return _again(session, tenant_id, test_id, user_id, f"Test {test_id}")
+        return _again(session, tenant_id, test_id, user_id, f"Test {test_id}", "test_not_found")
     _refuse_if_held(session, test)
     candidate = repository.candidate_row(session, test.id, user_id)
     if candidate is None:
-        return _again(session, tenant_id, test_id, user_id, what)
+        return _again(session, tenant_id, test_id, user_id, what, "candidate_not_found")
     now = utcnow()
     events = repository.count_events(session, candidate_pk=candidate.id)
     expiring = [
@@ -177,7 +178,7 @@ def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted
     tenant_id = principal.tenant_id
     test = _test(session, tenant_id, test_id, lock=True)
     if test is None:
-        return _again(session, tenant_id, test_id, None, f"Test {test_id}")
+        return _again(session, tenant_id, test_id, None, f"Test {test_id}", "test_not_found")
     _refuse_if_held(session, test)
     now = utcnow()
     events = repository.count_events(session, test_pk=test.id)
