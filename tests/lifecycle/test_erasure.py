@@ -7,8 +7,8 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from examtrail.auth.models import Tenant
 from examtrail.core.db import transaction, utcnow
