@@ -4,6 +4,7 @@ files), nothing of anyone else is touched, and it is out of sight from the momen
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -218,3 +219,35 @@ def _tenant_id(runtime: Runtime) -> int:
         found = session.scalar(select(Tenant.id).where(Tenant.name == "uni-a"))
         assert found is not None
         return found
+
+
+def test_an_upload_racing_with_the_erasure_of_its_candidate_leaves_nothing(
+    http: TestClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """The file streams while its candidate is erased: the upload fails cleanly (404), and
+    neither its row nor its object is left behind."""
+    import anyio
+
+    from examtrail.core.errors import NotFound
+    from examtrail.ingest.service import FileUploads
+
+    seed_with_files(http, headers, candidates=1)
+    before = keys(runtime)
+    principal = Principal(_tenant_id(runtime), "test", frozenset({"erase"}), utcnow() + timedelta(hours=1))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first half "
+        with transaction(runtime.sessions) as session:
+            accepted = service.erase_candidate(session, principal, 42, 100)
+        service.run_job(runtime, accepted.job.id)
+        yield b"second half"
+
+    async def run() -> object:
+        uploads = FileUploads(runtime.sessions, runtime.store, 1 << 20)
+        return await uploads.upload(_tenant_id(runtime), 42, 100, "e-100-1", "late.bin", "text/plain", body())
+
+    with pytest.raises(NotFound):
+        anyio.run(run)
+    assert user_rows(runtime, "uni-a", 100) == {"candidates": 0, "events": 0, "attachments": 0}
+    left = keys(runtime)
+    assert left < before and not {k for k in left if k.startswith("attachments/")}

@@ -346,7 +346,11 @@ class FileUploads:
             except IntegrityError:
                 # A concurrent first upload of the same file name committed between our
                 # read and our insert: ours replaces it, exactly as a second upload would.
-                attachment_row = self._record_once(target, file_name, content_type, stored)
+                try:
+                    attachment_row = self._record_once(target, file_name, content_type, stored)
+                except IntegrityError:
+                    # The event itself went meanwhile (its candidate or test was erased).
+                    raise NotFound("The event no longer exists.", code="event_not_found") from None
             out, replaced = attachment_row
         except BaseException:
             # The row was not written: the new object is nobody's. A failed cleanup must
