@@ -251,3 +251,36 @@ def test_an_upload_racing_with_the_erasure_of_its_candidate_leaves_nothing(
     assert user_rows(runtime, "uni-a", 100) == {"candidates": 0, "events": 0, "attachments": 0}
     left = keys(runtime)
     assert left < before and not {k for k in left if k.startswith("attachments/")}
+
+
+@pytest.mark.settings(job_max_attempts=1)
+def test_a_failed_erasure_stays_hidden_and_repeating_the_call_finishes_it(
+    http: TestClient, runtime: Runtime, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from examtrail.storage.base import StorageError
+
+    eraser = erase_headers(http, runtime)
+    seed_with_files(http, headers)
+    doomed = attachment_keys(runtime, 42, 101)
+    assert len(doomed) == 1 and doomed <= keys(runtime)
+
+    def unavailable(key: str) -> None:
+        raise StorageError("the object store is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runtime.store, "delete", unavailable)
+        failed = http.delete("/v1/test/42/candidates/101", headers=eraser)
+    assert failed.status_code == 200, failed.text
+    body = failed.json()
+    assert body["status"] == "failed" and body["error"]["code"] == "storage_unavailable"
+    # Not deleted, but never visible again.
+    assert user_rows(runtime, "uni-a", 101)["attachments"] == 1
+    assert http.get("/v1/test/42", headers=headers).json()["candidates"] == 2
+    assert http.post("/v1/test/42/candidates/101/events", json=[], headers=headers).status_code in (404, 422)
+
+    again = http.delete("/v1/test/42/candidates/101", headers=eraser)
+    assert again.status_code == 200, again.text
+    assert again.json()["jobId"] == body["jobId"] and again.json()["status"] == "finished"
+    assert again.json()["error"] is None
+    assert user_rows(runtime, "uni-a", 101) == {"candidates": 0, "events": 0, "attachments": 0}
+    assert not doomed & keys(runtime)
