@@ -284,3 +284,30 @@ def test_a_failed_erasure_stays_hidden_and_repeating_the_call_finishes_it(
     assert again.json()["error"] is None
     assert user_rows(runtime, "uni-a", 101) == {"candidates": 0, "events": 0, "attachments": 0}
     assert not doomed & keys(runtime)
+
+
+def test_an_export_running_during_the_erasure_cannot_publish_its_file(
+    http: TestClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """A running export may have read the candidate before the erasure: it becomes `expired`,
+    loses its lease (so its worker stops) and can no longer publish the file it wrote."""
+    from examtrail.exports import repository as exports_repository
+    from examtrail.exports import service as exports_service
+
+    eraser = erase_headers(http, runtime)
+    seed_with_files(http, headers)
+    principal = Principal(_tenant_id(runtime), "test", frozenset({"export"}), utcnow() + timedelta(hours=1))
+    with transaction(runtime.sessions) as session:
+        # Ordered but not enqueued: this test plays the worker that claims it.
+        job_id = exports_service.order_export(session, principal, 42).job.id
+    with transaction(runtime.sessions) as session:
+        assert exports_repository.claim(session, job_id, "worker-x", utcnow(), timedelta(minutes=5))
+
+    response = http.delete("/v1/test/42/candidates/100", headers=eraser)
+    assert response.status_code == 200 and response.json()["exportsExpired"] == 1
+    with transaction(runtime.sessions) as session:
+        later = utcnow() + timedelta(minutes=5)
+        assert not exports_repository.renew(session, job_id, "worker-x", later, total=3, done=1, events=4)
+        assert not exports_repository.finish(session, job_id, "worker-x", {"storage_key": "exports/x"})
+    status = http.get(f"/v1/test/42/events/{job_id}", headers=headers).json()
+    assert status["status"] == "expired" and status["downloadUrl"] is None
