@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from examtrail.core import leases
-from examtrail.core.db import update_rows, utcnow
+from examtrail.core.db import update_rows
 from examtrail.exports.models import ExportJob, JobStatus
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 from examtrail.lifecycle.models import ErasureJob, ErasureStatus, LegalHold
@@ -34,7 +34,8 @@ def remove_hold(session: Session, hold: LegalHold) -> None:
     session.flush()
 
 
-def not_held(test_pk: Any) -> Any:
+def not_held(test_pk: InstrumentedAttribute[int]) -> ColumnElement[bool]:
+    """The condition "test ``test_pk`` is not under legal hold"."""
     return ~exists().where(LegalHold.test_pk == test_pk)
 
 
@@ -218,7 +219,7 @@ def due_for_dispatch(session: Session, now: datetime, stale_before: datetime, li
 # --- deleting what an erasure holds -------------------------------------------------------
 
 
-def _held_events(holding_pk: int) -> Any:
+def _held_events(holding_pk: int) -> ColumnElement[bool]:
     # Events of the holding test, and any written concurrently onto a moved candidate.
     moved = select(Candidate.id).where(Candidate.test_pk == holding_pk)
     return or_(Event.test_pk == holding_pk, Event.candidate_pk.in_(moved))
@@ -262,7 +263,3 @@ def delete_test(session: Session, test_pk: int) -> None:
     session.execute(delete(ExportJob).where(ExportJob.test_pk == test_pk))
     session.execute(delete(LegalHold).where(LegalHold.test_pk == test_pk))
     session.execute(delete(Test).where(Test.id == test_pk))
-
-
-def now() -> datetime:
-    return utcnow()

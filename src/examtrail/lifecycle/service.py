@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -387,7 +388,9 @@ def dispatch_due(runtime: Runtime) -> int:
 # --- export files: retention and deletion ----------------------------------------------------
 
 
-def purge_expired_files(runtime: Runtime, test_pk: int | None = None, keep: object = None) -> int:
+def purge_expired_files(
+    runtime: Runtime, test_pk: int | None = None, keep: Callable[[], None] | None = None
+) -> int:
     """Deletes the stored files of expired export jobs (of one test, or all), then forgets them.
 
     Every file an attempt of the job wrote lives under ``exports/<tenant>/<job>/``."""
@@ -399,7 +402,7 @@ def purge_expired_files(runtime: Runtime, test_pk: int | None = None, keep: obje
             return purged
         for job_id, tenant_id in rows:
             runtime.store.delete_prefix(f"exports/{tenant_id}/{job_id}/")
-            if callable(keep):
+            if keep is not None:
                 keep()
         with transaction(runtime.sessions) as session:
             repository.forget_files(session, [job_id for job_id, _ in rows])
