@@ -23,6 +23,7 @@ from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
 from examtrail.ingest.api import list_router as tests_router
 from examtrail.ingest.api import router as ingest_router
+from examtrail.lifecycle.api import router as lifecycle_router
 from examtrail.openapi import install_docs, install_openapi, operation_id
 from examtrail.runtime import Runtime
 from examtrail.storage.api import router as storage_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(tests_router)
     app.include_router(ingest_router)
     app.include_router(exports_router)
+    app.include_router(lifecycle_router)
     app.include_router(schema_router)
     app.include_router(webhooks_router)
     app.include_router(storage_router)

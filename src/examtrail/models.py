@@ -3,14 +3,17 @@
 from examtrail.auth.models import ApiClient, Tenant
 from examtrail.exports.models import ExportJob, PseudonymKey
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
+from examtrail.lifecycle.models import ErasureJob, LegalHold
 from examtrail.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiClient",
     "Attachment",
     "Candidate",
+    "ErasureJob",
     "Event",
     "ExportJob",
+    "LegalHold",
     "PseudonymKey",
     "Tenant",
     "Test",

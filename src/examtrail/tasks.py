@@ -12,6 +12,7 @@ from functools import cache
 from examtrail.core.settings import Settings
 from examtrail.exports import tasks as exports
 from examtrail.exports.hooks import CompletionHook
+from examtrail.lifecycle import tasks as lifecycle
 from examtrail.queue.registry import TaskRegistry
 from examtrail.queue.worker import BackgroundWorker
 from examtrail.runtime import Runtime
@@ -48,8 +49,11 @@ def registry() -> TaskRegistry[Runtime]:
     tasks: TaskRegistry[Runtime] = TaskRegistry()
     tasks.task(exports.RUN_TASK, run_export)
     tasks.task(webhooks.DELIVER_TASK, webhooks.deliver, lane=WEBHOOKS_LANE)
+    tasks.task(lifecycle.RUN_TASK, lifecycle.run_erasure)
     tasks.periodic("export.dispatch_due", exports.dispatch_due)
     tasks.periodic("webhooks.dispatch_due", webhooks.dispatch_due)
+    tasks.periodic("erasure.dispatch_due", lifecycle.dispatch_due)
+    tasks.periodic("exports.retention", lifecycle.sweep_retention, every=lifecycle.RETENTION_EVERY_SECONDS)
     tasks.periodic("storage.sweep_temporaries", sweep_temporaries, every=TEMPORARY_SWEEP_EVERY_SECONDS)
     return tasks
 

@@ -67,7 +67,7 @@ def test_protected_operations_declare_security_with_scopes(document: dict[str, A
     }
     flow = schemes["oauth2"]["flows"]["clientCredentials"]
     assert flow["tokenUrl"] == "/oauth/token"
-    assert set(flow["scopes"]) == {"ingest", "export"}
+    assert set(flow["scopes"]) == {"ingest", "export", "erase"}
     for _method, path, operation in operations(document):
         if not path.startswith("/v1/"):
             assert "security" not in operation
@@ -78,6 +78,8 @@ def test_protected_operations_declare_security_with_scopes(document: dict[str, A
             assert {"oauth2": []} not in operation["security"]
         else:
             scope = "ingest" if "ingest" in operation["tags"] else "export"
+            if "lifecycle" in operation["tags"]:
+                scope = "erase"
             assert {"oauth2": [scope]} in operation["security"], path
         assert {"401", "403"} <= set(operation["responses"])
 
@@ -106,7 +108,7 @@ def test_parameters_are_described_and_timestamps_are_date_time(document: dict[st
     assert job["created"]["format"] == "date-time"
     assert job["finished"]["anyOf"][0]["format"] == "date-time"
     status = document["components"]["schemas"]["JobStatus"]
-    assert status["enum"] == ["queued", "running", "finished", "failed", "cancelled"]
+    assert status["enum"] == ["queued", "running", "finished", "failed", "cancelled", "expired"]
 
 
 def test_servers_come_from_the_public_url(http: TestClient, document: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ def wait_for_job(
         response = http.get(f"/v1/test/{test_id}/events", params={"jobId": job_id}, headers=headers)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["status"] in ("finished", "failed", "cancelled"):
+        if body["status"] in ("finished", "failed", "cancelled", "expired"):
             return body
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {body['status']} after {timeout}s: {body}")

@@ -23,6 +23,7 @@ from examtrail.deps import RuntimeDep
 SCOPES = {
     "ingest": "Create tests and candidates, record events and attach files",
     "export": "Order, poll, cancel and download exports; manage webhook subscriptions",
+    "erase": "Erase candidates and tests (irreversible); set and release legal holds",
 }
 
 bearer_scheme = HTTPBearer(
@@ -104,5 +105,6 @@ def require_any_scope(*scopes: str) -> Callable[[Principal], Principal]:
 
 IngestPrincipal = Annotated[Principal, Security(require_scope("ingest"), scopes=["ingest"])]
 ExportPrincipal = Annotated[Principal, Security(require_scope("export"), scopes=["export"])]
+ErasePrincipal = Annotated[Principal, Security(require_scope("erase"), scopes=["erase"])]
 # Reading what was ingested (lists, the review pages): either scope will do.
 ReaderPrincipal = Annotated[Principal, Security(require_any_scope("ingest", "export"))]

@@ -141,7 +141,9 @@ def db_current() -> None:
 @clients_app.command("create")
 def clients_create(
     tenant: str = typer.Option(..., metavar="NAME", help="Tenant name; created if it does not exist."),
-    scopes: str = typer.Option("ingest,export", metavar="SCOPES", help="Comma-separated: ingest, export."),
+    scopes: str = typer.Option(
+        "ingest,export", metavar="SCOPES", help="Comma-separated: ingest, export, erase."
+    ),
     name: str = typer.Option("", metavar="LABEL", help="A label for the client."),
     as_json: bool = typer.Option(False, "--json", help='Print {"clientId", "apiKey"} as JSON.'),
 ) -> None:

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     # Hand out a finished export again when its options match and nothing was ingested
     # since its snapshot (the benchmark turns it off to time repeated exports).
     export_reuse: bool = True
+    # Export files are deleted this many days after their job finished (0: kept forever).
+    export_retention_days: int = Field(default=30, ge=0, le=36_500)
+    # An erasure of at most this many events runs in the request (200); larger ones run as a
+    # background job (202). Rows are deleted this many at a time.
+    erasure_sync_max_events: int = Field(default=1000, ge=0)
+    erasure_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_batch_events: int = Field(default=10_000, ge=1)

@@ -15,6 +15,8 @@ class JobStatus(enum.StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # The file was deleted (retention, or erasure of data it held); the job stays, without a link.
+    EXPIRED = "expired"
 
 
 ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)

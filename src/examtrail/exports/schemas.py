@@ -21,7 +21,10 @@ class ExportJobOut(BaseModel):
 
     jobId: str
     testId: int
-    status: JobStatus
+    status: JobStatus = Field(
+        description="queued | running | finished | failed | cancelled | expired (the file was deleted by "
+        "retention, `EXAMTRAIL_EXPORT_RETENTION_DAYS`, or by the erasure of data it held: no `downloadUrl`)"
+    )
     progress: int = Field(ge=0, le=100, description="Percentage of candidates written")
     candidatesTotal: int
     candidatesDone: int
@@ -29,7 +32,9 @@ class ExportJobOut(BaseModel):
     created: Timestamp
     started: Timestamp | None
     finished: Timestamp | None
-    downloadUrl: str | None = Field(description="Present when finished; expires with the caller's token")
+    downloadUrl: str | None = Field(
+        description="Present when finished (never when expired); expires with the caller's token"
+    )
     downloadUrlExpires: Timestamp | None
     fileSize: int | None
     sha256: str | None

@@ -87,7 +87,8 @@ def list_tests(
     session: Session, tenant_id: int, *, after: int | None, limit: int, query: str | None
 ) -> list[Test]:
     """The tenant's tests by ``testId``, ``limit`` of them after ``after`` (keyset)."""
-    stmt = select(Test).where(Test.tenant_id == tenant_id)
+    # Negative ids are tests being erased (``examtrail.lifecycle``): no longer the tenant's.
+    stmt = select(Test).where(Test.tenant_id == tenant_id, Test.external_id >= 0)
     if after is not None:
         stmt = stmt.where(Test.external_id > after)
     if query:

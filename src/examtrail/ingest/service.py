@@ -362,7 +362,11 @@ class FileUploads:
             except IntegrityError:
                 # A concurrent first upload of the same name committed between our read and
                 # our insert: compare with it, exactly as a later upload would (200 or 409).
-                out, created = self._record_once(target, file_name, content_type, stored)
+                try:
+                    out, created = self._record_once(target, file_name, content_type, stored)
+                except IntegrityError:
+                    # The event itself went meanwhile (its candidate or test was erased).
+                    raise NotFound("The event no longer exists.", code="event_not_found") from None
         finally:
             if not created:
                 # No row references the new object (a repeat, a conflict or a failure): it

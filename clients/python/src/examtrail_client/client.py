@@ -397,7 +397,7 @@ def _candidate_json(item: Candidate | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _finished(job: ExportJob) -> ExportJob:
-    if job.status in ("failed", "cancelled"):
+    if job.status in ("failed", "cancelled", "expired"):
         error = job.error or {}
         message = error.get("message") or f"the export ended {job.status}"
         raise ExportFailedError(

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TERMINAL_STATUSES = frozenset({"finished", "failed", "cancelled"})
+# ``expired``: the file was deleted (retention or erasure); the job will not change again.
+TERMINAL_STATUSES = frozenset({"finished", "failed", "cancelled", "expired"})
 
 
 @dataclass(frozen=True, slots=True)

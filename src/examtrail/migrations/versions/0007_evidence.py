@@ -1,7 +1,7 @@
 """evidence: server receipt time, per-tenant pseudonym keys
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-11-27
 
 - ``events.received_at``: the server's clock (UTC ms since the epoch) when the event was
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0003"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

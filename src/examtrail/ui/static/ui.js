@@ -239,7 +239,7 @@
             meta.textContent = formatSize(job.fileSize) + " · SHA-256 " + job.sha256;
             done.hidden = false;
             busy(false);
-          } else if (job.status === "failed" || job.status === "cancelled") {
+          } else if (job.status === "failed" || job.status === "cancelled" || job.status === "expired") {
             text.textContent = "Export " + job.status + (job.error ? ": " + job.error.message : "");
             busy(false);
           } else {

@@ -1,0 +1,1 @@
+"""Retention, erasure and legal hold: what is deleted, when, and what may not be."""
