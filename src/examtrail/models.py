@@ -3,6 +3,7 @@
 from examtrail.auth.models import ApiClient, Tenant
 from examtrail.exports.models import ExportJob
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
+from examtrail.signing.models import SigningKey
 from examtrail.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Candidate",
     "Event",
     "ExportJob",
+    "SigningKey",
     "Tenant",
     "Test",
     "WebhookAttempt",

@@ -52,6 +52,7 @@ OPERATION_IDS = {
     "list_deliveries": "listDeliveries",
     "redeliver": "redeliverNotification",
     "download": "downloadFile",
+    "jwks": "getJwks",
     "healthz": "getHealth",
     "readyz": "getReadiness",
 }
@@ -132,6 +133,7 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
         409: ["subscription_disabled", "delivery_in_progress"],
     },
     "downloadFile": {403: ["invalid_signature", "link_expired"], 404: ["file_gone"]},
+    "getJwks": {},
 }
 # The token endpoints answer OAuth errors only (their own codes, no 422).
 TOKEN_OPERATIONS = {"getAccessToken", "getOAuthToken"}
