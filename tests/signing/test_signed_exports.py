@@ -156,3 +156,31 @@ def test_rotation_keeps_old_signatures_verifiable(
     # The status of the old job still shows its original signature.
     again = http.get(f"/v1/test/42/events/{before['jobId']}", headers=headers).json()
     assert again["signature"] == before["signature"]
+
+
+def test_the_readme_snippet_verifies_a_downloaded_export(
+    http: TestClient, headers: dict[str, str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Verifying an export", 1)[1]
+    match = re.search(r"```python\n(.*?)\n```", section, re.S)
+    assert match
+    snippet = match.group(1)
+    assert len(snippet.splitlines()) == 5
+
+    status, content = finished_export(http, headers)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jwks.json").write_text(http.get("/.well-known/jwks.json").text)
+    (tmp_path / "export.json").write_bytes(content)
+    namespace: dict[str, Any] = {"signature": status["signature"]}
+    exec(snippet, namespace)  # noqa: S102  (our own docs)
+    assert namespace["claims"]["jobId"] == status["jobId"]
+
+    (tmp_path / "export.json").write_bytes(content.replace(b"cand-0", b"cand-9", 1))
+    with pytest.raises(AssertionError):
+        exec(snippet, {"signature": status["signature"]})  # noqa: S102
+    with pytest.raises(jwt.InvalidSignatureError):
+        exec(snippet, {"signature": _edit_payload(status["signature"], sha256="0" * 64)})  # noqa: S102

@@ -91,7 +91,8 @@ def verify(
     try:
         claims = jwt.decode(token, jwt.PyJWK(match[0], algorithm="EdDSA"), algorithms=["EdDSA"])
         signed = True
-    except jwt.InvalidTokenError as exc:
+    except (jwt.InvalidTokenError, jwt.PyJWKError) as exc:
+        # A damaged key in the set fails like a bad signature: nothing was verified.
         claims, signed = {}, False
         console.print(f"     ({exc})", highlight=False)
     if not _check(signed, "the signature is valid for this payload"):
