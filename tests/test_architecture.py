@@ -22,6 +22,7 @@ PLATFORM = PLUMBING | {"examtrail.storage", "examtrail.queue", "examtrail.runtim
 FEATURES = [
     "examtrail.auth",
     "examtrail.ingest",
+    "examtrail.signing",
     "examtrail.exports",
     "examtrail.lifecycle",
     "examtrail.webhooks",

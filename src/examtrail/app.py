@@ -26,6 +26,8 @@ from examtrail.ingest.api import router as ingest_router
 from examtrail.lifecycle.api import router as lifecycle_router
 from examtrail.openapi import install_docs, install_openapi, operation_id
 from examtrail.runtime import Runtime
+from examtrail.signing import service as signing
+from examtrail.signing.api import router as signing_router
 from examtrail.storage.api import router as storage_router
 from examtrail.tasks import background_worker, build_runtime, sweep_temporaries
 from examtrail.ui import api as ui
@@ -54,6 +56,14 @@ pre-signed URL that stays valid for the lifetime of the access token.
 """
 
 
+def _ensure_signing_key(rt: Runtime) -> None:
+    """The export signing key exists from the first start on (else the first export makes it)."""
+    try:
+        signing.current_key(rt.sessions, rt.settings)
+    except Exception:
+        log.warning("could not create the export signing key at start", exc_info=True)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or (runtime.settings if runtime else get_settings())
 
@@ -62,6 +72,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or build_runtime(settings)
         await run_in_threadpool(rt.store.ensure_ready)
         await run_in_threadpool(sweep_temporaries, rt)  # what a killed process left behind
+        await run_in_threadpool(_ensure_signing_key, rt)
         app.state.runtime = rt
         worker = background_worker(rt) if rt.embedded_worker else None
         if worker is not None:
@@ -96,6 +107,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(schema_router)
     app.include_router(webhooks_router)
     app.include_router(storage_router)
+    app.include_router(signing_router)
     ui.install(app, settings)
 
     install_openapi(app, settings)

@@ -4,6 +4,7 @@ from examtrail.auth.models import ApiClient, Tenant
 from examtrail.exports.models import ExportJob, PseudonymKey
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 from examtrail.lifecycle.models import ErasureJob, LegalHold
+from examtrail.signing.models import SigningKey
 from examtrail.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSubscription
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ExportJob",
     "LegalHold",
     "PseudonymKey",
+    "SigningKey",
     "Tenant",
     "Test",
     "WebhookAttempt",

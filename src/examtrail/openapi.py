@@ -58,6 +58,7 @@ OPERATION_IDS = {
     "list_deliveries": "listDeliveries",
     "redeliver": "redeliverNotification",
     "download": "downloadFile",
+    "jwks": "getJwks",
     "healthz": "getHealth",
     "readyz": "getReadiness",
 }
@@ -145,6 +146,7 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
     "setLegalHold": _TEST_404,
     "releaseLegalHold": _TEST_404,
     "downloadFile": {403: ["invalid_signature", "link_expired"], 404: ["file_gone"]},
+    "getJwks": {},
 }
 # The token endpoints answer OAuth errors only (their own codes, no 422).
 TOKEN_OPERATIONS = {"getAccessToken", "getOAuthToken"}

@@ -63,7 +63,7 @@ def seed(http: TestClient, headers: dict[str, str], test_id: int) -> None:
 def tenant_key(runtime: Runtime, name: str) -> Pseudonyms:
     with transaction(runtime.sessions) as session:
         tenant_id = session.scalars(select(Tenant.id).where(Tenant.name == name)).one()
-        return tenant_pseudonyms(session, secret_box(runtime.settings.signing_key()), tenant_id)
+        return tenant_pseudonyms(session, secret_box(runtime.settings.secret_keyring()), tenant_id)
 
 
 def expected_event(p: Pseudonyms, event: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +200,7 @@ def test_stable_across_exports_and_formats_and_distinct_per_tenant(
     # The key is stored once per tenant, sealed (never the raw key).
     with runtime.sessions() as session:
         sealed = list(session.scalars(select(PseudonymKey.sealed_key)))
-    assert len(sealed) == 2 and all(s.startswith("v1.") for s in sealed)
+    assert len(sealed) == 2 and all(s.startswith("v2.") for s in sealed)
 
 
 def test_option_is_part_of_reuse_and_the_job_list(http: TestClient, headers: dict[str, str]) -> None:
@@ -228,7 +228,7 @@ def test_concurrent_first_uses_agree_on_one_key(runtime: Runtime, http: TestClie
         session.add(tenant)
         session.flush()
         tenant_id = tenant.id
-    box = secret_box(runtime.settings.signing_key())
+    box = secret_box(runtime.settings.secret_keyring())
     results: list[str] = []
     errors: list[BaseException] = []
     start = threading.Barrier(4)
@@ -263,7 +263,7 @@ def test_unreadable_key_fails_the_job_clearly(
     seed(http, headers, 84)
     order(http, headers, 84, {"pseudonymize": "true"})  # creates the key
     real = pseudonyms_module.secret_box
-    monkeypatch.setattr(pseudonyms_module, "secret_box", lambda _key: real(b"another secret key"))
+    monkeypatch.setattr(pseudonyms_module, "secret_box", lambda _keys: real([b"another secret key"]))
     from examtrail.exports import service
 
     monkeypatch.setattr(service, "secret_box", pseudonyms_module.secret_box)
@@ -275,3 +275,18 @@ def test_unreadable_key_fails_the_job_clearly(
     status = wait_for_job(http, headers, 84, ordered["jobId"])
     assert status["status"] == "failed"
     assert status["error"]["code"] == "pseudonym_key_unavailable"
+
+
+def test_pseudonyms_survive_secret_key_rotation_and_reencrypt(runtime: Runtime) -> None:
+    old, new = b"old secret key " * 3, b"new secret key " * 3
+    with transaction(runtime.sessions) as session:
+        tenant = Tenant(name="uni-rotation")
+        session.add(tenant)
+        session.flush()
+        before = tenant_pseudonyms(session, secret_box([old]), tenant.id).user(1234)
+        # Rotation: the new key first, the old one still configured; then keys reencrypt.
+        assert tenant_pseudonyms(session, secret_box([new, old]), tenant.id).user(1234) == before
+        moved = pseudonyms_module.reencrypt_keys(session, [new, old])
+        assert moved.moved >= 1 and moved.unreadable == 0
+        # The old key removed: the re-sealed key opens and gives the same pseudonyms.
+        assert tenant_pseudonyms(session, secret_box([new]), tenant.id).user(1234) == before

@@ -69,6 +69,7 @@ def test_finished_export_notifies_with_signed_payload_and_working_url(
     assert payload["status"] == "finished"
     assert payload["fileSize"] == job["fileSize"]
     assert payload["sha256"] == job["sha256"]
+    assert payload["signature"] == job["signature"]  # the export's JWS (examtrail.signing)
     assert payload["timestamp"] == job["finished"]
     assert "error" not in payload
     assert payload["downloadUrlExpires"].endswith(".000Z")  # whole seconds, like the link
@@ -120,6 +121,7 @@ def test_failed_export_notifies_the_failed_event(
     assert payload["error"] == {"code": "internal_error", "message": "The export failed unexpectedly."}
     assert "downloadUrl" not in payload
     assert "sha256" not in payload
+    assert "signature" not in payload
     wait_for_delivery(http, headers, failed_sub["subscriptionId"], "succeeded")
     # The "finished" subscriber hears nothing about a failed export.
     assert receiver.notifications("/finished") == []

@@ -61,7 +61,7 @@ def current_principal(
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer access token is required.", headers=_CHALLENGE)
     try:
-        principal = decode_token(runtime.settings.signing_key(), token.strip())
+        principal = decode_token(runtime.settings.secret_keyring(), token.strip())
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
             "The access token has expired.",

@@ -13,6 +13,8 @@ from rich.table import Table
 
 from examtrail.cli.errors import CliError, output_console, require_database, run
 from examtrail.cli.exports import TYPER_OPTIONS, exports_app
+from examtrail.cli.keys import keys_app
+from examtrail.cli.verify import verify
 from examtrail.core.logging import install_redaction
 from examtrail.core.settings import Settings, get_settings
 
@@ -26,6 +28,8 @@ clients_app = typer.Typer(help="API clients of tenants.", no_args_is_help=True, 
 app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
 app.add_typer(exports_app, name="exports")
+app.add_typer(keys_app, name="keys")
+app.command("verify")(verify)
 
 console = output_console()
 DEFAULT_THREADS = Settings.model_fields["worker_threads"].default

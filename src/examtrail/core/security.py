@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
+
+from examtrail.core.crypto import by_hint, key_id
 
 ALGORITHM = "HS256"
 SCOPES = ("ingest", "export", "erase")
@@ -58,14 +62,29 @@ def issue_token(
         "exp": int(expires.timestamp()),
         "jti": secrets.token_hex(8),
     }
-    return jwt.encode(claims, signing_key, algorithm=ALGORITHM), expires
+    # ``kid`` names the secret key, so that after a rotation the right one is tried first.
+    token = jwt.encode(claims, signing_key, algorithm=ALGORITHM, headers={"kid": key_id(signing_key)})
+    return token, expires
 
 
-def decode_token(signing_key: bytes, token: str) -> Principal:
-    """Raises ``jwt.InvalidTokenError`` (incl. expiry) when the token is not valid."""
-    claims = jwt.decode(
-        token, signing_key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "tid"]}
-    )
+def decode_token(keys: bytes | Sequence[bytes], token: str) -> Principal:
+    """Raises ``jwt.InvalidTokenError`` (incl. expiry) when the token is not valid.
+
+    ``keys``: the keyring, newest first; a token made with any of them is accepted (the
+    one its ``kid`` header names is tried first, the header is only a hint)."""
+    ring = [keys] if isinstance(keys, bytes) else list(keys)
+    kid = jwt.get_unverified_header(token).get("kid")
+    candidates = by_hint(ring, kid if isinstance(kid, str) else None)
+    claims: dict[str, Any] = {}
+    for index, key in enumerate(candidates):
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "tid"]}
+            )
+            break
+        except jwt.InvalidSignatureError:
+            if index == len(candidates) - 1:
+                raise
     # A token signed with our key but carrying odd claims (a leaked key, a bug) is refused,
     # never a 500: every claim is checked for type and range before use.
     tid, sub, exp, scope = claims["tid"], claims["sub"], claims["exp"], claims.get("scope", "")

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Secret for JWTs and locally signed URLs. Generated once into ``data_dir`` when empty.
     secret_key: SecretStr = SecretStr("")
+    # Several secrets, newest first (comma-separated in the environment): new tokens, links
+    # and sealed secrets use the first; those made with an older one still verify and open.
+    # Takes precedence over ``secret_key``.
+    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     token_ttl_seconds: int = Field(default=3600, ge=1, le=86_400)
     # A revoked client's tokens are refused within this many seconds (0: every request reads it).
     revocation_check_seconds: float = Field(default=5.0, ge=0, le=60)
@@ -81,8 +85,17 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    # Read once per process: the key is on every request's path (tokens, links).
-    _signing_key: bytes | None = PrivateAttr(default=None)
+    # Read once per process: the keys are on every request's path (tokens, links).
+    _keyring: list[bytes] | None = PrivateAttr(default=None)
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
@@ -105,15 +118,27 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
-    def signing_key(self) -> bytes:
-        """The secret used for tokens and signed links; created on first use if unset."""
-        if self._signing_key is None:
-            self._signing_key = self._load_signing_key()
-        return self._signing_key
+    def secret_keyring(self) -> list[bytes]:
+        """The service's secrets, newest first: ``secret_keys``, else ``secret_key``, else a
+        key generated once into ``data_dir``."""
+        if self._keyring is None:
+            self._keyring = self._load_keyring()
+        return self._keyring
 
-    def _load_signing_key(self) -> bytes:
+    def signing_key(self) -> bytes:
+        """The newest secret: what new tokens, links and sealed secrets are made with."""
+        return self.secret_keyring()[0]
+
+    def _load_keyring(self) -> list[bytes]:
+        keys = [k.get_secret_value().encode() for k in self.secret_keys if k.get_secret_value()]
+        if keys:
+            # A key listed twice would only be tried twice.
+            return list(dict.fromkeys(keys))
         if self.secret_key.get_secret_value():
-            return self.secret_key.get_secret_value().encode()
+            return [self.secret_key.get_secret_value().encode()]
+        return [self._load_file_key()]
+
+    def _load_file_key(self) -> bytes:
         path = self.data_dir / "secret.key"
         if not path.exists():
             import secrets

@@ -67,6 +67,8 @@ class ExportJob(Base):
     next_since: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Attachment links written into the file (they expire at ``links_expire_at``).
     files_written: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The compact JWS over the finished file's claims (examtrail.signing), once finished.
+    signature: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     @property
     def progress(self) -> int:

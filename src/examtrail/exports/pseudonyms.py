@@ -19,11 +19,12 @@ import base64
 import hashlib
 import hmac
 import os
+from collections.abc import Callable, Sequence
 
 import orjson
 from sqlalchemy.orm import Session
 
-from examtrail.core.crypto import SecretBox
+from examtrail.core.crypto import Resealed, SecretBox
 from examtrail.exports import repository
 
 PSEUDONYM_KEYS = b"examtrail/pseudonyms/v1"
@@ -81,5 +82,21 @@ def tenant_pseudonyms(session: Session, box: SecretBox, tenant_id: int) -> Pseud
     return Pseudonyms(base64.urlsafe_b64decode(box.open(sealed, _context(tenant_id))))
 
 
-def secret_box(signing_key: bytes) -> SecretBox:
-    return SecretBox(signing_key, PSEUDONYM_KEYS)
+def secret_box(keyring: Sequence[bytes]) -> SecretBox:
+    """Seals with the newest secret key, opens with any configured one (rotation)."""
+    return SecretBox(keyring, PSEUDONYM_KEYS)
+
+
+def reencrypt_keys(
+    session: Session, keyring: Sequence[bytes], on_row: Callable[[bool], None] | None = None
+) -> Resealed:
+    """Re-seal every tenant's pseudonym key with the newest secret key (``keys reencrypt``)."""
+    box = secret_box(keyring)
+    result = Resealed()
+    for tenant_id, sealed in repository.all_pseudonym_keys(session):
+        moved = result.reseal(box, sealed, _context(tenant_id))
+        if moved is not None:
+            repository.set_pseudonym_key(session, tenant_id, moved)
+        if on_row is not None:
+            on_row(moved is not None)
+    return result

@@ -9,7 +9,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -207,4 +207,17 @@ def add_pseudonym_key(session: Session, tenant_id: int, sealed_key: str) -> None
         insert.values(tenant_id=tenant_id, sealed_key=sealed_key, created_at=utcnow()).on_conflict_do_nothing(
             index_elements=["tenant_id"]
         )
+    )
+
+
+def all_pseudonym_keys(session: Session) -> list[tuple[int, str]]:
+    return [
+        (row.tenant_id, row.sealed_key)
+        for row in session.execute(select(PseudonymKey.tenant_id, PseudonymKey.sealed_key))
+    ]
+
+
+def set_pseudonym_key(session: Session, tenant_id: int, sealed_key: str) -> None:
+    session.execute(
+        update(PseudonymKey).where(PseudonymKey.tenant_id == tenant_id).values(sealed_key=sealed_key)
     )

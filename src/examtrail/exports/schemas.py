@@ -11,7 +11,7 @@ from examtrail.exports.models import JobStatus
 class ExportError(BaseModel):
     code: str = Field(
         description="storage_unavailable | database_unavailable | too_many_attempts | "
-        "pseudonym_key_unavailable | internal_error"
+        "pseudonym_key_unavailable | signing_unavailable | internal_error"
     )
     message: str
 
@@ -49,6 +49,13 @@ class ExportJobOut(BaseModel):
     nextSince: str | None = Field(
         default=None,
         description="When finished: cursor for the next incremental export (pass it as `since`)",
+    )
+    signature: str | None = Field(
+        default=None,
+        description="When finished: a compact JWS (`alg` EdDSA, header `kid`) whose payload is "
+        "`{jobId, testId, tenant, created, options, fileSize, sha256}` as shown here (`tenant`: "
+        "the tenant's id). Verify it with the public keys at `/.well-known/jwks.json`, then "
+        "compare the downloaded file's size and SHA-256 with the payload's.",
     )
 
 

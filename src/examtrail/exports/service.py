@@ -38,6 +38,8 @@ from examtrail.exports.schemas import ExportError, ExportJobList, ExportJobOut
 from examtrail.ingest import read_model
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
+from examtrail.signing import service as signing
+from examtrail.signing.service import ExportClaims
 from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError, StoredObject
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,8 @@ def order_export(
 
 
 def _reusable(session: Session, job: ExportJob, now: datetime) -> bool:
-    if not job.next_since or not job.storage_key:
+    if not job.next_since or not job.storage_key or not job.signature:
+        # (Unsigned: finished before exports were signed; a new one is signed.)
         return False
     if job.files_written and job.links_expire_at < now + REUSE_LINK_MARGIN:
         return False
@@ -193,6 +196,21 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
         compression=job.compression,
         contentType=ctype,
         nextSince=job.next_since if finished else None,
+        signature=job.signature if finished else None,
+    )
+
+
+def export_claims(job: ExportJob) -> ExportClaims:
+    """What a finished job's signature covers, exactly as its status shows it."""
+    assert job.file_size is not None and job.sha256 is not None
+    return ExportClaims(
+        jobId=job.id,
+        testId=job.test_external_id,
+        tenant=job.tenant_id,
+        created=format_dt(job.created_at) or "",
+        options=ExportOptions.from_stored(job.options).public(),
+        fileSize=job.file_size,
+        sha256=job.sha256,
     )
 
 
@@ -368,7 +386,7 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
 
 def _pseudonyms(runtime: Runtime, tenant_id: int) -> Pseudonyms:
     with transaction(runtime.sessions) as session:
-        return tenant_pseudonyms(session, secret_box(runtime.settings.signing_key()), tenant_id)
+        return tenant_pseudonyms(session, secret_box(runtime.settings.secret_keyring()), tenant_id)
 
 
 def _publish(
@@ -395,11 +413,37 @@ def _publish(
         "error_message": None,
     }
     try:
+        # Before the transaction: on a fresh database this creates the key (its own commit).
+        signer = signing.signer(runtime.sessions, runtime.settings)
+    except SecretUnavailableError:
+        # No configured secret key opens the signing key (a secret dropped before
+        # `examtrail keys reencrypt`): an unsigned file is never published.
+        log.error("export %s: the signing key cannot be decrypted with the configured secret keys", job_id)
+        _quietly(lambda: runtime.store.delete(key))
+        _complete_failed(
+            runtime,
+            hooks,
+            job_id,
+            owner,
+            "signing_unavailable",
+            "The export signing key cannot be decrypted with the service's secret keys.",
+        )
+        return
+    except TRANSIENT:
+        log.warning(
+            "could not load the signing key for export %s; its lease will expire", job_id, exc_info=True
+        )
+        _quietly(lambda: runtime.store.delete(key))
+        return
+    try:
         with transaction(runtime.sessions) as session:
             if not repository.finish(session, job_id, owner, values):
                 raise ExportInterrupted
             job = repository.load_job(session, job_id)
             assert job is not None
+            # One Ed25519 signature per job over the hash the writer already computed.
+            job.signature = signer.sign(export_claims(job))
+            session.flush()
             callbacks = run_completion_hooks(hooks, runtime, session, job)
     except ExportInterrupted:
         # Cancelled or taken over between the last byte and now: the file is not ours to publish.

@@ -11,7 +11,7 @@ from examtrail.storage.base import ObjectStore
 def _local(settings: Settings) -> ObjectStore:
     from examtrail.storage.local import LocalObjectStore
 
-    return LocalObjectStore(settings.data_dir / "objects", settings.public_url, settings.signing_key())
+    return LocalObjectStore(settings.data_dir / "objects", settings.public_url, settings.secret_keyring())
 
 
 def _s3(settings: Settings) -> ObjectStore:

@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -61,10 +61,11 @@ class LocalObjectWriter:
 class LocalObjectStore:
     name = "local"
 
-    def __init__(self, root: Path, public_url: str, signing_key: bytes) -> None:
+    def __init__(self, root: Path, public_url: str, signing_keys: bytes | Sequence[bytes]) -> None:
         self.root = root.resolve()
         self._public_url = public_url
-        self._signing_key = signing_key
+        # Newest first: links are signed with the first and verified against each.
+        self._signing_keys = [signing_keys] if isinstance(signing_keys, bytes) else list(signing_keys)
 
     def path_for(self, key: str) -> Path:
         """The file behind ``key``; refuses keys that would escape the root or reach into
@@ -90,7 +91,7 @@ class LocalObjectStore:
     ) -> str:
         return signing.sign(
             self._public_url,
-            self._signing_key,
+            self._signing_keys[0],
             key,
             int(expires_at.timestamp()),
             filename or "",
@@ -100,7 +101,7 @@ class LocalObjectStore:
     def verify_signature(
         self, key: str, expires: int, filename: str, signature: str, content_type: str = ""
     ) -> bool:
-        return signing.verify(self._signing_key, key, expires, filename, signature, content_type)
+        return signing.verify(self._signing_keys, key, expires, filename, signature, content_type)
 
     def open_read(self, key: str) -> Iterator[bytes]:
         try:

@@ -1,9 +1,13 @@
-"""HMAC-signed download links for the local object store."""
+"""HMAC-signed download links for the local object store.
+
+Links are signed with the newest secret key and verified against each key of the ring,
+so links handed out before a key rotation keep working until they expire."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from urllib.parse import quote, urlencode
 
 
@@ -26,8 +30,17 @@ def sign(
 
 
 def verify(
-    key: bytes, object_key: str, expires: int, filename: str, signature: str, content_type: str = ""
+    keys: bytes | Sequence[bytes],
+    object_key: str,
+    expires: int,
+    filename: str,
+    signature: str,
+    content_type: str = "",
 ) -> bool:
-    # Bytes, not str: compare_digest refuses non-ASCII strings, and a link may carry anything.
-    expected = _mac(key, object_key, expires, filename, content_type)
-    return hmac.compare_digest(expected.encode(), signature.encode())
+    ring = [keys] if isinstance(keys, bytes) else keys
+    for key in ring:
+        # Bytes, not str: compare_digest refuses non-ASCII strings, and a link may carry anything.
+        expected = _mac(key, object_key, expires, filename, content_type)
+        if hmac.compare_digest(expected.encode(), signature.encode()):
+            return True
+    return False

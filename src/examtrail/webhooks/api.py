@@ -51,7 +51,9 @@ def list_events(_principal: ExportPrincipal) -> EventsOut:
     "and must answer 2xx within `EXAMTRAIL_WEBHOOK_TIMEOUT_SECONDS` (one deadline for the whole "
     "request), else 400 `endpoint_verification_failed`. Verifications run on a bounded pool "
     "(`EXAMTRAIL_WEBHOOK_VERIFY_THREADS`); when it is full the answer is 503 `verification_busy` "
-    "with `Retry-After`. The signing secret (generated when absent) is returned only in this answer.",
+    "with `Retry-After`. The signing secret (generated when absent) is returned only in this answer. "
+    "A finished export's notification carries its `fileSize`, `sha256` and `signature` (the "
+    "export's JWS, verifiable with `/.well-known/jwks.json`).",
     dependencies=[Depends(require_json)],
 )
 async def create_subscription(

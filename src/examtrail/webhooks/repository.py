@@ -36,6 +36,20 @@ def get_subscription(session: Session, tenant_id: int, subscription_id: str) -> 
     ).one_or_none()
 
 
+def sealed_secrets(session: Session) -> list[tuple[str, str]]:
+    """(id, sealed secret) of every subscription, any tenant and status."""
+    rows = session.execute(
+        select(WebhookSubscription.id, WebhookSubscription.secret_encrypted).order_by(WebhookSubscription.id)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def set_sealed_secret(session: Session, subscription_id: str, sealed: str) -> None:
+    update_rows(
+        session, WebhookSubscription, WebhookSubscription.id == subscription_id, secret_encrypted=sealed
+    )
+
+
 def load_subscription(session: Session, subscription_id: str) -> WebhookSubscription | None:
     return session.get(WebhookSubscription, subscription_id, populate_existing=True)
 

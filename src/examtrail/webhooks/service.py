@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,7 +79,24 @@ def list_events() -> EventsOut:
 
 
 def secret_box(settings: Settings) -> crypto.SecretBox:
-    return crypto.SecretBox(settings.signing_key())
+    # Seals with the newest secret key; opens what any configured key sealed.
+    return crypto.SecretBox(settings.secret_keyring())
+
+
+def reencrypt_secrets(
+    session: Session, settings: Settings, on_row: Callable[[bool], None] | None = None
+) -> crypto.Resealed:
+    """Re-seal every subscription's secret with the newest secret key (``examtrail keys
+    reencrypt``), so that older secret keys can be dropped from the configuration."""
+    box = secret_box(settings)
+    result = crypto.Resealed()
+    for subscription_id, sealed in repository.sealed_secrets(session):
+        moved = result.reseal(box, sealed, subscription_id)
+        if moved is not None:
+            repository.set_sealed_secret(session, subscription_id, moved)
+        if on_row is not None:
+            on_row(moved is not None)
+    return result
 
 
 # --- subscriptions -----------------------------------------------------------------
@@ -366,6 +384,7 @@ def build_payload(delivery: WebhookDelivery, status: ExportJobOut) -> dict[str, 
             fileSize=status.fileSize,
             sha256=status.sha256,
             nextSince=status.nextSince,
+            signature=status.signature,
         )
     else:
         payload["error"] = status.error.model_dump() if status.error else {"code": "", "message": ""}

@@ -1,0 +1,122 @@
+"""``examtrail keys rotate | list | reencrypt`` against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from examtrail.cli.main import app
+from examtrail.core import crypto
+from examtrail.core.settings import Settings, get_settings
+from examtrail.runtime import Runtime
+from examtrail.signing import repository as signing_repository
+from examtrail.webhooks import repository as webhooks_repository
+from tests.signing.helpers import finished_export
+from tests.support.receiver import Receiver
+from tests.webhooks.helpers import subscribe
+
+KEY_A = "cli-key-A-0123456789abcdef0123456789abcdef"
+KEY_B = "cli-key-B-fedcba9876543210fedcba9876543210"
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The CLI sees the test's database (and secret keys, set per test)."""
+    for name in list(os.environ):
+        if name.startswith("EXAMTRAIL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("EXAMTRAIL_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("EXAMTRAIL_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("EXAMTRAIL_SECRET_KEYS", KEY_A)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def _keys(*args: str) -> Any:
+    get_settings.cache_clear()  # the environment may have changed since the last command
+    return CliRunner().invoke(app, ["keys", *args])
+
+
+@pytest.mark.settings(secret_keys=[KEY_A])
+def test_rotate_and_list(http: TestClient, headers: dict[str, str], runtime: Runtime, cli_env: None) -> None:
+    before, _ = finished_export(http, headers)
+    old_kid = jwt.get_unverified_header(before["signature"])["kid"]
+
+    rotated = _keys("rotate")
+    assert rotated.exit_code == 0, rotated.output
+    assert f"retired (still published)  {old_kid}" in rotated.output
+    with runtime.sessions() as session:
+        current = signing_repository.current_key(session)
+    assert current is not None and current.kid != old_kid
+    assert f"current signing key  {current.kid}" in rotated.output
+
+    listed = _keys("list", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert [(r["kid"], r["current"]) for r in rows] == [(current.kid, True), (old_kid, False)]
+    assert rows[1]["retired"] is not None
+    assert all(r["sealedWithNewestSecret"] for r in rows)
+    table = _keys("list")
+    assert table.exit_code == 0 and current.kid in table.output and old_kid in table.output
+
+    # The JWKS publishes both; the next export is signed with the new key.
+    assert [k["kid"] for k in http.get("/.well-known/jwks.json").json()["keys"]] == [current.kid, old_kid]
+    after, _ = finished_export(http, headers, options={"format": "jsonl"})
+    assert jwt.get_unverified_header(after["signature"])["kid"] == current.kid
+
+
+@pytest.mark.settings(secret_keys=[KEY_A])
+def test_reencrypt_moves_stored_secrets_to_the_newest_key(
+    http: TestClient,
+    headers: dict[str, str],
+    runtime: Runtime,
+    cli_env: None,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in range(3):
+        subscribe(http, headers, receiver.url(f"/hook{n}"))
+    kid_a, kid_b = crypto.key_id(KEY_A.encode()), crypto.key_id(KEY_B.encode())
+
+    def sealed_kids() -> list[str]:
+        with runtime.sessions() as session:
+            sealed = [s for _, s in webhooks_repository.sealed_secrets(session)]
+            sealed += [k.private_key_encrypted for k in signing_repository.all_keys(session)]
+        return sorted({s.split(".")[1] for s in sealed})
+
+    assert sealed_kids() == [kid_a]
+    monkeypatch.setenv("EXAMTRAIL_SECRET_KEYS", f"{KEY_B},{KEY_A}")
+    listed = json.loads(_keys("list", "--json").output)
+    assert [r["sealedWithNewestSecret"] for r in listed] == [False]
+
+    result = _keys("reencrypt")
+    assert result.exit_code == 0, result.output
+    assert f"webhook secrets: 3 re-encrypted, 0 already under key {kid_b}, 0 unreadable" in result.output
+    assert f"signing keys: 1 re-encrypted, 0 already under key {kid_b}, 0 unreadable" in result.output
+    assert sealed_kids() == [kid_b]
+
+    again = _keys("reencrypt")
+    assert again.exit_code == 0
+    assert "webhook secrets: 0 re-encrypted, 3 already under key" in again.output
+
+    # A secret no configured key opens is reported (exit 1) and left as it was.
+    monkeypatch.setenv("EXAMTRAIL_SECRET_KEYS", "an-unrelated-key-0123456789abcdef0123")
+    lost = _keys("reencrypt")
+    assert lost.exit_code == 1
+    assert "3 unreadable" in lost.output
+    assert "open with none of the configured secret keys" in str(lost.exception)
+    assert sealed_kids() == [kid_b]
+
+
+@pytest.fixture
+def receiver(tmp_path: Any) -> Iterator[Receiver]:
+    with Receiver(tmp_path / "receiver.log") as running:
+        yield running
