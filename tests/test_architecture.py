@@ -19,7 +19,14 @@ ALLOWED: dict[str, set[str]] = {
 }
 PLATFORM = PLUMBING | {"examtrail.storage", "examtrail.queue", "examtrail.runtime", "examtrail.deps"}
 # ui (the review pages) sits above the features it reads.
-FEATURES = ["examtrail.auth", "examtrail.ingest", "examtrail.exports", "examtrail.webhooks", "examtrail.ui"]
+FEATURES = [
+    "examtrail.audit",
+    "examtrail.auth",
+    "examtrail.ingest",
+    "examtrail.exports",
+    "examtrail.webhooks",
+    "examtrail.ui",
+]
 for rank, feature in enumerate(FEATURES):
     # A feature may use the features before it in this list, never those after it.
     ALLOWED[feature] = PLATFORM | set(FEATURES[:rank])

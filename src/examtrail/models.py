@@ -1,5 +1,6 @@
 """Imports every feature's models so metadata (and Alembic) sees all tables."""
 
+from examtrail.audit.models import AuditEntry
 from examtrail.auth.models import ApiClient, Tenant
 from examtrail.exports.models import ExportJob
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
@@ -8,6 +9,7 @@ from examtrail.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSu
 __all__ = [
     "ApiClient",
     "Attachment",
+    "AuditEntry",
     "Candidate",
     "Event",
     "ExportJob",

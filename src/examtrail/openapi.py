@@ -52,6 +52,7 @@ OPERATION_IDS = {
     "list_deliveries": "listDeliveries",
     "redeliver": "redeliverNotification",
     "download": "downloadFile",
+    "list_audit_entries": "listAuditEntries",
     "healthz": "getHealth",
     "readyz": "getReadiness",
 }

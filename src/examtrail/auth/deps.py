@@ -23,6 +23,7 @@ from examtrail.deps import RuntimeDep
 SCOPES = {
     "ingest": "Create tests and candidates, record events and attach files",
     "export": "Order, poll, cancel and download exports; manage webhook subscriptions",
+    "audit": "Read the tenant's audit log (GET /v1/audit)",
 }
 
 bearer_scheme = HTTPBearer(

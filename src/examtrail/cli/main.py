@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from examtrail.cli.audit import audit_app
 from examtrail.cli.errors import CliError, output_console, require_database, run
 from examtrail.cli.exports import TYPER_OPTIONS, exports_app
 from examtrail.core.logging import install_redaction
@@ -26,6 +27,7 @@ clients_app = typer.Typer(help="API clients of tenants.", no_args_is_help=True, 
 app.add_typer(db_app, name="db")
 app.add_typer(clients_app, name="clients")
 app.add_typer(exports_app, name="exports")
+app.add_typer(audit_app, name="audit")
 
 console = output_console()
 DEFAULT_THREADS = Settings.model_fields["worker_threads"].default
@@ -141,7 +143,9 @@ def db_current() -> None:
 @clients_app.command("create")
 def clients_create(
     tenant: str = typer.Option(..., metavar="NAME", help="Tenant name; created if it does not exist."),
-    scopes: str = typer.Option("ingest,export", metavar="SCOPES", help="Comma-separated: ingest, export."),
+    scopes: str = typer.Option(
+        "ingest,export", metavar="SCOPES", help="Comma-separated: ingest, export, audit."
+    ),
     name: str = typer.Option("", metavar="LABEL", help="A label for the client."),
     as_json: bool = typer.Option(False, "--json", help='Print {"clientId", "apiKey"} as JSON.'),
 ) -> None:

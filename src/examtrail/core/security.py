@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 ALGORITHM = "HS256"
-SCOPES = ("ingest", "export")
+SCOPES = ("ingest", "export", "audit")
 # Claims outside these bounds are refused (database ids are 32-bit; years stay four-digit).
 MAX_ID = 2**31 - 1
 MAX_CLIENT_ID_LENGTH = 64

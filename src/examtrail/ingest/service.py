@@ -13,6 +13,8 @@ from anyio import CancelScope, to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from examtrail.audit import actions
+from examtrail.audit.service import record
 from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.media import UnsupportedMediaType, media_type
@@ -129,7 +131,15 @@ def event_doc(event_id: str, event: EventIn, occurred_at_ms: int) -> str:
     )
 
 
-def add_events(session: Session, test: Test, user_id: int, events: Sequence[EventIn]) -> EventsResult:
+def add_events(
+    session: Session,
+    test: Test,
+    user_id: int,
+    events: Sequence[EventIn],
+    *,
+    actor: str | None = actions.CLI_ACTOR,
+) -> EventsResult:
+    """Store a batch (all or nothing) and its one audit entry (counts only; ``actor``: the client)."""
     candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
     if candidate_pk is None:
         raise NotFound(
@@ -185,17 +195,44 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
             raise Conflict(
                 "Some events already exist with different content.", code="event_conflict", details=conflicts
             )
-    return EventsResult(
+    result = EventsResult(
         received=len(events),
         created=len(inserted),
         duplicates=len(events) - len(inserted),
         eventIds=ordered_ids,
     )
+    # One entry per batch, never per event: the test and counts, no candidate or event content.
+    record(
+        session,
+        tenant_id=test.tenant_id,
+        client_id=actor,
+        action=actions.EVENTS_INGESTED,
+        object_type=actions.OBJECT_TEST,
+        object_id=test.external_id,
+        test_id=test.external_id,
+        details={"received": result.received, "created": result.created, "duplicates": result.duplicates},
+    )
+    return result
+
+
+# Attachment keys: ``attachments/<tenant id>/<test pk>/<event pk>/<random>``.
+ATTACHMENTS_PREFIX = "attachments"
+
+
+def attachment_of_key(session: Session, key: str) -> tuple[int, int, int] | None:
+    """``(tenant id, contentItemId, testId)`` of the attachment stored at ``key``, if any."""
+    parts = key.split("/")
+    if len(parts) != 5 or parts[0] != ATTACHMENTS_PREFIX or not (parts[1].isdigit() and parts[3].isdigit()):
+        return None
+    tenant_id, event_pk = int(parts[1]), int(parts[3])
+    found = repository.attachment_at_key(session, tenant_id, event_pk, key)
+    return None if found is None else (tenant_id, *found)
 
 
 @dataclass(frozen=True, slots=True)
 class UploadTarget:
     tenant_id: int
+    test_id: int
     test_pk: int
     event_pk: int
     storage_key: str
@@ -212,9 +249,14 @@ def prepare_upload(
     event = repository.get_event(session, test.id, candidate_pk, event_id)
     if event is None:
         raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")
-    key = f"attachments/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
+    key = f"{ATTACHMENTS_PREFIX}/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
     return UploadTarget(
-        tenant_id, test.id, event.id, key, repository.get_attachment(session, event.id, file_name)
+        tenant_id,
+        test.external_id,
+        test.id,
+        event.id,
+        key,
+        repository.get_attachment(session, event.id, file_name),
     )
 
 
@@ -251,27 +293,48 @@ def checked_content_type(value: str | None) -> str:
 
 
 def record_upload(
-    session: Session, target: UploadTarget, file_name: str, content_type: str, size: int, sha256: str
+    session: Session,
+    target: UploadTarget,
+    file_name: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    *,
+    actor: str | None = actions.CLI_ACTOR,
 ) -> tuple[Attachment, str | None]:
-    """Store the attachment row; returns it and the storage key it replaced, if any."""
+    """Store the attachment row (and its audit entry); returns it and the storage key it
+    replaced, if any."""
     current = repository.get_attachment(session, target.event_pk, file_name)
+    old_key = None
     if current is not None:
         old_key = current.storage_key
         current.storage_key, current.size, current.sha256 = target.storage_key, size, sha256
         current.content_type = content_type
         session.flush()
         repository.touch_event(session, target.test_pk, target.event_pk)
-        return current, old_key
-    attachment = Attachment(
-        event_pk=target.event_pk,
-        file_name=file_name,
-        content_type=content_type,
-        size=size,
-        sha256=sha256,
-        storage_key=target.storage_key,
+        attachment = current
+    else:
+        attachment = Attachment(
+            event_pk=target.event_pk,
+            file_name=file_name,
+            content_type=content_type,
+            size=size,
+            sha256=sha256,
+            storage_key=target.storage_key,
+        )
+        repository.add_attachment(session, attachment)
+    # The contentItemId and size; not the file name (names may say who is on the evidence).
+    record(
+        session,
+        tenant_id=target.tenant_id,
+        client_id=actor,
+        action=actions.FILE_UPLOADED,
+        object_type=actions.OBJECT_ATTACHMENT,
+        object_id=attachment.id,
+        test_id=target.test_id,
+        details={"fileSize": size, "sha256": sha256, "replaced": old_key is not None},
     )
-    repository.add_attachment(session, attachment)
-    return attachment, None
+    return attachment, old_key
 
 
 def attachment_out(attachment: Attachment) -> AttachmentOut:
@@ -300,6 +363,7 @@ class FileUploads:
     sessions: sessionmaker[Session]
     store: ObjectStore
     max_bytes: int
+    actor: str | None = actions.CLI_ACTOR  # the API client uploading, for the audit log
 
     async def upload(
         self,
@@ -364,7 +428,7 @@ class FileUploads:
     ) -> tuple[AttachmentOut, str | None]:
         with transaction(self.sessions) as session:
             attachment, replaced = record_upload(
-                session, target, file_name, content_type, stored.size, stored.sha256
+                session, target, file_name, content_type, stored.size, stored.sha256, actor=self.actor
             )
             return attachment_out(attachment), replaced
 
