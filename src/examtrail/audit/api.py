@@ -5,8 +5,7 @@ authentication dependencies of ``auth``: the application's top passes the scope 
 (:func:`build_router`), as it passes hooks to exports.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: the route's annotations name a local dependency.
 from collections.abc import Callable
 from typing import Annotated
 
