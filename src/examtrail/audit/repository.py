@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from examtrail.audit.models import AuditEntry
 
 
 def insert_entries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    # A Core insert: no ORM unit of work on the hot paths (one per request, never per event).
-    if rows:
-        session.execute(insert(AuditEntry), list(rows))
+    # A Core insert on the table, on the session's connection (its transaction): no ORM bulk
+    # machinery on the hot paths (one per request, never per event).
+    if not rows:
+        return
+    connection = session.connection()
+    if len(rows) == 1:
+        connection.execute(_INSERT, rows[0])
+    else:
+        connection.execute(_INSERT, list(rows))
+
+
+_INSERT = insert(cast(Table, AuditEntry.__table__))
 
 
 def list_entries(
