@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
 PLATFORM = PLUMBING | {"examtrail.storage", "examtrail.queue", "examtrail.runtime", "examtrail.deps"}
 # ui (the review pages) sits above the features it reads.
 FEATURES = [
+    "examtrail.audit",
     "examtrail.auth",
     "examtrail.ingest",
     "examtrail.signing",

@@ -13,7 +13,9 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from examtrail import __version__
+from examtrail.audit.api import build_router as audit_router
 from examtrail.auth.api import router as auth_router
+from examtrail.auth.deps import require_scope
 from examtrail.core.context import RequestContextMiddleware
 from examtrail.core.errors import install_error_handlers
 from examtrail.core.logging import install_redaction
@@ -21,6 +23,7 @@ from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
 from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
+from examtrail.exports.downloads import download_auditor
 from examtrail.ingest.api import list_router as tests_router
 from examtrail.ingest.api import router as ingest_router
 from examtrail.lifecycle.api import router as lifecycle_router
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         await run_in_threadpool(sweep_temporaries, rt)  # what a killed process left behind
         await run_in_threadpool(_ensure_signing_key, rt)
         app.state.runtime = rt
+        app.state.download_hook = download_auditor(rt)
         worker = background_worker(rt) if rt.embedded_worker else None
         if worker is not None:
             worker.start()
@@ -108,6 +112,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(webhooks_router)
     app.include_router(storage_router)
     app.include_router(signing_router)
+    app.include_router(audit_router(require_scope("audit")))
     ui.install(app, settings)
 
     install_openapi(app, settings)

@@ -1,5 +1,6 @@
 """Imports every feature's models so metadata (and Alembic) sees all tables."""
 
+from examtrail.audit.models import AuditEntry
 from examtrail.auth.models import ApiClient, Tenant
 from examtrail.exports.models import ExportJob, PseudonymKey
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
@@ -10,6 +11,7 @@ from examtrail.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookSu
 __all__ = [
     "ApiClient",
     "Attachment",
+    "AuditEntry",
     "Candidate",
     "ErasureJob",
     "Event",

@@ -59,6 +59,7 @@ OPERATION_IDS = {
     "redeliver": "redeliverNotification",
     "download": "downloadFile",
     "jwks": "getJwks",
+    "list_audit_entries": "listAuditEntries",
     "healthz": "getHealth",
     "readyz": "getReadiness",
 }

@@ -67,7 +67,7 @@ def test_protected_operations_declare_security_with_scopes(document: dict[str, A
     }
     flow = schemes["oauth2"]["flows"]["clientCredentials"]
     assert flow["tokenUrl"] == "/oauth/token"
-    assert set(flow["scopes"]) == {"ingest", "export", "erase"}
+    assert set(flow["scopes"]) == {"ingest", "export", "erase", "audit"}
     for _method, path, operation in operations(document):
         if not path.startswith("/v1/"):
             assert "security" not in operation
@@ -77,8 +77,9 @@ def test_protected_operations_declare_security_with_scopes(document: dict[str, A
             assert {"oauth2": ["export"]} in operation["security"]
             assert {"oauth2": []} not in operation["security"]
         else:
-            scope = "ingest" if "ingest" in operation["tags"] else "export"
-            if "lifecycle" in operation["tags"]:
+            tags = operation["tags"]
+            scope = "ingest" if "ingest" in tags else "audit" if "audit" in tags else "export"
+            if "lifecycle" in tags:
                 scope = "erase"
             assert {"oauth2": [scope]} in operation["security"], path
         assert {"401", "403"} <= set(operation["responses"])

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from examtrail.auth import service
 from examtrail.core.media import media_type
 from examtrail.core.responses import JSONResponse
-from examtrail.deps import RuntimeDep, SessionDep
+from examtrail.deps import RuntimeDep, WriteSessionDep
 
 router = APIRouter(tags=["auth"])
 
@@ -28,7 +28,7 @@ def _oauth_error(error: str, status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, "details": []}, status_code=status)
 
 
-def _issue(session: SessionDep, runtime: RuntimeDep, client_id: str, key: str) -> JSONResponse:
+def _issue(session: WriteSessionDep, runtime: RuntimeDep, client_id: str, key: str) -> JSONResponse:
     settings = runtime.settings
     try:
         issued = service.issue_token(
@@ -36,6 +36,7 @@ def _issue(session: SessionDep, runtime: RuntimeDep, client_id: str, key: str) -
         )
     except service.InvalidCredentials:
         return _oauth_error("invalid_grant", 401, "Unknown client or wrong API key.")
+    session.commit()  # the audit entry of the issued token
     body = TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
     return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})
 
@@ -110,7 +111,7 @@ _INSPERA_DOC: dict[str, Any] = {
     openapi_extra=_INSPERA_DOC,
 )
 def inspera_token(
-    request: Request, session: SessionDep, runtime: RuntimeDep, form: TokenForm
+    request: Request, session: WriteSessionDep, runtime: RuntimeDep, form: TokenForm
 ) -> JSONResponse:
     query = request.query_params
     grant_type = query.get("grant_type")
@@ -154,7 +155,9 @@ _OAUTH_DOC: dict[str, Any] = {
     "wrong ones: 401 `invalid_grant`.",
     openapi_extra=_OAUTH_DOC,
 )
-def oauth_token(request: Request, session: SessionDep, runtime: RuntimeDep, form: TokenForm) -> JSONResponse:
+def oauth_token(
+    request: Request, session: WriteSessionDep, runtime: RuntimeDep, form: TokenForm
+) -> JSONResponse:
     if form.get("grant_type") != "client_credentials":
         return _oauth_error("unsupported_grant_type", 400, "grant_type must be client_credentials.")
     client_id, client_secret = _basic_credentials(request) or (

@@ -24,6 +24,7 @@ SCOPES = {
     "ingest": "Create tests and candidates, record events and attach files",
     "export": "Order, poll, cancel and download exports; manage webhook subscriptions",
     "erase": "Erase candidates and tests (irreversible); set and release legal holds",
+    "audit": "Read the tenant's audit log (GET /v1/audit)",
 }
 
 bearer_scheme = HTTPBearer(

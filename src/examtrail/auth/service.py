@@ -7,10 +7,13 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from examtrail.audit import actions
+from examtrail.audit.service import record
 from examtrail.auth import repository
 from examtrail.auth.models import ApiClient
 from examtrail.core import security
 from examtrail.core.db import utcnow
+from examtrail.core.timeutil import format_dt
 
 
 class InvalidCredentials(Exception):
@@ -33,7 +36,15 @@ class IssuedToken:
     expires_in: int
 
 
-def create_client(session: Session, *, tenant_name: str, scopes: frozenset[str], name: str = "") -> NewClient:
+def create_client(
+    session: Session,
+    *,
+    tenant_name: str,
+    scopes: frozenset[str],
+    name: str = "",
+    actor: str | None = actions.CLI_ACTOR,
+) -> NewClient:
+    """``actor``: who creates it, for the audit log (clients are created on the command line)."""
     unknown = scopes - set(security.SCOPES)
     if unknown or not scopes:
         raise ValueError(f"scopes must be a non-empty subset of {', '.join(security.SCOPES)}")
@@ -49,14 +60,31 @@ def create_client(session: Session, *, tenant_name: str, scopes: frozenset[str],
         scopes=",".join(sorted(scopes)),
     )
     repository.add_client(session, client)
+    record(
+        session,
+        tenant_id=tenant.id,
+        client_id=actor,
+        action=actions.CLIENT_CREATED,
+        object_type=actions.OBJECT_CLIENT,
+        object_id=client.client_id,
+        details={"scopes": sorted(scopes)},
+    )
     return NewClient(client.client_id, api_key, tenant.id, tenant.name, scopes)
 
 
-def revoke_client(session: Session, client_id: str) -> bool:
+def revoke_client(session: Session, client_id: str, actor: str | None = actions.CLI_ACTOR) -> bool:
     client = repository.get_client(session, client_id)
     if client is None or client.revoked_at is not None:
         return False
     client.revoked_at = utcnow()
+    record(
+        session,
+        tenant_id=client.tenant_id,
+        client_id=actor,
+        action=actions.CLIENT_REVOKED,
+        object_type=actions.OBJECT_CLIENT,
+        object_id=client.client_id,
+    )
     return True
 
 
@@ -79,5 +107,15 @@ def issue_token(
         client_id=client.client_id,
         scopes=client.scope_set,
         ttl_seconds=ttl_seconds,
+    )
+    # The client id, never the token.
+    record(
+        session,
+        tenant_id=client.tenant_id,
+        client_id=client.client_id,
+        action=actions.TOKEN_ISSUED,
+        object_type=actions.OBJECT_CLIENT,
+        object_id=client.client_id,
+        details={"expires": format_dt(expires_at), "scopes": sorted(client.scope_set)},
     )
     return IssuedToken(token, expires_at, ttl_seconds)

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from examtrail.cli.audit import audit_app
 from examtrail.cli.errors import CliError, output_console, require_database, run
 from examtrail.cli.exports import TYPER_OPTIONS, exports_app
 from examtrail.cli.keys import keys_app
@@ -30,6 +31,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(exports_app, name="exports")
 app.add_typer(keys_app, name="keys")
 app.command("verify")(verify)
+app.add_typer(audit_app, name="audit")
 
 console = output_console()
 DEFAULT_THREADS = Settings.model_fields["worker_threads"].default
@@ -146,7 +148,7 @@ def db_current() -> None:
 def clients_create(
     tenant: str = typer.Option(..., metavar="NAME", help="Tenant name; created if it does not exist."),
     scopes: str = typer.Option(
-        "ingest,export", metavar="SCOPES", help="Comma-separated: ingest, export, erase."
+        "ingest,export", metavar="SCOPES", help="Comma-separated: ingest, export, erase, audit."
     ),
     name: str = typer.Option("", metavar="LABEL", help="A label for the client."),
     as_json: bool = typer.Option(False, "--json", help='Print {"clientId", "apiKey"} as JSON.'),

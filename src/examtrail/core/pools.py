@@ -9,6 +9,7 @@ of queueing: the caller answers 503 and the client retries later.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +40,10 @@ class BoundedPool:
             finally:
                 self._slots.release()
 
+        # The caller's context variables (request id, client address) follow the call.
+        context = contextvars.copy_context()
         try:
-            future = self._executor.submit(call)
+            future = self._executor.submit(context.run, call)
         except BaseException:
             self._slots.release()
             raise

@@ -15,7 +15,7 @@ import jwt
 from examtrail.core.crypto import by_hint, key_id
 
 ALGORITHM = "HS256"
-SCOPES = ("ingest", "export", "erase")
+SCOPES = ("ingest", "export", "erase", "audit")
 # Claims outside these bounds are refused (database ids are 32-bit; years stay four-digit).
 MAX_ID = 2**31 - 1
 MAX_CLIENT_ID_LENGTH = 64

@@ -35,15 +35,20 @@ def _order(
     status_code: int = status.HTTP_202_ACCEPTED,
 ) -> ExportJobOut:
     ordered = service.order_export(session, principal, test_id, options, reuse=runtime.settings.export_reuse)
+    # A finished job handed out again (nothing new since) comes with a fresh link.
+    reused = ordered.job.status == JobStatus.FINISHED
+    out = (
+        service.issued_status(session, principal, ordered.job, runtime.store)
+        if reused
+        else service.job_status(ordered.job, runtime.store, None)
+    )
     session.commit()
     if ordered.created:
         # Only after the commit: a worker that wakes up must find the row.
         runtime.queue.send(service.RUN_TASK, ordered.job.id)
     response.status_code = status_code
     response.headers["Location"] = f"/v1/test/{test_id}/events?jobId={ordered.job.id}"
-    # A finished job handed out again (nothing new since) comes with a fresh link.
-    reused = ordered.job.status == JobStatus.FINISHED
-    return service.job_status(ordered.job, runtime.store, principal.expires_at if reused else None)
+    return out
 
 
 @router.post(
@@ -110,7 +115,9 @@ def _status(
 ) -> ExportJobOut:
     job = service.get_job(session, principal, test_id, job_id)
     response.headers["Cache-Control"] = "no-store"
-    return service.job_status(job, runtime.store, principal.expires_at)
+    out = service.issued_status(session, principal, job, runtime.store)
+    session.commit()  # the link's audit entry, before the link leaves
+    return out
 
 
 # Declared before ``/{testId}/events/{jobId}``: "jobs" is not a job id.
@@ -137,7 +144,7 @@ def list_jobs(
     ] = None,
 ) -> ExportJobList:
     response.headers["Cache-Control"] = "no-store"
-    return service.list_jobs(
+    page = service.list_jobs(
         session,
         principal,
         runtime.store,
@@ -146,6 +153,8 @@ def list_jobs(
         limit=limit,
         cursor=cursor,
     )
+    session.commit()  # the audit entries of the links in the page
+    return page
 
 
 @router.get(

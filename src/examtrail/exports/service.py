@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from examtrail.audit import actions
+from examtrail.audit.service import Entry, become_writer, record, record_many
 from examtrail.core import leases
 from examtrail.core.crypto import SecretUnavailableError
 from examtrail.core.db import snapshot, transaction, utcnow
@@ -45,6 +47,8 @@ from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError, Stor
 log = logging.getLogger(__name__)
 
 RUN_TASK = "export.run"
+# Export files: ``exports/<tenant id>/<job id>/<attempt>-<worker><suffix>``.
+EXPORTS_PREFIX = "exports"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +80,12 @@ def order_export(
     key = options.canonical()
     active = repository.active_job_for_test(session, principal.tenant_id, test.id, key)
     if active is not None:
+        _audit_order(session, principal, active, options, created=False)
         return Ordered(active, created=False)
     now = utcnow()
     done = repository.latest_finished_job(session, principal.tenant_id, test.id, key) if reuse else None
     if done is not None and _reusable(session, done, now):
+        _audit_order(session, principal, done, options, created=False)
         return Ordered(done, created=False)
     job = ExportJob(
         id=str(uuid.uuid4()),
@@ -96,7 +102,65 @@ def order_export(
         compression=options.compression.value,
     )
     repository.add_job(session, job)
+    _audit_order(session, principal, job, options, created=True)
     return Ordered(job, created=True)
+
+
+def _audit_order(
+    session: Session, principal: Principal, job: ExportJob, options: ExportOptions, *, created: bool
+) -> None:
+    # The options that differ from the defaults; an incremental cursor is long and says nothing.
+    public = options.public()
+    defaults = DEFAULT_OPTIONS.public()
+    chosen = {k: v for k, v in public.items() if v != defaults[k] and k != "since"}
+    if options.since is not None:
+        chosen["incremental"] = True
+    record(
+        session,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        action=actions.EXPORT_ORDERED,
+        object_type=actions.OBJECT_EXPORT,
+        object_id=job.id,
+        test_id=job.test_external_id,
+        details={"jobId": job.id, "created": created, "status": job.status, "options": chosen},
+    )
+
+
+def _links(job: ExportJob, url_expires_at: datetime | None) -> bool:
+    """Whether :func:`job_status` hands out a download link for ``job``."""
+    return job.status == JobStatus.FINISHED and bool(job.storage_key) and url_expires_at is not None
+
+
+def issued_status(session: Session, principal: Principal, job: ExportJob, store: ObjectStore) -> ExportJobOut:
+    """``job``'s status for ``principal``; a download link in it is audited (one entry per link,
+    in the session's transaction, which the caller commits before answering)."""
+    return issued_statuses(session, principal, [job], store)[0]
+
+
+def issued_statuses(
+    session: Session, principal: Principal, jobs: Sequence[ExportJob], store: ObjectStore
+) -> list[ExportJobOut]:
+    expires = principal.expires_at
+    linked = [job for job in jobs if _links(job, expires)]
+    if linked:
+        become_writer(session)
+        record_many(
+            session,
+            [
+                Entry(
+                    principal.tenant_id,
+                    principal.client_id,
+                    actions.EXPORT_LINK_ISSUED,
+                    actions.OBJECT_EXPORT,
+                    job.id,
+                    job.test_external_id,
+                    {"jobId": job.id, "expires": format_dt(expires)},
+                )
+                for job in linked
+            ],
+        )
+    return [job_status(job, store, expires) for job in jobs]
 
 
 def _reusable(session: Session, job: ExportJob, now: datetime) -> bool:
@@ -138,7 +202,7 @@ def list_jobs(
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return ExportJobList(
-        jobs=[job_status(job, store, principal.expires_at) for job in jobs],
+        jobs=issued_statuses(session, principal, jobs, store),
         nextCursor=repository.encode_list_cursor(jobs[-1]) if more and jobs else None,
     )
 
@@ -156,6 +220,15 @@ def cancel_export(session: Session, principal: Principal, test_id: int, job_id: 
         raise Conflict(f"Export job {job_id} is already {job.status}.", code="job_not_cancellable")
     session.refresh(job)
     return job
+
+
+def job_of_key(session: Session, key: str) -> ExportJob | None:
+    """The export job whose published file is stored at ``key``, if any."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != EXPORTS_PREFIX or not parts[1].isdigit():
+        return None
+    job = repository.get_job(session, int(parts[1]), parts[2])
+    return job if job is not None and job.storage_key == key else None
 
 
 def download_name(job: ExportJob) -> str:
@@ -313,7 +386,7 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
         return
 
     suffix = file_suffix(fmt, compression)
-    key = f"exports/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}{suffix}"
+    key = f"{EXPORTS_PREFIX}/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}{suffix}"
     progress = Progress()
     writer: ObjectWriter | None = None
     committed = False

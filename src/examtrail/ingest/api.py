@@ -184,7 +184,7 @@ def post_events(
     response: Response,
 ) -> EventsResult:
     test = service.require_test(session, principal.tenant_id, test_id)
-    result = service.add_events(session, test, user_id, events)
+    result = service.add_events(session, test, user_id, events, actor=principal.client_id)
     session.commit()
     if result.created == 0:
         response.status_code = status.HTTP_200_OK
@@ -228,7 +228,7 @@ async def put_file(
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _file_too_large(limit)
     content_type = service.checked_content_type(request.headers.get("content-type"))
-    uploads = service.FileUploads(runtime.sessions, runtime.store, limit)
+    uploads = service.FileUploads(runtime.sessions, runtime.store, limit, principal.client_id)
     try:
         out, created = await uploads.upload(
             principal.tenant_id, test_id, user_id, event_id, file_name, content_type, request.stream()

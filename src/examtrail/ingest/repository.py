@@ -281,3 +281,14 @@ def add_attachment(session: Session, attachment: Attachment) -> None:
         .values(file_count=Event.file_count + 1, ingest_xid=change_stamp(session, test_pk))
     )
     session.flush()
+
+
+def attachment_at_key(session: Session, tenant_id: int, event_pk: int, key: str) -> tuple[int, int] | None:
+    """``(contentItemId, testId)`` of the tenant's attachment stored at ``key``, if any."""
+    row = session.execute(
+        select(Attachment.id, Test.external_id)
+        .join(Event, Event.id == Attachment.event_pk)
+        .join(Test, Test.id == Event.test_pk)
+        .where(Attachment.event_pk == event_pk, Attachment.storage_key == key, Test.tenant_id == tenant_id)
+    ).first()
+    return None if row is None else (int(row[0]), int(row[1]))

@@ -13,6 +13,8 @@ from anyio import CancelScope, to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from examtrail.audit import actions
+from examtrail.audit.service import record
 from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.media import UnsupportedMediaType, media_type
@@ -129,7 +131,15 @@ def event_doc(event_id: str, event: EventIn, occurred_at_ms: int) -> str:
     )
 
 
-def add_events(session: Session, test: Test, user_id: int, events: Sequence[EventIn]) -> EventsResult:
+def add_events(
+    session: Session,
+    test: Test,
+    user_id: int,
+    events: Sequence[EventIn],
+    *,
+    actor: str | None = actions.CLI_ACTOR,
+) -> EventsResult:
+    """Store a batch (all or nothing) and its one audit entry (counts only; ``actor``: the client)."""
     candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
     if candidate_pk is None:
         raise NotFound(
@@ -185,17 +195,44 @@ def add_events(session: Session, test: Test, user_id: int, events: Sequence[Even
             raise Conflict(
                 "Some events already exist with different content.", code="event_conflict", details=conflicts
             )
-    return EventsResult(
+    result = EventsResult(
         received=len(events),
         created=len(inserted),
         duplicates=len(events) - len(inserted),
         eventIds=ordered_ids,
     )
+    # One entry per batch, never per event: the test and counts, no candidate or event content.
+    record(
+        session,
+        tenant_id=test.tenant_id,
+        client_id=actor,
+        action=actions.EVENTS_INGESTED,
+        object_type=actions.OBJECT_TEST,
+        object_id=test.external_id,
+        test_id=test.external_id,
+        details={"received": result.received, "created": result.created, "duplicates": result.duplicates},
+    )
+    return result
+
+
+# Attachment keys: ``attachments/<tenant id>/<test pk>/<event pk>/<random>``.
+ATTACHMENTS_PREFIX = "attachments"
+
+
+def attachment_of_key(session: Session, key: str) -> tuple[int, int, int] | None:
+    """``(tenant id, contentItemId, testId)`` of the attachment stored at ``key``, if any."""
+    parts = key.split("/")
+    if len(parts) != 5 or parts[0] != ATTACHMENTS_PREFIX or not (parts[1].isdigit() and parts[3].isdigit()):
+        return None
+    tenant_id, event_pk = int(parts[1]), int(parts[3])
+    found = repository.attachment_at_key(session, tenant_id, event_pk, key)
+    return None if found is None else (tenant_id, *found)
 
 
 @dataclass(frozen=True, slots=True)
 class UploadTarget:
     tenant_id: int
+    test_id: int
     test_pk: int
     event_pk: int
     storage_key: str
@@ -212,8 +249,8 @@ def prepare_upload(
     if event is None:
         raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")
     # A fresh key per upload, never reused: a stored object is never overwritten.
-    key = f"attachments/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
-    return UploadTarget(tenant_id, test.id, event.id, key)
+    key = f"{ATTACHMENTS_PREFIX}/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
+    return UploadTarget(tenant_id, test.external_id, test.id, event.id, key)
 
 
 # A media type as stored (``attachments.content_type`` is varchar(200)): printable ASCII.
@@ -249,18 +286,23 @@ def checked_content_type(value: str | None) -> str:
 
 
 def record_upload(
-    session: Session, target: UploadTarget, file_name: str, content_type: str, size: int, sha256: str
+    session: Session,
+    target: UploadTarget,
+    file_name: str,
+    content_type: str,
+    size: int,
+    sha256: str,
+    *,
+    actor: str | None = actions.CLI_ACTOR,
 ) -> tuple[Attachment, bool]:
-    """Store the attachment row; returns it and whether it is new.
+    """Store the attachment row (and its audit entry); returns it and whether it is new.
 
     Evidence is immutable: the same name again with the same bytes (size and SHA-256) is
     the stored attachment, unchanged (its first Content-Type included); with other bytes it
     is a 409 ``file_exists`` and nothing changes.
     """
     current = repository.get_attachment(session, target.event_pk, file_name)
-    if current is not None:
-        if current.sha256 == sha256 and current.size == size:
-            return current, False
+    if current is not None and (current.sha256 != sha256 or current.size != size):
         raise Conflict(
             f"The event already has a file named {file_name!r} with other content; "
             "evidence files cannot be replaced.",
@@ -274,16 +316,29 @@ def record_upload(
                 }
             ],
         )
-    attachment = Attachment(
-        event_pk=target.event_pk,
-        file_name=file_name,
-        content_type=content_type,
-        size=size,
-        sha256=sha256,
-        storage_key=target.storage_key,
+    attachment = current
+    if attachment is None:
+        attachment = Attachment(
+            event_pk=target.event_pk,
+            file_name=file_name,
+            content_type=content_type,
+            size=size,
+            sha256=sha256,
+            storage_key=target.storage_key,
+        )
+        repository.add_attachment(session, attachment)
+    # The contentItemId and size; not the file name (names may say who is on the evidence).
+    record(
+        session,
+        tenant_id=target.tenant_id,
+        client_id=actor,
+        action=actions.FILE_UPLOADED,
+        object_type=actions.OBJECT_ATTACHMENT,
+        object_id=attachment.id,
+        test_id=target.test_id,
+        details={"fileSize": size, "sha256": sha256, "created": current is None},
     )
-    repository.add_attachment(session, attachment)
-    return attachment, True
+    return attachment, current is None
 
 
 def attachment_out(attachment: Attachment) -> AttachmentOut:
@@ -314,6 +369,7 @@ class FileUploads:
     sessions: sessionmaker[Session]
     store: ObjectStore
     max_bytes: int
+    actor: str | None = actions.CLI_ACTOR  # the API client uploading, for the audit log
 
     async def upload(
         self,
@@ -379,7 +435,7 @@ class FileUploads:
     ) -> tuple[AttachmentOut, bool]:
         with transaction(self.sessions) as session:
             attachment, created = record_upload(
-                session, target, file_name, content_type, stored.size, stored.sha256
+                session, target, file_name, content_type, stored.size, stored.sha256, actor=self.actor
             )
             return attachment_out(attachment), created
 

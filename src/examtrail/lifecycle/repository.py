@@ -91,23 +91,30 @@ def export_jobs_to_expire(
     )
 
 
-def expire_exports(session: Session, job_ids: list[str], now: datetime, statuses: tuple[str, ...]) -> int:
-    """Marks the jobs expired (their files are deleted afterwards by ``purge_*``). A running
-    one loses its lease with it: its worker discards what it wrote."""
+def expire_exports(
+    session: Session, job_ids: list[str], now: datetime, statuses: tuple[str, ...]
+) -> list[tuple[str, int, int]]:
+    """Marks the jobs expired (their files are deleted afterwards by ``purge_*``); returns
+    ``(jobId, tenant, testId)`` of those it changed. A running one loses its lease with it:
+    its worker discards what it wrote."""
     if not job_ids:
-        return 0
+        return []
     condition = and_(ExportJob.id.in_(job_ids), ExportJob.status.in_(statuses))
-    return update_rows(
-        session,
-        ExportJob,
-        condition,
-        status=JobStatus.EXPIRED,
-        lease_owner=None,
-        lease_expires_at=None,
-        finished_at=func.coalesce(ExportJob.finished_at, now),
-        # Non-NULL: ``purge_expired_files`` clears the job's folder (a running attempt's too).
-        storage_key=func.coalesce(ExportJob.storage_key, ""),
+    statement = (
+        update(ExportJob)
+        .where(condition)
+        .values(
+            status=JobStatus.EXPIRED,
+            lease_owner=None,
+            lease_expires_at=None,
+            finished_at=func.coalesce(ExportJob.finished_at, now),
+            # Non-NULL: ``purge_expired_files`` clears the job's folder (a running attempt's too).
+            storage_key=func.coalesce(ExportJob.storage_key, ""),
+        )
+        .returning(ExportJob.id, ExportJob.tenant_id, ExportJob.test_external_id)
+        .execution_options(synchronize_session=False)
     )
+    return [(job_id, tenant_id, test_id) for job_id, tenant_id, test_id in session.execute(statement)]
 
 
 def add_job(session: Session, job: ErasureJob) -> None:

@@ -18,6 +18,8 @@ from datetime import timedelta
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from examtrail.audit import actions
+from examtrail.audit.service import Entry, record, record_many
 from examtrail.core import leases
 from examtrail.core.db import transaction, utcnow
 from examtrail.core.errors import Conflict, NotFound
@@ -85,7 +87,7 @@ def set_hold(session: Session, principal: Principal, test_id: int) -> HoldOut:
     if hold is None:
         hold = LegalHold(test_pk=test.id, tenant_id=principal.tenant_id, set_by=principal.client_id)
         repository.add_hold(session, hold)
-        # audit: hold.set
+        _record(session, principal, actions.HOLD_SET, actions.OBJECT_TEST, test_id, test_id)
     return hold_out(test_id, hold)
 
 
@@ -94,8 +96,50 @@ def release_hold(session: Session, principal: Principal, test_id: int) -> HoldOu
     hold = repository.get_hold(session, test.id)
     if hold is not None:
         repository.remove_hold(session, hold)
-        # audit: hold.released
+        _record(session, principal, actions.HOLD_RELEASED, actions.OBJECT_TEST, test_id, test_id)
     return hold_out(test_id, None)
+
+
+def _record(
+    session: Session,
+    principal: Principal,
+    action: actions.Action,
+    object_type: str,
+    object_id: int,
+    test_id: int,
+    details: dict[str, object] | None = None,
+) -> None:
+    record(
+        session,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        test_id=test_id,
+        details=details,
+    )
+
+
+def _record_expired(
+    session: Session, client_id: str | None, expired: list[tuple[str, int, int]], reason: str
+) -> None:
+    """One ``export.expired`` entry per job whose file goes (the sweeper acts as nobody)."""
+    record_many(
+        session,
+        [
+            Entry(
+                tenant_id,
+                client_id,
+                actions.EXPORT_EXPIRED,
+                actions.OBJECT_EXPORT,
+                job_id,
+                test_id,
+                {"reason": reason},
+            )
+            for job_id, tenant_id, test_id in expired
+        ],
+    )
 
 
 def _refuse_if_held(session: Session, test: Test) -> None:
@@ -151,7 +195,7 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
         if not _excludes(job.options, candidate)
     ]
     expired = repository.expire_exports(session, expiring, now, (JobStatus.FINISHED, JobStatus.RUNNING))
-    # audit: export.expired
+    _record_expired(session, principal.client_id, expired, "erasure")
     holding = repository.new_holding_test(session, tenant_id)
     repository.move_candidate(session, candidate.id, holding.id)
     job = ErasureJob(
@@ -165,12 +209,21 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
         requested_by=principal.client_id,
         status=ErasureStatus.QUEUED,
         events_total=events,
-        exports_expired=expired,
+        exports_expired=len(expired),
         created_at=now,
         enqueued_at=now,
     )
     repository.add_job(session, job)
-    # audit: candidate.erased
+    # The userId only (no name, no content): the entry says what was erased, and by whom.
+    _record(
+        session,
+        principal,
+        actions.CANDIDATE_ERASED,
+        actions.OBJECT_CANDIDATE,
+        user_id,
+        test_id,
+        {"erasureId": job.id, "events": events, "exportsExpired": len(expired)},
+    )
     return Accepted(job, created=True)
 
 
@@ -187,7 +240,7 @@ def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted
     statuses = (JobStatus.FINISHED, JobStatus.RUNNING, JobStatus.QUEUED)
     jobs = [job.id for job in repository.export_jobs_to_expire(session, test.id, statuses)]
     expired = repository.expire_exports(session, jobs, now, statuses)
-    # audit: export.expired
+    _record_expired(session, principal.client_id, expired, "erasure")
     repository.hide_test(session, test)
     job = ErasureJob(
         id=str(uuid.uuid4()),
@@ -200,12 +253,20 @@ def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted
         requested_by=principal.client_id,
         status=ErasureStatus.QUEUED,
         events_total=events,
-        exports_expired=expired,
+        exports_expired=len(expired),
         created_at=now,
         enqueued_at=now,
     )
     repository.add_job(session, job)
-    # audit: test.erased
+    _record(
+        session,
+        principal,
+        actions.TEST_ERASED,
+        actions.OBJECT_TEST,
+        test_id,
+        test_id,
+        {"erasureId": job.id, "events": events, "exportsExpired": len(expired)},
+    )
     return Accepted(job, created=True)
 
 
@@ -413,12 +474,12 @@ def sweep_retention(runtime: Runtime) -> int:
     """Expires the export jobs that finished more than ``export_retention_days`` ago (not
     those of tests under legal hold) and deletes their files; returns how many expired."""
     days = runtime.settings.export_retention_days
-    expired = 0
+    expired: list[tuple[str, int, int]] = []
     if days > 0:
         cutoff = utcnow() - timedelta(days=days)
         with transaction(runtime.sessions) as session:
             due = repository.exports_due(session, cutoff, RETENTION_BATCH)
             expired = repository.expire_exports(session, due, utcnow(), (JobStatus.FINISHED,))
-            # audit: export.expired
+            _record_expired(session, None, expired, "retention")
     purge_expired_files(runtime)
-    return expired
+    return len(expired)

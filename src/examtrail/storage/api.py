@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -13,6 +14,10 @@ from examtrail.storage.base import StorageError
 from examtrail.storage.local import LocalObjectStore
 
 router = APIRouter(tags=["downloads"])
+
+# Called with (key, size, Range header) before a file is served; the application's top installs
+# one (``app.state.download_hook``) that writes the audit entry. Storage knows no feature.
+DownloadHook = Callable[[str, int, str | None], None]
 
 
 @router.api_route("/files/{key:path}", methods=["HEAD"], include_in_schema=False)
@@ -46,6 +51,9 @@ def download(
         raise NotFound("Not found.") from None
     if not path.is_file():
         raise NotFound("The file no longer exists.", code="file_gone")
+    hook: DownloadHook | None = getattr(request.app.state, "download_hook", None)
+    if hook is not None and request.method == "GET":
+        hook(key, path.stat().st_size, request.headers.get("range"))
     return FileResponse(
         path,
         filename=filename or None,

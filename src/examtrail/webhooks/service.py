@@ -26,10 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from sqlalchemy.orm import Session
 
+from examtrail.audit import actions
+from examtrail.audit.service import record
 from examtrail.core import crypto, leases
 from examtrail.core.db import begin_write, transaction, utcnow
 from examtrail.core.errors import BadRequest, Conflict, NotFound
@@ -198,6 +201,16 @@ def create_subscription(
         last_modified=now,
     )
     repository.add_subscription(session, subscription)
+    # The endpoint's host only: a URL's path or query may carry a receiver's token.
+    record(
+        session,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        action=actions.SUBSCRIPTION_CREATED,
+        object_type=actions.OBJECT_SUBSCRIPTION,
+        object_id=subscription.id,
+        details={"event": body.event, "endpointHost": _host(body.endpoint)},
+    )
     return SubscriptionCreated(**_out(subscription).model_dump(), secret=secret)
 
 
@@ -222,6 +235,18 @@ def get_subscription(session: Session, principal: Principal, subscription_id: st
 def delete_subscription(session: Session, principal: Principal, subscription_id: str) -> None:
     if not repository.delete_subscription(session, principal.tenant_id, subscription_id):
         raise NotFound(f"Subscription {subscription_id} not found.", code="subscription_not_found")
+    record(
+        session,
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        action=actions.SUBSCRIPTION_DELETED,
+        object_type=actions.OBJECT_SUBSCRIPTION,
+        object_id=subscription_id,
+    )
+
+
+def _host(endpoint: str) -> str:
+    return urlsplit(endpoint).hostname or ""
 
 
 # --- the delivery log --------------------------------------------------------------
@@ -420,6 +445,23 @@ def _prepare(
     if status is None:
         _cancel_unsent(session, delivery, owner, now, "the export no longer exists")
         return None
+    if status.downloadUrl is not None:
+        # A link handed to the subscriber's endpoint (by the service: no client); one per attempt.
+        record(
+            session,
+            tenant_id=delivery.tenant_id,
+            client_id=None,
+            action=actions.EXPORT_LINK_ISSUED,
+            object_type=actions.OBJECT_EXPORT,
+            object_id=delivery.job_id,
+            test_id=delivery.test_external_id,
+            details={
+                "jobId": delivery.job_id,
+                "expires": status.downloadUrlExpires,
+                "subscriptionId": subscription.id,
+                "deliveryId": delivery.id,
+            },
+        )
     secret, payload, problem = "", {}, None
     try:
         secret = secret_box(runtime.settings).open(subscription.secret_encrypted, subscription.id)

@@ -1,0 +1,55 @@
+"""The audited actions: stable dotted names, stored as such and used as the API's filter enum.
+
+Never rename one (stored rows and clients' filters use them); add new ones at the end.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    CLIENT_CREATED = "client.created"
+    CLIENT_REVOKED = "client.revoked"
+    TOKEN_ISSUED = "token.issued"  # noqa: S105 (an action name)
+    EVENTS_INGESTED = "events.ingested"
+    FILE_UPLOADED = "file.uploaded"
+    EXPORT_ORDERED = "export.ordered"
+    EXPORT_LINK_ISSUED = "export.link_issued"
+    DOWNLOAD_SERVED = "download.served"
+    SUBSCRIPTION_CREATED = "subscription.created"
+    SUBSCRIPTION_DELETED = "subscription.deleted"
+    # Erasure and retention (written by that feature through ``audit.service.record``).
+    CANDIDATE_ERASED = "candidate.erased"
+    TEST_ERASED = "test.erased"
+    EXPORT_EXPIRED = "export.expired"
+    HOLD_SET = "hold.set"
+    HOLD_RELEASED = "hold.released"
+
+
+CLIENT_CREATED = Action.CLIENT_CREATED
+CLIENT_REVOKED = Action.CLIENT_REVOKED
+TOKEN_ISSUED = Action.TOKEN_ISSUED
+EVENTS_INGESTED = Action.EVENTS_INGESTED
+FILE_UPLOADED = Action.FILE_UPLOADED
+EXPORT_ORDERED = Action.EXPORT_ORDERED
+EXPORT_LINK_ISSUED = Action.EXPORT_LINK_ISSUED
+DOWNLOAD_SERVED = Action.DOWNLOAD_SERVED
+SUBSCRIPTION_CREATED = Action.SUBSCRIPTION_CREATED
+SUBSCRIPTION_DELETED = Action.SUBSCRIPTION_DELETED
+CANDIDATE_ERASED = Action.CANDIDATE_ERASED
+TEST_ERASED = Action.TEST_ERASED
+EXPORT_EXPIRED = Action.EXPORT_EXPIRED
+HOLD_SET = Action.HOLD_SET
+HOLD_RELEASED = Action.HOLD_RELEASED
+
+# What an entry is about (``object_type``).
+OBJECT_CLIENT = "client"
+OBJECT_TEST = "test"
+OBJECT_CANDIDATE = "candidate"
+OBJECT_ATTACHMENT = "attachment"
+OBJECT_EXPORT = "export"
+OBJECT_SUBSCRIPTION = "subscription"
+
+# ``client_id`` of actions taken on the command line (API client ids start with ``et_``).
+CLI_ACTOR = "cli"

@@ -1,0 +1,53 @@
+"""The SQL of the audit log: inserts and keyset reads, nothing else (the log is append-only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
+
+from examtrail.audit.models import AuditEntry
+
+
+def insert_entries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    # A Core insert on the table, on the session's connection (its transaction): no ORM bulk
+    # machinery on the hot paths (one per request, never per event).
+    if not rows:
+        return
+    connection = session.connection()
+    if len(rows) == 1:
+        connection.execute(_INSERT, rows[0])
+    else:
+        connection.execute(_INSERT, list(rows))
+
+
+_INSERT = insert(cast(Table, AuditEntry.__table__))
+
+
+def list_entries(
+    session: Session,
+    tenant_id: int,
+    *,
+    actions: Sequence[str] = (),
+    test_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before_id: int | None = None,
+    limit: int,
+) -> list[AuditEntry]:
+    """The tenant's entries, newest first (by id); ``before_id`` is the last id of the previous page."""
+    stmt = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
+    if actions:
+        stmt = stmt.where(AuditEntry.action.in_(list(actions)))
+    if test_id is not None:
+        stmt = stmt.where(AuditEntry.test_id == test_id)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEntry.at < until)
+    if before_id is not None:
+        stmt = stmt.where(AuditEntry.id < before_id)
+    return list(session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit)))
