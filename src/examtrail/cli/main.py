@@ -101,7 +101,7 @@ def worker(
     ),
 ) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
-    from examtrail.core.memory import tune_allocator
+    from examtrail.core.memory import release_free_memory, tune_allocator
 
     tune_allocator()  # before any thread starts: fewer malloc arenas, big buffers unmapped
     from examtrail.tasks import background_worker, build_runtime
@@ -120,6 +120,7 @@ def worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     background.start()
+    release_free_memory()  # what start-up freed (imports, S3 service model) leaves the RSS
     console.print(
         f"[green]worker running[/] ({background.threads} export threads, "
         f"{sum(background.lane_threads.values())} webhook threads); Ctrl-C to stop"

@@ -10,6 +10,7 @@ threshold at start, unless the operator set them through glibc's own variables.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import sys
 
@@ -40,3 +41,18 @@ def tune_allocator(
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ and mallopt(_M_MMAP_THRESHOLD, mmap_threshold) == 1:
         applied["mmap_threshold"] = mmap_threshold
     return applied
+
+
+def release_free_memory() -> bool:
+    """Collect garbage and hand the heap's free pages back to the OS (start-up leaves
+    many: parsed service models, import-time temporaries). False off glibc."""
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
