@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import nullcontext
 from typing import Annotated
 from weakref import WeakKeyDictionary
@@ -17,7 +17,9 @@ from examtrail.core.db import begin_write
 from examtrail.runtime import Runtime
 
 
-def get_runtime_dep(request: Request) -> Runtime:
+# Dependencies that only read attributes are ``async``: FastAPI runs a sync dependency on
+# the threadpool, a hop per dependency per request that the framework-bound routes feel.
+async def get_runtime_dep(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -25,22 +27,22 @@ def get_runtime_dep(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime_dep)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+def _end(session: Session) -> None:
+    session.rollback()
+    session.close()
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
     # Routes commit explicitly (the request is the edge); anything uncommitted is dropped.
+    # Creating a session does no I/O (it connects on first use); ending one does.
     session = runtime.sessions()
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        await run_in_threadpool(_end, session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def _end(session: Session) -> None:
-    session.rollback()
-    session.close()
 
 
 # SQLite: requests that write wait for their turn here, in the event loop, not on a
