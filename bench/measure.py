@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -393,3 +393,196 @@ def poll(url: str, token: str, connections: int, seconds: float) -> dict[str, An
         return poll_with_wrk(url, token, connections, seconds)
     print(WRK_HINT + "; using the slower Python fallback")
     return poll_with_python(url, token, connections, seconds)
+
+
+# --- framework-bound routes beside the framework's floor (GET /healthz) ----------------------
+
+# Unique single events, as live exam clients send them: one per request, spread over the
+# candidates, ids unique across runs (the run tag) and across wrk threads.
+_SINGLE_EVENT_LUA = """
+local tag = "{tag}"
+local users = {{{users}}}
+local counter = 0
+local thread_id = 0
+local next_id = 0
+function setup(thread)
+  thread:set("thread_id", next_id)
+  next_id = next_id + 1
+end
+function init(args)
+  thread_id = tonumber(wrk.thread:get("thread_id")) or 0
+end
+request = function()
+  counter = counter + 1
+  local user = users[(counter % #users) + 1]
+  local body = string.format(
+    '{{"eventId":"%s-%d-%d","event":"network_lost","timeStamp":"2026-06-01T10:00:00Z"}}',
+    tag, thread_id, counter)
+  return wrk.format("POST", "{path_prefix}" .. user .. "/events", nil, body)
+end
+"""
+
+_POST_LUA = 'wrk.method = "POST"\n'
+
+
+def wrk_run(
+    url: str,
+    connections: int,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    script: str | None = None,
+    work: Path | None = None,
+) -> dict[str, Any]:
+    """One closed-loop wrk run (``WRK_HINT`` when missing); the parsed figures."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError(WRK_HINT)
+    command = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+    ]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    script_path: Path | None = None
+    if script is not None:
+        script_path = (work or Path("/tmp")) / f"wrk-{time.monotonic_ns()}.lua"
+        script_path.write_text(script)
+        command += ["-s", str(script_path)]
+    try:
+        done = subprocess.run([*command, url], capture_output=True, text=True, check=True)
+    finally:
+        if script_path is not None:
+            script_path.unlink(missing_ok=True)
+    result = parse_wrk(done.stdout)
+    result.update({"connections": connections, "seconds": seconds, "raw": done.stdout})
+    return result
+
+
+def beside_healthz(
+    base_url: str, label: str, connections: int, seconds: float, run: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """``run`` and, right after it on the same server, ``GET /healthz`` at 50 connections."""
+    route = run()
+    floor = wrk_run(f"{base_url}/healthz", 50, seconds)
+    ratio = (route["requests_per_s"] or 0.0) / floor["requests_per_s"] if floor["requests_per_s"] else 0.0
+    route.pop("raw", None)
+    floor.pop("raw", None)
+    return {"route": label, "connections": connections, "result": route, "healthz": floor, "ratio": ratio}
+
+
+def single_event_script(test_id: int, user_ids: Sequence[int], tag: str) -> str:
+    return _SINGLE_EVENT_LUA.format(
+        tag=tag,
+        users=",".join(str(u) for u in user_ids),
+        path_prefix=f"/v1/test/{test_id}/candidates/",
+    )
+
+
+def prepare_live_test(base_url: str, token: str, test_id: int, candidates: int) -> list[int]:
+    """A test with ``candidates`` registered candidates for the single-event load; their userIds."""
+    headers = {"Authorization": f"Bearer {token}"}
+    users = [500_000 + n for n in range(candidates)]
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
+        client.put(f"/v1/test/{test_id}", json={"title": "live single events"}).raise_for_status()
+        roster = [{"userId": u, "candidateId": f"live-{u}"} for u in users]
+        client.put(f"/v1/test/{test_id}/candidates", json=roster).raise_for_status()
+    return users
+
+
+def count_events(base_url: str, token: str, test_id: int) -> int:
+    """Events stored on ``test_id`` (GET /v1/test/{testId} counts them)."""
+    response = httpx.get(
+        f"{base_url}/v1/test/{test_id}", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
+    response.raise_for_status()
+    return int(response.json().get("events", 0))
+
+
+def framework_routes(
+    base_url: str,
+    token: str,
+    client_id: str,
+    api_key: str,
+    *,
+    live_test_id: int,
+    status_url: str | None,
+    seconds: float,
+    work: Path,
+    tag: str,
+) -> dict[str, Any]:
+    """Status call (50 connections), single-event POST (100) and the token call (50), each
+    beside the same server's /healthz rate."""
+    if shutil.which("wrk") is None:
+        print(WRK_HINT + "; framework-bound routes skipped")
+        return {"rows": [], "skipped": WRK_HINT}
+    auth = {"Authorization": f"Bearer {token}"}
+    rows: list[dict[str, Any]] = []
+    if status_url is not None:
+        rows.append(
+            beside_healthz(
+                base_url,
+                "status of a finished job",
+                50,
+                seconds,
+                lambda: wrk_run(status_url, 50, seconds, auth),
+            )
+        )
+    users = prepare_live_test(base_url, token, live_test_id, 100)
+    before = count_events(base_url, token, live_test_id)
+    script = single_event_script(live_test_id, users, tag)
+    single = beside_healthz(
+        base_url,
+        "single-event POST (unique events)",
+        100,
+        seconds,
+        lambda: wrk_run(
+            f"{base_url}/v1/test/{live_test_id}/candidates/",
+            100,
+            seconds,
+            {**auth, "Content-Type": "application/json"},
+            script,
+            work,
+        ),
+    )
+    stored = count_events(base_url, token, live_test_id) - before
+    single["stored_events"] = stored
+    rows.append(single)
+    token_url = f"{base_url}/api/authenticate/token/?grant_type=authorization_code&client_id={client_id}"
+    rows.append(
+        beside_healthz(
+            base_url,
+            "token call",
+            50,
+            seconds,
+            lambda: wrk_run(token_url, 50, seconds, {"code": api_key}, _POST_LUA, work),
+        )
+    )
+    return {"rows": rows}
+
+
+# --- the upload-only floor: the export's bytes into the store without the database ------------
+
+
+def upload_floor(store: Any, size: int, repeats: int = 3) -> dict[str, Any]:
+    """Time ``size`` bytes streamed in 256 KiB chunks through ``store.open_writer`` (what the
+    export's writer thread does), nothing else; the median of ``repeats``."""
+    chunk = bytes(range(256)) * 1024
+    runs = []
+    for n in range(repeats):
+        key = f"bench/upload-floor-{n}.bin"
+        started = time.perf_counter()
+        writer = store.open_writer(key, content_type="application/octet-stream")
+        left = size
+        while left > 0:
+            piece = chunk if left >= len(chunk) else chunk[:left]
+            writer.write(piece)
+            left -= len(piece)
+        writer.commit()
+        runs.append(time.perf_counter() - started)
+        store.delete(key)
+    return {"bytes": size, "runs": runs, "median_s": statistics.median(runs)}

@@ -7,6 +7,38 @@ from typing import Any
 SECTIONS = ("Machine", "Baseline", "Export", "Scale", "Ingestion", "Polling", "Targets")
 
 
+def _row(section: dict[str, Any] | None, prefix: str) -> dict[str, Any] | None:
+    for row in (section or {}).get("rows", []):
+        if row["route"].startswith(prefix):
+            return row  # type: ignore[no-any-return]
+    return None
+
+
+def history_row(results: dict[str, Any], commit: str) -> dict[str, Any]:
+    """The headline figures of one run, for the history table."""
+    baseline = results["baseline"]["median_s"]
+    status = _row(results.get("framework_pg"), "status")
+    peaks = [results["export_pg"]["peak_rss_mb"]]
+    peaks += [r["peak_rss_mb"] for r in results.get("formats", {}).get("rows", [])]
+    peaks += [p[k] for p in results["scale"]["points"] for k in p if k.endswith("peak_rss_mb")]
+    single_pg = _row(results.get("framework_pg"), "single")
+    single_sqlite = _row(results.get("framework_embedded"), "single")
+    embedded = results.get("export_embedded")
+    return {
+        "date": results["machine"]["date"],
+        "commit": commit,
+        "events": results["dataset"]["events"],
+        "export_pg_x": results["export_pg"]["median_s"] / baseline,
+        "export_embedded_x": embedded["median_s"] / baseline if embedded else None,
+        "peak_rss_mb": max(peaks),
+        "ingest_x_copy": results["ingestion"]["ratio"],
+        "status_rps": status["result"]["requests_per_s"] if status else results["polling"]["requests_per_s"],
+        "status_x_healthz": status["ratio"] if status else None,
+        "single_x_healthz_pg": single_pg["ratio"] if single_pg else None,
+        "single_x_healthz_sqlite": single_sqlite["ratio"] if single_sqlite else None,
+    }
+
+
 def _f(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
@@ -188,6 +220,75 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
     )
     add("")
 
+    floor = results.get("upload_floor")
+    if floor:
+        export_s = results["export_pg"]["median_s"]
+        add("## Upload-only floor")
+        add("")
+        add(
+            "The export file's byte count streamed into the same SeaweedFS bucket through the S3 writer "
+            "in 256 KiB chunks, as the export's writer thread does, with no database work: the floor of "
+            "an export to S3, beside the export itself and the baseline (median of the runs)."
+        )
+        add("")
+        add("| upload | parts in flight | bytes | seconds | x baseline | export / floor |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label, row in floor.items():
+            add(
+                f"| {label} | {row['concurrency']} | {row['bytes']:,} | {_f(row['median_s'], 3)} | "
+                f"{_f(row['median_s'] / b['median_s'])} | {_f(export_s / row['median_s'])} |"
+            )
+        add("")
+
+    add("## Worker memory")
+    add("")
+    add(
+        "VmRSS of the exporting process just before each export (idle, after start-up and the "
+        "warm-up export) and its peak (VmHWM, reset before each export), in MB; the largest over the runs."
+    )
+    add("")
+    add("| export | idle RSS MB | peak RSS MB |")
+    add("| --- | ---: | ---: |")
+    for key, label in (
+        ("export_pg", "PostgreSQL + S3 worker, JSON"),
+        ("export_embedded", "embedded server, JSON"),
+    ):
+        section = results.get(key)
+        if section:
+            idle = max(r.get("idle_rss_mb", 0.0) for r in section["runs"])
+            add(f"| {label} | {_f(idle, 0)} | {_f(section['peak_rss_mb'], 0)} |")
+    add("")
+
+    for key, label in (
+        ("framework_pg", f"PostgreSQL + S3, `examtrail serve --workers {c['api_workers']}`"),
+        ("framework_embedded", "embedded default (SQLite, one process)"),
+    ):
+        section = results.get(key)
+        if not section:
+            continue
+        add(f"## Framework-bound routes: {label}")
+        add("")
+        add(
+            "wrk (closed loop, one thread) on each route, then right after it on the same server "
+            "`GET /healthz` at 50 connections: the framework's floor. Single events are unique "
+            "(a new eventId per request, spread over 100 candidates), as live exam clients send them."
+        )
+        add("")
+        add(
+            "| route | connections | requests/s | p50 ms | p99 ms | non-2xx | socket errors | "
+            "/healthz req/s | /healthz p99 ms | x /healthz |"
+        )
+        add("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+        for row in section["rows"]:
+            r, h = row["result"], row["healthz"]
+            stored = f" ({row['stored_events']:,} stored)" if "stored_events" in row else ""
+            add(
+                f"| {row['route']}{stored} | {row['connections']} | {_f(r['requests_per_s'], 0)} | "
+                f"{_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['non_2xx']} | {r['socket_errors'] or '-'} | "
+                f"{_f(h['requests_per_s'], 0)} | {_f(h['p99_ms'])} | {_f(row['ratio'])} |"
+            )
+        add("")
+
     add("## Targets")
     add("")
     add("| target | measured | limit | verdict |")
@@ -199,6 +300,26 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
             f"{verdict} ({t['margin_pct']:+.0f}% of the limit) |"
         )
     add("")
+    history = results.get("history") or []
+    if history:
+        add("## History")
+        add("")
+        add("Headline figures of each full run (`bench/history.json`), newest last.")
+        add("")
+        add(
+            "| date | commit | export PG+S3 x baseline | export embedded x baseline | worker peak RSS MB | "
+            "batch ingestion x COPY | status req/s (x /healthz) | single event x /healthz PG / SQLite |"
+        )
+        add("| --- | --- | ---: | ---: | ---: | ---: | --- | --- |")
+        for h in history:
+            add(
+                f"| {h['date']} | {h.get('commit') or '?'} | {_f(h.get('export_pg_x'))} | "
+                f"{_f(h.get('export_embedded_x'))} | {_f(h.get('peak_rss_mb'), 0)} | "
+                f"{_f(h.get('ingest_x_copy'))} | "
+                f"{_f(h.get('status_rps'), 0)} ({_f(h.get('status_x_healthz'))}) | "
+                f"{_f(h.get('single_x_healthz_pg'))} / {_f(h.get('single_x_healthz_sqlite'))} |"
+            )
+        add("")
     if c["smoke"]:
         add("_Smoke run: sizes are tiny, so the ratios say nothing about performance._")
         add("")

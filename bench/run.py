@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import deploy, measure
 from bench.generate import GenerateSpec, generate
-from bench.report import render_markdown
+from bench.report import history_row, render_markdown
 
 TENANT = "bench"
 MAIN_TEST_ID = 1
@@ -37,6 +37,7 @@ WARMUP_TEST_ID = 2
 INGEST_TEST_ID = 900
 COPY_TEST_ID = 901
 INGEST_SMALL_TEST_ID = 902
+LIVE_TEST_ID = 903
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -241,6 +242,7 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
                 say(f"export content equals the baseline: {section['content']['equal']}")
                 export_file.unlink(missing_ok=True)
             results["export_pg"] = section
+            results["upload_floor"] = run_upload_floor(config, pg, exports[0]["file_bytes"])
             results["formats"] = run_formats(config, pg, token, dsn, section["median_s"])
 
             scale_points = [
@@ -300,11 +302,50 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
                 f"{polling['requests_per_s']:.0f} req/s"
             )
             results["polling"] = polling
+            results["framework_pg"] = measure.framework_routes(
+                pg.base_url,
+                token,
+                client_id,
+                api_key,
+                live_test_id=LIVE_TEST_ID,
+                status_url=url,
+                seconds=config.poll_seconds,
+                work=work,
+                tag=f"pg{int(time.time())}",
+            )
+            _say_framework("PostgreSQL", results["framework_pg"])
         finally:
             pg.stop()
     if not config.keep:
         deploy.drop_pg_database(config.database)
     return baseline_file
+
+
+def run_upload_floor(config: Config, pg: deploy.Deployment, size: int) -> dict[str, Any]:
+    """The export's byte count into the same S3 store with no database work: the floor an
+    export to S3 can reach (parts in flight as configured, and one at a time to compare)."""
+    from examtrail.storage.s3 import S3ObjectStore
+
+    floors: dict[str, Any] = {}
+    for label, concurrency in (("configured", pg.settings.s3_upload_concurrency), ("sequential", 1)):
+        store = S3ObjectStore.from_settings(
+            pg.settings.model_copy(update={"s3_upload_concurrency": concurrency})
+        )
+        floor = measure.upload_floor(store, size, repeats=config.repeats)
+        floor["concurrency"] = concurrency
+        floors[label] = floor
+        say(f"upload-only floor ({concurrency} in flight): {floor['median_s']:.3f} s for {size:,} bytes")
+    return floors
+
+
+def _say_framework(name: str, section: dict[str, Any]) -> None:
+    for row in section["rows"]:
+        r, h = row["result"], row["healthz"]
+        say(
+            f"{name} {row['route']} ({row['connections']} conn): {r['requests_per_s'] or 0:,.0f} req/s, "
+            f"p99 {r['p99_ms'] or 0:.1f} ms, non-2xx {r['non_2xx']} | "
+            f"/healthz {h['requests_per_s'] or 0:,.0f} req/s -> {row['ratio']:.2f}x"
+        )
 
 
 # Formats whose memory is checked at every size (issue 11): streaming, whatever the count.
@@ -417,6 +458,18 @@ def run_embedded(config: Config, results: dict[str, Any], baseline_file: Path) -
             say(f"embedded export content equals the PostgreSQL baseline: {section['content']['equal']}")
             export_file.unlink(missing_ok=True)
         results["export_embedded"] = section
+        results["framework_embedded"] = measure.framework_routes(
+            embedded.base_url,
+            token,
+            client_id,
+            api_key,
+            live_test_id=LIVE_TEST_ID,
+            status_url=f"{embedded.base_url}/v1/test/{MAIN_TEST_ID}/events?jobId={runs[0]['job_id']}",
+            seconds=config.poll_seconds,
+            work=config.work,
+            tag=f"sq{int(time.time())}",
+        )
+        _say_framework("embedded", results["framework_embedded"])
     finally:
         embedded.stop()
 
@@ -458,10 +511,42 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         peaks = [r["peak_rss_mb"] for r in formats["rows"]]
         peaks += [p[k] for p in points for k in p if k.endswith("_peak_rss_mb")]
         target("worker peak RSS, every format and size", max(peaks), 150.0, unit="MB")
-    target("ingestion API / COPY rate", results["ingestion"]["ratio"], 0.5, higher_is_better=True, unit="x")
+    embedded = results.get("export_embedded")
+    if embedded:
+        target("embedded export wall / PostgreSQL baseline", embedded["median_s"] / baseline, 1.0, unit="x")
+    target("ingestion API / COPY rate", results["ingestion"]["ratio"], 0.9, higher_is_better=True, unit="x")
     polling = results["polling"]
     target(f"status p99 at {polling['connections']} clients", polling["p99_ms"], 20.0, unit="ms")
+    for key, name in (("framework_pg", "PostgreSQL"), ("framework_embedded", "SQLite")):
+        for row in results.get(key, {}).get("rows", []):
+            rate = row["result"]["requests_per_s"] or 0.0
+            if row["route"].startswith("status") and key == "framework_pg":
+                target(f"status / healthz rate ({name})", row["ratio"], 0.5, higher_is_better=True, unit="x")
+                target(f"status calls/s ({name})", rate, 2000.0, higher_is_better=True, unit="/s")
+            if row["route"].startswith("single"):
+                target(f"single-event POST / healthz rate ({name})", row["ratio"], 0.3, True, "x")
+                failed = row["result"]["non_2xx"] + (1 if row["result"]["socket_errors"] else 0)
+                target(f"single-event POST errors under load ({name})", failed, 0.0, unit="")
     return targets
+
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or "?"
+
+
+def _history(config: Config, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """bench/history.json plus this run (smoke runs are shown, never recorded)."""
+    path = ROOT / "bench" / "history.json"
+    rows: list[dict[str, Any]] = json.loads(path.read_text()) if path.exists() else []
+    row = history_row(results, _commit())
+    if not config.smoke:
+        rows.append(row)
+        path.write_text(json.dumps(rows, indent=2) + "\n")
+        return rows
+    return [*rows, row]
 
 
 def _notes() -> str:
@@ -489,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     run_embedded(config, results, baseline_file)
     results["targets"] = evaluate(results)
     results["duration_s"] = time.perf_counter() - started
+    results["history"] = _history(config, results)
     markdown = render_markdown(results, _notes())
     (config.out / "results.json").write_text(json.dumps(_strip_raw(results), indent=2) + "\n")
     (config.out / "RESULTS.md").write_text(markdown)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,8 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         "Scale",
         "Ingestion",
         "Polling",
+        "Upload-only floor",
+        "Worker memory",
         "Targets",
     ):
         assert f"## {section}" in markdown
@@ -93,6 +96,14 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     sections = ("machine", "dataset", "baseline", "export_pg", "export_embedded", "scale", "ingestion")
     assert set(sections) | {"polling", "targets"} <= set(results)
     assert results["dataset"]["events"] == 10_000
+    assert results["upload_floor"]["configured"]["bytes"] == results["export_pg"]["runs"][0]["file_bytes"]
+    if shutil.which("wrk"):
+        for key in ("framework_pg", "framework_embedded"):
+            single = next(r for r in results[key]["rows"] if r["route"].startswith("single"))
+            assert single["result"]["non_2xx"] == 0, single
+            # wrk counts what completed within its duration; the requests still in flight land too.
+            assert single["stored_events"] >= single["result"]["requests"], single
+    assert results["history"][-1]["commit"]  # shown, not recorded: smoke runs stay out of history.json
     for key in ("export_pg", "export_embedded"):
         content = results[key]["content"]
         assert content["equal"], content

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from typing import Any
@@ -17,6 +18,7 @@ from examtrail.cli.exports import TYPER_OPTIONS, exports_app
 from examtrail.cli.keys import keys_app
 from examtrail.cli.verify import verify
 from examtrail.core.logging import install_redaction
+from examtrail.core.memory import DEFAULT_ARENAS
 from examtrail.core.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -62,8 +64,12 @@ def serve(
     EXAMTRAIL_HTTP_KEEP_ALIVE_SECONDS); put a reverse proxy in front when it faces the internet."""
     import uvicorn
 
+    from examtrail.core.memory import tune_allocator
     from examtrail.core.server import uvicorn_options
 
+    # This process runs the in-process worker; --workers children read glibc's variables.
+    applied = tune_allocator()
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(applied.get("arena_max", DEFAULT_ARENAS)))
     settings = get_settings()
     if workers > 1 and not settings.broker_url:
         raise typer.BadParameter("several API processes need EXAMTRAIL_BROKER_URL (and PostgreSQL)")
@@ -101,6 +107,9 @@ def worker(
     ),
 ) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
+    from examtrail.core.memory import release_free_memory, tune_allocator
+
+    tune_allocator()  # before any thread starts: fewer malloc arenas, big buffers unmapped
     from examtrail.tasks import background_worker, build_runtime
 
     settings = get_settings()
@@ -117,6 +126,7 @@ def worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     background.start()
+    release_free_memory()  # what start-up freed (imports, S3 service model) leaves the RSS
     console.print(
         f"[green]worker running[/] ({background.threads} export threads, "
         f"{sum(background.lane_threads.values())} webhook threads); Ctrl-C to stop"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -78,16 +80,79 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # SQLite has one writer. Its busy handler polls with growing sleeps (unfair: under 100
+    # concurrent writers some wait past busy_timeout and fail "database is locked"), so
+    # this process's writers queue on a lock first and reach BEGIN IMMEDIATE one at a
+    # time; busy_timeout is left for other processes (the CLI, a second server).
+    gate = _WriterGate()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Reads begin DEFERRED (WAL readers never wait). Writers ask for IMMEDIATE through
-        # begin_write(): the write lock up front, so two writers queue on busy_timeout
-        # instead of failing when a read transaction tries to become a write one.
+        # begin_write(): the write lock up front, so two writers queue instead of failing
+        # when a read transaction tries to become a write one.
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "IMMEDIATE":
+            connection.exec_driver_sql(f"BEGIN {mode}")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        gate.acquire(dbapi_connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.release(dbapi_connection)
+            raise
+
+    # The lock is released once COMMIT/ROLLBACK has run at the driver (the Connection
+    # events fire before it); returning a connection to the pool rolls back, so a
+    # forgotten session releases too.
+    dialect = engine.dialect
+    for name in ("do_commit", "do_rollback"):
+        setattr(dialect, name, gate.releasing(getattr(dialect, name)))
+
+    @event.listens_for(engine, "close")
+    def _on_close(dbapi_connection: Any, _record: Any) -> None:
+        gate.release(dbapi_connection)
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        gate.release(dbapi_connection)
+
+
+class _WriterGate:
+    """One in-process SQLite writer at a time; the holder is a DB-API connection."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._holder: Any = None
+
+    def acquire(self, dbapi_connection: Any) -> None:
+        if not self.lock.acquire(timeout=WRITE_LOCK_TIMEOUT):
+            raise OperationalError(
+                "BEGIN IMMEDIATE", None, Exception("database is locked (in-process writer queue)")
+            )
+        self._holder = dbapi_connection
+
+    def release(self, connection: Any) -> None:
+        # SQLAlchemy passes the pool's proxy to do_commit/do_rollback, the raw one elsewhere.
+        dbapi_connection = getattr(connection, "dbapi_connection", connection)
+        if dbapi_connection is not None and self._holder is dbapi_connection:
+            self._holder = None
+            self.lock.release()
+
+    def releasing(self, end: Callable[[Any], None]) -> Callable[[Any], None]:
+        def wrapped(dbapi_connection: Any) -> None:
+            try:
+                end(dbapi_connection)
+            finally:
+                self.release(dbapi_connection)
+
+        return wrapped
 
 
 WRITE_OPTIONS = {"sqlite_begin": "IMMEDIATE"}
+# Longest wait of an in-process SQLite writer for its turn (as busy_timeout: 30 s).
+WRITE_LOCK_TIMEOUT = 30.0
 
 
 def begin_write(session: Session) -> None:

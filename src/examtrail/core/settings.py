@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_part_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # Parts uploaded at once per writer: memory is part_size x (this + 1) per running export.
+    s3_upload_concurrency: int = Field(default=2, ge=1, le=16)
 
     # Empty: Dramatiq's in-process broker with worker threads inside the API process.
     broker_url: str = ""

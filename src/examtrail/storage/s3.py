@@ -11,8 +11,11 @@ operation, the key and the S3 error code); credentials never appear in it.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -23,7 +26,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from examtrail.core.settings import Settings
-from examtrail.storage.base import HashingCounter, ObjectTooLarge, StorageError, StoredObject
+from examtrail.storage.base import ObjectTooLarge, StorageError, StoredObject
 from examtrail.storage.sigv4 import S3Presigner
 
 if TYPE_CHECKING:
@@ -63,7 +66,14 @@ def content_disposition(filename: str) -> str:
 
 
 class S3ObjectWriter:
-    """Streams one object into S3; see the module docstring."""
+    """Streams one object into S3; see the module docstring.
+
+    Parts are uploaded on a small thread pool, at most ``concurrency`` at once, while the
+    caller keeps writing: memory stays within ``part_size x (concurrency + 1)``. The
+    SHA-256 is computed on its own thread, part by part in order (hashlib releases the
+    GIL), so neither the caller nor the uploads wait for it. The upload is completed only
+    when every part succeeded; any failure aborts it.
+    """
 
     def __init__(
         self,
@@ -75,6 +85,7 @@ class S3ObjectWriter:
         content_type: str,
         part_size: int,
         max_size: int | None,
+        concurrency: int = 2,
     ) -> None:
         self._client = client
         self._bucket = bucket
@@ -82,10 +93,18 @@ class S3ObjectWriter:
         self._full_key = full_key
         self._content_type = content_type
         self._part_size = max(part_size, MIN_PART_SIZE)
-        self._counter = HashingCounter(max_size)
+        self._concurrency = max(1, concurrency)
+        self._max_size = max_size
+        self._size = 0
+        self._hash = hashlib.sha256()
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
+        self._next_part = 1
+        # Uploads and hashing of the parts handed over, oldest first.
+        self._in_flight: deque[tuple[Future[CompletedPartTypeDef], Future[None]]] = deque()
+        self._uploads: ThreadPoolExecutor | None = None
+        self._hasher: ThreadPoolExecutor | None = None
         # open -> committed | aborted; "failed" refuses writes but still allows abort().
         self._state = "open"
 
@@ -100,56 +119,95 @@ class S3ObjectWriter:
 
     def write(self, data: bytes) -> None:
         self._ensure_open()
-        try:
-            self._counter.update(data)
-        except ObjectTooLarge:
+        self._size += len(data)
+        if self._max_size is not None and self._size > self._max_size:
             # Nothing may stay behind: drop the parts already uploaded right away. Should
             # that fail, the writer stays "failed" and the caller's abort() tries again.
             with suppress(StorageError):
                 self.abort()
-            raise
+            raise ObjectTooLarge(f"object exceeds the limit of {self._max_size} bytes")
         self._buffer += data
         try:
             while len(self._buffer) >= self._part_size:
                 part = bytes(memoryview(self._buffer)[: self._part_size])  # one copy, not two
                 del self._buffer[: self._part_size]
-                self._upload_part(part)
+                self._send_part(part)
         except StorageError:
             self._state = "failed"
             raise
 
-    def _upload_part(self, body: bytes) -> None:
+    def _send_part(self, body: bytes) -> None:
         if self._upload_id is None:
             with _translate(f"create multipart upload for {self._key!r}"):
                 created = self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self._full_key, ContentType=self._content_type
                 )
             self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
+            self._uploads = ThreadPoolExecutor(self._concurrency, thread_name_prefix="s3-part")
+            self._hasher = ThreadPoolExecutor(1, thread_name_prefix="s3-hash")
+        assert self._uploads is not None and self._hasher is not None
+        # Bounded memory: wait for the oldest part before handing over one more.
+        while len(self._in_flight) >= self._concurrency:
+            self._finish_oldest()
+        number, self._next_part = self._next_part, self._next_part + 1
+        self._in_flight.append(
+            (
+                self._uploads.submit(self._upload_part, self._upload_id, number, body),
+                self._hasher.submit(self._hash.update, body),
+            )
+        )
+
+    def _finish_oldest(self) -> None:
+        upload, hashing = self._in_flight.popleft()
+        hashing.result()
+        self._parts.append(upload.result())
+
+    def _upload_part(self, upload_id: str, number: int, body: bytes) -> CompletedPartTypeDef:
         with _translate(f"upload of part {number} of {self._key!r}"):
             response = self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._full_key,
-                UploadId=self._upload_id,
+                UploadId=upload_id,
                 PartNumber=number,
                 Body=body,
             )
-        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+        return {"ETag": response["ETag"], "PartNumber": number}
+
+    def _drain(self) -> None:
+        """Wait for every part handed over; the first failure is raised after all ended."""
+        failure: BaseException | None = None
+        while self._in_flight:
+            try:
+                self._finish_oldest()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    def _shutdown(self) -> None:
+        for pool in (self._uploads, self._hasher):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._uploads = self._hasher = None
 
     def commit(self) -> StoredObject:
         self._ensure_open()
         try:
             if self._upload_id is None:
+                body = bytes(self._buffer)
+                self._hash.update(body)
                 with _translate(f"upload of {self._key!r}"):
                     self._client.put_object(
                         Bucket=self._bucket,
                         Key=self._full_key,
-                        Body=bytes(self._buffer),
+                        Body=body,
                         ContentType=self._content_type,
                     )
             else:
                 if self._buffer:
-                    self._upload_part(bytes(self._buffer))
+                    self._send_part(bytes(self._buffer))
+                    self._buffer = bytearray()
+                self._drain()
                 with _translate(f"completion of {self._key!r}"):
                     self._client.complete_multipart_upload(
                         Bucket=self._bucket,
@@ -160,14 +218,23 @@ class S3ObjectWriter:
         except StorageError:
             self._state = "failed"
             raise
+        finally:
+            self._shutdown()
         self._buffer = bytearray()
         self._state = "committed"
-        return StoredObject(key=self._key, size=self._counter.size, sha256=self._counter.hexdigest())
+        return StoredObject(key=self._key, size=self._size, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
         if self._state in ("committed", "aborted"):
             return
         self._buffer = bytearray()
+        # Parts still uploading would otherwise land after the abort and stay behind.
+        for upload, hashing in self._in_flight:
+            upload.cancel()
+            hashing.cancel()
+        with suppress(BaseException):
+            self._drain()
+        self._shutdown()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             try:
@@ -194,6 +261,7 @@ class S3ObjectStore:
         *,
         prefix: str = "",
         part_size: int = 8 * 1024 * 1024,
+        upload_concurrency: int = 2,
         presign_client: S3Client | None = None,
         region: str = "us-east-1",
         presigner: S3Presigner | None = None,
@@ -205,6 +273,7 @@ class S3ObjectStore:
         self.bucket = bucket
         self.prefix = "/".join(part for part in prefix.split("/") if part)
         self.part_size = max(part_size, MIN_PART_SIZE)
+        self.upload_concurrency = upload_concurrency
         self.region = region
 
     @classmethod
@@ -247,6 +316,7 @@ class S3ObjectStore:
             settings.s3_bucket,
             prefix=settings.s3_prefix,
             part_size=settings.s3_part_size,
+            upload_concurrency=settings.s3_upload_concurrency,
             presign_client=presign_client,
             region=settings.s3_region,
             presigner=presigner,
@@ -331,6 +401,7 @@ class S3ObjectStore:
             content_type=content_type,
             part_size=self.part_size,
             max_size=max_size,
+            concurrency=self.upload_concurrency,
         )
 
     def presigned_get_url(

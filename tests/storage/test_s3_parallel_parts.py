@@ -1,0 +1,84 @@
+"""The S3 writer uploads parts concurrently (issue #15): at most ``concurrency`` parts in
+flight (bounded memory), the object and its SHA-256 are those of the bytes written, and a
+part that fails aborts the whole upload, leaving nothing behind. Against SeaweedFS."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from examtrail.storage.base import StorageError
+from examtrail.storage.s3 import S3ObjectStore, S3ObjectWriter
+from tests.storage.conftest import S3StoreFactory
+from tests.storage.test_object_stores import PART_SIZE, leftovers, payload, write_chunks
+
+pytestmark = pytest.mark.s3
+
+
+class _Concurrency:
+    """Wraps ``client.upload_part`` to count the calls running at the same time."""
+
+    def __init__(self, store: S3ObjectStore, monkeypatch: pytest.MonkeyPatch, fail_part: int = 0) -> None:
+        self.running = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        self.original = store.client.upload_part
+        self.fail_part = fail_part
+        monkeypatch.setattr(store.client, "upload_part", self)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            time.sleep(0.05)  # long enough for the next parts to be handed over meanwhile
+            if kwargs["PartNumber"] == self.fail_part:
+                raise StorageError("injected part failure")
+            return self.original(**kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_parts_upload_concurrently_within_the_bound(
+    make_s3_store: S3StoreFactory, monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> None:
+    store = make_s3_store(s3_upload_concurrency=concurrency)
+    store.ensure_ready()
+    counter = _Concurrency(store, monkeypatch)
+    data = payload(6 * PART_SIZE + 12345, seed=concurrency)
+    writer = write_chunks(store, "parallel.bin", data, chunk=256 * 1024)
+    stored = writer.commit()
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert b"".join(store.open_read("parallel.bin")) == data
+    assert counter.peak == concurrency
+    assert leftovers(store) == ["parallel.bin"]
+
+
+def test_a_failed_part_aborts_the_upload(
+    make_s3_store: S3StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_s3_store(s3_upload_concurrency=3)
+    store.ensure_ready()
+    _Concurrency(store, monkeypatch, fail_part=2)
+    writer = store.open_writer("broken.bin", content_type="application/octet-stream")
+    assert isinstance(writer, S3ObjectWriter)
+
+    def write_all() -> None:
+        for _ in range(8):
+            writer.write(payload(PART_SIZE))
+        writer.commit()
+
+    with pytest.raises(StorageError, match="injected part failure"):
+        write_all()
+    with pytest.raises(StorageError):
+        writer.write(b"more")  # refused once failed
+    writer.abort()
+    assert leftovers(store) == []
+    assert not store.exists("broken.bin")
