@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import threading
 from typing import Any
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from examtrail.cli.errors import CliError, output_console, require_database, run
 from examtrail.cli.exports import TYPER_OPTIONS, exports_app
-from examtrail.core.logging import install_redaction
+from examtrail.core.logging import configure_logging, logging_config
 from examtrail.core.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -38,10 +37,14 @@ def main() -> None:
 
 
 def _logging() -> None:
-    install_redaction()
-    logging.basicConfig(
-        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(get_settings())
+
+
+def _metrics(settings: Settings, *, wipe: bool) -> None:
+    """Share metric files with this host's other processes (before anything counts)."""
+    from examtrail.core.metrics import use_metrics_dir
+
+    use_metrics_dir(settings.resolved_metrics_dir, wipe=wipe)
 
 
 @app.command()
@@ -63,6 +66,7 @@ def serve(
         raise typer.BadParameter("several API processes need EXAMTRAIL_BROKER_URL (and PostgreSQL)")
     require_database(settings)
     _logging()
+    _metrics(settings, wipe=True)
     uvicorn.run(
         "examtrail.app:create_app",
         factory=True,
@@ -70,6 +74,10 @@ def serve(
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # Each server process configures logging from this (JSON or text); the app writes
+        # its own access log (route template, request id), so uvicorn's is off.
+        log_config=logging_config(settings),
+        access_log=False,
         proxy_headers=True,
         **uvicorn_options(settings),
     )
@@ -104,6 +112,7 @@ def worker(
         )
     require_database(settings)
     _logging()
+    _metrics(settings, wipe=False)
     runtime = build_runtime(settings)
     runtime.store.ensure_ready()
     background = background_worker(runtime, threads, webhook_threads)
@@ -116,7 +125,8 @@ def worker(
         f"{sum(background.lane_threads.values())} webhook threads); Ctrl-C to stop"
     )
     stop.wait()
-    background.stop()
+    # No new jobs from now on; running exports finish within their grace or are handed back.
+    background.stop(timeout=max(5.0, settings.job_lease_seconds))
     runtime.close()
 
 
