@@ -77,7 +77,8 @@ class RedactSecrets(logging.Filter):
 
 
 def install_redaction() -> None:
-    """Redact every record at creation, whichever logger or handler it goes to."""
+    """Redact every record at creation, whichever logger or handler it goes to, and give it
+    the request and job context of the moment."""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "examtrail_redacting", False):
         return
@@ -85,6 +86,9 @@ def install_redaction() -> None:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         redact_record(record)
+        # The context as it is where the line is logged (handlers may format it elsewhere).
+        for key, value in context_fields().items():
+            setattr(record, key, value)
         return record
 
     factory.examtrail_redacting = True  # type: ignore[attr-defined]
@@ -138,7 +142,8 @@ class JsonFormatter(logging.Formatter):
         }
         line.update(context_fields())
         for key, value in _extra_fields(record).items():
-            line.setdefault(key, _clean(value))
+            if key not in ("time", "level", "logger", "message"):
+                line[key] = _clean(value)
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
