@@ -101,7 +101,7 @@ def test_json_and_text_lines_redact_extra_fields_and_exceptions() -> None:
 def test_log_format_defaults_to_json_off_a_terminal(settings: Settings) -> None:
     # pytest captures stderr: not a terminal.
     assert settings.resolved_log_format == "json"
-    assert Settings(_env_file=None, log_format="text").resolved_log_format == "text"  # type: ignore[call-arg]
+    assert Settings(_env_file=None, log_format="text").resolved_log_format == "text"
 
 
 def test_every_request_logs_one_access_line(

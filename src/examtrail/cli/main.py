@@ -67,6 +67,10 @@ def serve(
     require_database(settings)
     _logging()
     _metrics(settings, wipe=True)
+    # uvicorn shuts down gracefully on SIGTERM (in-flight requests finish, the in-process
+    # worker hands its jobs back), then re-raises the signal to the handler found before it:
+    # this one, so a graceful stop exits 0 rather than "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "examtrail.app:create_app",
         factory=True,

@@ -416,7 +416,7 @@ def _attempt(runtime: Runtime, hooks: Sequence[CompletionHook], claimed: _Claime
     except ExportInterrupted:
         discard()
         if heartbeat.released:
-            _release(runtime, job_id, owner, attempt, time.monotonic() - started)
+            _release(runtime, job_id, owner, time.monotonic() - started, progress)
             return
         _ended(job_id, "interrupted", time.monotonic() - started, progress)
         log.info("export %s was cancelled or taken over; discarding attempt %d", job_id, attempt)
@@ -469,7 +469,7 @@ def _ended(
     )
 
 
-def _release(runtime: Runtime, job_id: str, owner: str, attempt: int, seconds: float) -> None:
+def _release(runtime: Runtime, job_id: str, owner: str, seconds: float, progress: Progress) -> None:
     """Shutting down: hand the job back so another worker starts it at once."""
     try:
         with transaction(runtime.sessions) as session:
@@ -478,7 +478,7 @@ def _release(runtime: Runtime, job_id: str, owner: str, attempt: int, seconds: f
         log.warning("could not hand export %s back; its lease will expire", job_id)
         return
     if released:
-        _ended(job_id, "released", seconds, Progress())
+        _ended(job_id, "released", seconds, progress)
         runtime.queue.send(RUN_TASK, job_id)
 
 
