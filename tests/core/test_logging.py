@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import orjson
 import pytest
@@ -136,11 +138,19 @@ def test_export_logs_start_and_end_with_job_fields(
         job_id = http.post("/v1/test/31/events", headers=headers).json()["jobId"]
         status = wait_for_job(http, headers, 31, job_id)
         assert status["status"] == "finished"
-    lines = [
-        orjson.loads(JsonFormatter().format(r))
-        for r in caplog.records
-        if r.name == "examtrail.exports.service" and job_id in r.getMessage()
-    ]
+
+        def export_lines() -> list[dict[str, Any]]:
+            return [
+                orjson.loads(JsonFormatter().format(r))
+                for r in list(caplog.records)
+                if r.name == "examtrail.exports.service" and job_id in r.getMessage()
+            ]
+
+        # The closing line follows the commit that the poll sees.
+        deadline = time.monotonic() + 10
+        while not any(line.get("outcome") for line in export_lines()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    lines = export_lines()
     started = [line for line in lines if "started" in line["message"]]
     ended = [line for line in lines if line.get("outcome") == "finished"]
     assert len(started) == 1 and len(ended) == 1
