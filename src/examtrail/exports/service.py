@@ -281,6 +281,8 @@ class _Heartbeat:
                 log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
 
 
+# A wake-up reaching a stopping worker goes back to the queue this much later.
+STOPPING_RESEND_MS = 500
 # At most this long (and half the lease) a shutting-down worker lets a running export finish.
 SHUTDOWN_GRACE_SECONDS = 10.0
 
@@ -299,8 +301,9 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
     ``hooks`` run in the transaction that ends the job (see ``exports.hooks``).
     """
     if runtime.stopping.is_set():
-        # This worker is shutting down: pass the wake-up on to another one.
-        runtime.queue.send(RUN_TASK, job_id)
+        # This worker is shutting down: pass the wake-up on to another one (a little
+        # later, so that it does not bounce within this process while its threads stop).
+        runtime.queue.send(RUN_TASK, job_id, delay_ms=STOPPING_RESEND_MS)
         return
     with job_context(job_id=job_id):
         _run_job(runtime, job_id, hooks)
