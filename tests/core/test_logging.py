@@ -75,6 +75,16 @@ def test_json_lines_carry_level_logger_message_and_context() -> None:
     assert line["time"].endswith("+00:00")
     assert (line["request_id"], line["job_id"], line["test_id"], line["tenant"]) == ("req-9", "job-1", 42, 7)
     assert line["rows"] == 3
+    # A caller's own field of the same name never clashes with the captured context.
+    from examtrail.core.logging import install_redaction
+
+    install_redaction()
+    with job_context(job_id="job-2", test_id=43, tenant=8):
+        record = logging.getLogger("examtrail.test").makeRecord(
+            "examtrail.test", logging.INFO, __file__, 1, "m", (), None, extra={"job_id": "mine"}
+        )
+    line = orjson.loads(JsonFormatter().format(record))
+    assert (line["job_id"], line["test_id"]) == ("mine", 43)
     # Outside a request or job, no context keys at all.
     bare = orjson.loads(JsonFormatter().format(_record("plain")))
     assert not {"request_id", "job_id", "test_id", "tenant"} & set(bare)

@@ -9,6 +9,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from examtrail.core.logging import record_context
 from tests.core.test_metrics import Samples, scrape, value
 from tests.support.receiver import Receiver
 from tests.webhooks.helpers import export, subscribe, wait_for_delivery
@@ -43,8 +44,8 @@ def test_deliveries_are_counted_by_outcome_and_attempt(
         r for r in caplog.records if r.name == "examtrail.webhooks.service" and "failed" in r.getMessage()
     ]
     assert failed
-    record = failed[0]
-    assert getattr(record, "job_id", None) == job["jobId"]
-    assert getattr(record, "test_id", None) == 61
-    assert isinstance(getattr(record, "tenant", None), int)
-    assert getattr(record, "delivery_id", None)
+    context = record_context(failed[0])
+    assert context["job_id"] == job["jobId"]
+    assert context["test_id"] == 61
+    assert isinstance(context["tenant"], int)
+    assert context["delivery_id"]

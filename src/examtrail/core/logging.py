@@ -87,8 +87,8 @@ def install_redaction() -> None:
         record = previous(*args, **kwargs)
         redact_record(record)
         # The context as it is where the line is logged (handlers may format it elsewhere).
-        for key, value in context_fields().items():
-            setattr(record, key, value)
+        # One attribute, so an ``extra={"job_id": ...}`` of a caller never collides with it.
+        record.examtrail_context = context_fields()
         return record
 
     factory.examtrail_redacting = True  # type: ignore[attr-defined]
@@ -101,6 +101,7 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
     "message",
     "asctime",
     "color_message",
+    "examtrail_context",
 }
 
 
@@ -117,6 +118,12 @@ def context_fields() -> dict[str, Any]:
             if value is not None:
                 fields[name] = value
     return fields
+
+
+def record_context(record: logging.LogRecord) -> dict[str, Any]:
+    """The context captured when ``record`` was made, else the current one."""
+    captured = getattr(record, "examtrail_context", None)
+    return dict(captured) if isinstance(captured, dict) else context_fields()
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -140,7 +147,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
-        line.update(context_fields())
+        line.update(record_context(record))
         for key, value in _extra_fields(record).items():
             if key not in ("time", "level", "logger", "message"):
                 line[key] = _clean(value)
@@ -159,7 +166,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        fields = context_fields() | {k: _clean(v) for k, v in _extra_fields(record).items()}
+        fields = record_context(record) | {k: _clean(v) for k, v in _extra_fields(record).items()}
         if fields:
             first, newline, rest = text.partition("\n")
             pairs = " ".join(f"{key}={value}" for key, value in fields.items())
