@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
@@ -16,11 +18,15 @@ from examtrail import __version__
 from examtrail.audit.api import build_router as audit_router
 from examtrail.auth.api import router as auth_router
 from examtrail.auth.deps import require_scope
+from examtrail.core import metrics
+from examtrail.core.access import AccessLogMiddleware
 from examtrail.core.context import RequestContextMiddleware
-from examtrail.core.errors import install_error_handlers
+from examtrail.core.db import utcnow
+from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
 from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
+from examtrail.exports import service as exports_service
 from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
 from examtrail.exports.downloads import download_auditor
@@ -34,6 +40,7 @@ from examtrail.signing.api import router as signing_router
 from examtrail.storage.api import router as storage_router
 from examtrail.tasks import background_worker, build_runtime, sweep_temporaries
 from examtrail.ui import api as ui
+from examtrail.webhooks import service as webhooks_service
 from examtrail.webhooks.api import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
+    # Inside the request context: the access line carries the request id.
+    app.add_middleware(AccessLogMiddleware)
     # Outermost: even an error answer carries the request id it was logged under.
     app.add_middleware(RequestContextMiddleware)
     install_redaction()
@@ -153,4 +162,41 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             {"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
         )
 
+    # Prometheus text, not part of the JSON API: left out of the OpenAPI document.
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+        if token:
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                raise Unauthorized("metrics need Authorization: Bearer <EXAMTRAIL_METRICS_TOKEN>")
+        rt: Runtime = app.state.runtime
+        body, content_type = metrics.render([metrics.CallbackCollector(lambda: database_metrics(rt))])
+        return Response(body, media_type=content_type)
+
     return app
+
+
+def database_metrics(runtime: Runtime) -> list[Any]:
+    """Gauges read from the database at scrape time: the same from every process."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    now = utcnow()
+    with runtime.sessions() as session:
+        jobs = exports_service.status_counts(session)
+        oldest = exports_service.oldest_due_since(session, now)
+        deliveries = webhooks_service.waiting_deliveries(session, now)
+    by_status = GaugeMetricFamily(f"{metrics.PREFIX}_export_jobs", "Export jobs by status", labels=["status"])
+    for status, count in sorted(jobs.items()):
+        by_status.add_metric([status], count)
+    age = GaugeMetricFamily(
+        f"{metrics.PREFIX}_export_queue_oldest_age_seconds",
+        "How long the longest-waiting due export job has waited for a worker (0: none waits)",
+        value=max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0,
+    )
+    waiting = GaugeMetricFamily(
+        f"{metrics.PREFIX}_webhook_deliveries_due",
+        "Webhook deliveries due now and not yet sent (pending past their attempt time)",
+        value=deliveries,
+    )
+    return [by_status, age, waiting]

@@ -7,8 +7,9 @@ feature; the features depend on it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dramatiq
 from sqlalchemy import Engine
@@ -28,6 +29,9 @@ class Runtime:
     store: ObjectStore
     broker: dramatiq.Broker
     queue: TaskQueue
+    # Set when this process's worker shuts down: running jobs finish soon or hand their
+    # lease back, and new wake-ups are passed on to other workers.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def embedded_worker(self) -> bool:

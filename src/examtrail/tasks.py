@@ -76,4 +76,5 @@ def background_worker(
         threads=threads or settings.worker_threads,
         sweep_interval=settings.sweep_interval_seconds,
         lane_threads={WEBHOOKS_LANE: webhook_threads or settings.webhook_threads},
+        stopping=runtime.stopping,
     )

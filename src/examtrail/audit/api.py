@@ -6,7 +6,7 @@ authentication dependencies of ``auth``: the application's top passes the scope 
 """
 
 # No ``from __future__ import annotations``: the route's annotations name a local dependency.
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, Security
@@ -29,7 +29,7 @@ DESCRIPTION = (
 )
 
 
-def build_router(audit_scope: Callable[..., Principal]) -> APIRouter:
+def build_router(audit_scope: Callable[..., Principal | Awaitable[Principal]]) -> APIRouter:
     """The router; ``audit_scope`` is the dependency that checks the token has scope ``audit``."""
     router = APIRouter(tags=["audit"])
     AuditPrincipal = Annotated[Principal, Security(audit_scope, scopes=["audit"])]  # noqa: N806

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import threading
@@ -17,7 +16,7 @@ from examtrail.cli.errors import CliError, output_console, require_database, run
 from examtrail.cli.exports import TYPER_OPTIONS, exports_app
 from examtrail.cli.keys import keys_app
 from examtrail.cli.verify import verify
-from examtrail.core.logging import install_redaction
+from examtrail.core.logging import configure_logging, logging_config
 from examtrail.core.memory import DEFAULT_ARENAS
 from examtrail.core.settings import Settings, get_settings
 
@@ -46,10 +45,14 @@ def main() -> None:
 
 
 def _logging() -> None:
-    install_redaction()
-    logging.basicConfig(
-        level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(get_settings())
+
+
+def _metrics(settings: Settings, *, wipe: bool) -> None:
+    """Share metric files with this host's other processes (before anything counts)."""
+    from examtrail.core.metrics import use_metrics_dir
+
+    use_metrics_dir(settings.resolved_metrics_dir, wipe=wipe)
 
 
 @app.command()
@@ -75,6 +78,11 @@ def serve(
         raise typer.BadParameter("several API processes need EXAMTRAIL_BROKER_URL (and PostgreSQL)")
     require_database(settings)
     _logging()
+    _metrics(settings, wipe=True)
+    # uvicorn shuts down gracefully on SIGTERM (in-flight requests finish, the in-process
+    # worker hands its jobs back), then re-raises the signal to the handler found before it:
+    # this one, so a graceful stop exits 0 rather than "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "examtrail.app:create_app",
         factory=True,
@@ -82,6 +90,10 @@ def serve(
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # Each server process configures logging from this (JSON or text); the app writes
+        # its own access log (route template, request id), so uvicorn's is off.
+        log_config=logging_config(settings),
+        access_log=False,
         proxy_headers=True,
         **uvicorn_options(settings),
     )
@@ -119,6 +131,7 @@ def worker(
         )
     require_database(settings)
     _logging()
+    _metrics(settings, wipe=False)
     runtime = build_runtime(settings)
     runtime.store.ensure_ready()
     background = background_worker(runtime, threads, webhook_threads)
@@ -132,7 +145,8 @@ def worker(
         f"{sum(background.lane_threads.values())} webhook threads); Ctrl-C to stop"
     )
     stop.wait()
-    background.stop()
+    # No new jobs from now on; running exports finish within their grace or are handed back.
+    background.stop(timeout=max(5.0, settings.job_lease_seconds))
     runtime.close()
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +23,40 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 request_id_var: ContextVar[str | None] = ContextVar("examtrail_request_id", default=None)
 client_ip_var: ContextVar[str | None] = ContextVar("examtrail_client_ip", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a background job or webhook delivery works on, for its log lines."""
+
+    job_id: str | None = None
+    test_id: int | None = None
+    tenant: int | None = None
+    delivery_id: str | None = None
+
+
+job_var: ContextVar[JobContext | None] = ContextVar("examtrail_job", default=None)
+
+
+@contextmanager
+def job_context(
+    *,
+    job_id: str | None = None,
+    test_id: int | None = None,
+    tenant: int | None = None,
+    delivery_id: str | None = None,
+) -> Iterator[JobContext]:
+    """Log lines inside carry these fields (the job or delivery runner sets them)."""
+    context = JobContext(job_id=job_id, test_id=test_id, tenant=tenant, delivery_id=delivery_id)
+    token = job_var.set(context)
+    try:
+        yield context
+    finally:
+        job_var.reset(token)
+
+
+def current_job() -> JobContext | None:
+    return job_var.get()
 
 
 def current_request_id() -> str | None:

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from examtrail.core.db import update_rows
+from examtrail.core.metrics import metrics
 
 
 def worker_id() -> str:
@@ -130,16 +131,24 @@ def due_for_dispatch(
     """Rows whose wake-up is overdue (the message was lost) or whose owner stopped renewing
     its lease; marks them woken now. A row woken after ``stale_before`` is left alone."""
     not_recently_woken = or_(spec.enqueued.is_(None), spec.enqueued < stale_before)
-    ids = list(
-        session.scalars(
-            select(spec.id)
-            .where(or_(spec.is_due(now), spec.is_orphaned(now)), not_recently_woken)
-            .order_by(spec.due)
-            .limit(limit)
-        )
-    )
+    rows = session.execute(
+        select(spec.id, spec.status)
+        .where(or_(spec.is_due(now), spec.is_orphaned(now)), not_recently_woken)
+        .order_by(spec.due)
+        .limit(limit)
+    ).all()
+    ids = [row_id for row_id, _ in rows]
     if ids:
         _update(session, spec, spec.id.in_(ids), {spec.enqueued.key: now})
+        # Counted before the commit: a sweep that fails to commit is counted anyway, and
+        # the next sweep counts the rows again (a rare over-count beats a silent miss).
+        recovered = sum(1 for _, status in rows if status == spec.leased)
+        kind = spec.model.__tablename__
+        m = metrics()
+        if recovered:
+            m.lease_recoveries.labels(kind).inc(recovered)
+        if len(ids) > recovered:
+            m.wakeups_resent.labels(kind).inc(len(ids) - recovered)
     return ids
 
 

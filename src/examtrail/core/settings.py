@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
 
     log_level: str = "INFO"
+    # ``json`` (one JSON object per line) or ``text``; unset: json unless stderr is a terminal.
+    log_format: Literal["json", "text"] | None = None
+
+    # Where API and worker processes of one host share their metric files (Prometheus
+    # multiprocess mode); ``examtrail serve`` empties it at start. Unset: ``data_dir/metrics``.
+    metrics_dir: Path | None = None
+    # When set, ``/metrics`` wants ``Authorization: Bearer <token>``; unset, it is open
+    # (restrict it at the network level, as for any exporter).
+    metrics_token: SecretStr | None = None
 
     # Read once per process: the keys are on every request's path (tokens, links).
     _keyring: list[bytes] | None = PrivateAttr(default=None)
@@ -115,6 +124,18 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'examtrail.db').resolve()}"
+
+    @property
+    def resolved_metrics_dir(self) -> Path:
+        return (self.metrics_dir or self.data_dir / "metrics").resolve()
+
+    @property
+    def resolved_log_format(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        import sys
+
+        return "text" if sys.stderr.isatty() else "json"
 
     @property
     def is_sqlite(self) -> bool:

@@ -145,6 +145,40 @@ def renew(
     )
 
 
+def release(session: Session, job_id: str, owner: str) -> bool:
+    """Hand the job back at shutdown: queued and due at once, the attempt not counted
+    (the worker stopped it; nothing failed)."""
+    return leases.settle(
+        session,
+        LEASE,
+        job_id,
+        owner,
+        status=JobStatus.QUEUED,
+        not_before=None,
+        enqueued_at=None,
+        attempts=ExportJob.attempts - 1,
+        candidates_done=0,
+        events_written=0,
+    )
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Jobs per status (for the metrics scrape; the status index answers it)."""
+    rows = session.execute(select(ExportJob.status, func.count()).group_by(ExportJob.status)).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+def oldest_due_since(session: Session, now: datetime) -> datetime | None:
+    """Since when the longest-waiting due queued job has been waiting (None: none waits)."""
+    since = func.coalesce(ExportJob.not_before, ExportJob.created_at)
+    return session.scalar(
+        select(func.min(since)).where(
+            ExportJob.status == JobStatus.QUEUED,
+            or_(ExportJob.not_before.is_(None), ExportJob.not_before <= now),
+        )
+    )
+
+
 def finish(session: Session, job_id: str, owner: str, values: dict[str, Any]) -> bool:
     return leases.settle(session, LEASE, job_id, owner, status=JobStatus.FINISHED, **values)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,9 +16,11 @@ from sqlalchemy.orm import Session
 from examtrail.audit import actions
 from examtrail.audit.service import Entry, become_writer, record, record_many
 from examtrail.core import leases
+from examtrail.core.context import job_context
 from examtrail.core.crypto import SecretUnavailableError
 from examtrail.core.db import snapshot, transaction, utcnow
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
+from examtrail.core.metrics import metrics
 from examtrail.core.security import Principal
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository
@@ -311,8 +314,14 @@ class _Heartbeat:
         self.owner = owner
         self.progress = progress
         self.lost = False
+        # The process is shutting down and the job did not end within the grace period.
+        self.released = False
         lease = runtime.settings.job_lease_seconds
         self.interval = min(1.0, lease / 3)
+        # After a shutdown starts, time left to finish before handing the job back: well
+        # within the lease, so another worker may take it at once and nobody waits for expiry.
+        self.grace = min(SHUTDOWN_GRACE_SECONDS, lease / 2)
+        self._stopping_since: float | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
 
@@ -338,8 +347,23 @@ class _Heartbeat:
                 events=p.events,
             )
 
+    def _shutdown_due(self) -> bool:
+        if not self.runtime.stopping.is_set():
+            return False
+        now = time.monotonic()
+        if self._stopping_since is None:
+            self._stopping_since = now
+            log.info("shutting down: export %s gets %gs to finish", self.job_id, self.grace)
+        return now - self._stopping_since >= self.grace
+
     def _run(self) -> None:
-        while not self._done.wait(self.interval):
+        while not self._done.wait(
+            min(self.interval, 0.2) if self.runtime.stopping.is_set() else self.interval
+        ):
+            if self._shutdown_due():
+                self.released = True
+                self.progress.stop.set()
+                return
             try:
                 if not self.beat():
                     self.lost = True
@@ -349,6 +373,11 @@ class _Heartbeat:
                 # A missed beat is fine; the lease is several beats long.
                 log.warning("lease renewal for %s failed", self.job_id, exc_info=True)
 
+
+# A wake-up reaching a stopping worker goes back to the queue this much later.
+STOPPING_RESEND_MS = 500
+# At most this long (and half the lease) a shutting-down worker lets a running export finish.
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 # Seconds before retrying after the n-th failed attempt (index n); the last entry repeats.
 RETRY_SCHEDULE = (0, 2, 4, 8, 16, 32, 60)
@@ -364,6 +393,16 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
 
     ``hooks`` run in the transaction that ends the job (see ``exports.hooks``).
     """
+    if runtime.stopping.is_set():
+        # This worker is shutting down: pass the wake-up on to another one (a little
+        # later, so that it does not bounce within this process while its threads stop).
+        runtime.queue.send(RUN_TASK, job_id, delay_ms=STOPPING_RESEND_MS)
+        return
+    with job_context(job_id=job_id):
+        _run_job(runtime, job_id, hooks)
+
+
+def _run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook]) -> None:
     settings = runtime.settings
     owner = leases.worker_id()
     now = utcnow()
@@ -385,6 +424,44 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
         )
         return
 
+    with job_context(job_id=job_id, test_id=test_id, tenant=tenant_id):
+        _attempt(
+            runtime,
+            hooks,
+            _Claimed(
+                job_id,
+                owner,
+                attempt,
+                tenant_id,
+                test_pk,
+                test_id,
+                fmt,
+                compression,
+                links_expire_at,
+                stored_options,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    job_id: str
+    owner: str
+    attempt: int
+    tenant_id: int
+    test_pk: int
+    test_id: int
+    fmt: str
+    compression: str
+    links_expire_at: datetime
+    stored_options: str
+
+
+def _attempt(runtime: Runtime, hooks: Sequence[CompletionHook], claimed: _Claimed) -> None:
+    """One attempt at writing the export of a claimed job (inside its log context)."""
+    job_id, owner, attempt, tenant_id = claimed.job_id, claimed.owner, claimed.attempt, claimed.tenant_id
+    test_pk, test_id, fmt, compression = claimed.test_pk, claimed.test_id, claimed.fmt, claimed.compression
+    links_expire_at, stored_options = claimed.links_expire_at, claimed.stored_options
     suffix = file_suffix(fmt, compression)
     key = f"{EXPORTS_PREFIX}/{tenant_id}/{job_id}/{attempt}-{owner.rsplit(':', 1)[-1]}{suffix}"
     progress = Progress()
@@ -400,11 +477,20 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
         else:
             _quietly(lambda: runtime.store.delete(key))
 
+    heartbeat = _Heartbeat(runtime, job_id, owner, progress)
+    started = time.monotonic()
+    log.info(
+        "export %s started (attempt %d, %s)",
+        job_id,
+        attempt,
+        fmt,
+        extra={"attempt": attempt, "format": fmt, "compression": compression},
+    )
     try:
         options = ExportOptions.from_stored(stored_options)
         flt = options.event_filter(test_id)
         pseudonyms = _pseudonyms(runtime, tenant_id) if options.pseudonymize else None
-        with _Heartbeat(runtime, job_id, owner, progress) as heartbeat:
+        with heartbeat:
             writer = runtime.store.open_writer(key, content_type=content_type(fmt, compression))
             if compression == Compression.GZIP:
                 writer = GzipWriter(writer)
@@ -427,13 +513,18 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
             if heartbeat.lost:
                 raise ExportInterrupted
     except ExportInterrupted:
-        log.info("export %s was cancelled or taken over; discarding attempt %d", job_id, attempt)
         discard()
+        if heartbeat.released:
+            _release(runtime, job_id, owner, time.monotonic() - started, progress)
+            return
+        _ended(job_id, "interrupted", time.monotonic() - started, progress)
+        log.info("export %s was cancelled or taken over; discarding attempt %d", job_id, attempt)
         return
     except SecretUnavailableError:
         # The service's secret key changed: pseudonyms would change with a new key, never guess.
         log.error("export %s: the tenant's pseudonym key cannot be opened", job_id)
         discard()
+        _ended(job_id, "failed", time.monotonic() - started, progress, error="pseudonym_key_unavailable")
         _complete_failed(
             runtime,
             hooks,
@@ -446,15 +537,62 @@ def run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook] = ())
     except TRANSIENT as exc:
         discard()
         code = "storage_unavailable" if isinstance(exc, StorageError) else "database_unavailable"
+        _ended(job_id, "retried", time.monotonic() - started, progress, error=code)
         _retry_or_fail(runtime, hooks, job_id, owner, attempt, code, _describe(exc))
         return
     except Exception:
         log.exception("export %s failed", job_id)
         discard()
+        _ended(job_id, "failed", time.monotonic() - started, progress, error="internal_error")
         _complete_failed(runtime, hooks, job_id, owner, "internal_error", "The export failed unexpectedly.")
         return
 
-    _publish(runtime, hooks, job_id, owner, key, stored, progress, next_since)
+    if _publish(runtime, hooks, job_id, owner, key, stored, progress, next_since):
+        seconds = time.monotonic() - started
+        m = metrics()
+        m.export_duration.observe(seconds)
+        m.export_bytes.observe(stored.size)
+        m.export_events.observe(progress.events)
+        _ended(job_id, "finished", seconds, progress, size=stored.size)
+
+
+def _ended(
+    job_id: str, outcome: str, seconds: float, progress: Progress, *, size: int | None = None, error: str = ""
+) -> None:
+    """The export's closing log line (its duration, events and bytes) and outcome count."""
+    metrics().exports.labels(outcome).inc()
+    extra: dict[str, object] = {
+        "outcome": outcome,
+        "duration_ms": round(seconds * 1000, 1),
+        "events": progress.events,
+        "candidates": progress.done,
+    }
+    if size is not None:
+        extra["bytes"] = size
+    if error:
+        extra["error"] = error
+    log.info(
+        "export %s %s in %.2fs (%d events%s)",
+        job_id,
+        outcome,
+        seconds,
+        progress.events,
+        f", {size} bytes" if size is not None else "",
+        extra=extra,
+    )
+
+
+def _release(runtime: Runtime, job_id: str, owner: str, seconds: float, progress: Progress) -> None:
+    """Shutting down: hand the job back so another worker starts it at once."""
+    try:
+        with transaction(runtime.sessions) as session:
+            released = repository.release(session, job_id, owner)
+    except TRANSIENT:
+        log.warning("could not hand export %s back; its lease will expire", job_id)
+        return
+    if released:
+        _ended(job_id, "released", seconds, progress)
+        runtime.queue.send(RUN_TASK, job_id)
 
 
 def _pseudonyms(runtime: Runtime, tenant_id: int) -> Pseudonyms:
@@ -471,7 +609,8 @@ def _publish(
     stored: StoredObject,
     progress: Progress,
     next_since: str | None = None,
-) -> None:
+) -> bool:
+    """Record the job as finished; False when it was not (cancelled, taken over, or unknown)."""
     values = {
         "next_since": next_since or None,
         "files_written": progress.files,
@@ -501,13 +640,13 @@ def _publish(
             "signing_unavailable",
             "The export signing key cannot be decrypted with the service's secret keys.",
         )
-        return
+        return False
     except TRANSIENT:
         log.warning(
             "could not load the signing key for export %s; its lease will expire", job_id, exc_info=True
         )
         _quietly(lambda: runtime.store.delete(key))
-        return
+        return False
     try:
         with transaction(runtime.sessions) as session:
             if not repository.finish(session, job_id, owner, values):
@@ -521,15 +660,16 @@ def _publish(
     except ExportInterrupted:
         # Cancelled or taken over between the last byte and now: the file is not ours to publish.
         _quietly(lambda: runtime.store.delete(key))
-        return
+        return False
     except TRANSIENT:
         # Whether the commit landed is unknown. Keep the file: if it did not, the lease
         # expires, a later attempt writes a new file and removes this one.
         log.warning("could not record export %s as finished; its lease will expire", job_id, exc_info=True)
-        return
+        return False
     _after_commit(callbacks)
     # Files of earlier attempts that died after uploading are never referenced; drop them.
     _quietly(lambda: runtime.store.delete_prefix(key.rsplit("/", 1)[0] + "/", keep=key))
+    return True
 
 
 def _retry_or_fail(
@@ -596,6 +736,17 @@ def _describe(exc: BaseException) -> str:
     # Driver messages can be long and may echo SQL; keep the first line only.
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Export jobs per status, every status present (zero when none)."""
+    counts = {str(status): 0 for status in JobStatus}
+    counts.update(repository.status_counts(session))
+    return counts
+
+
+def oldest_due_since(session: Session, now: datetime) -> datetime | None:
+    return repository.oldest_due_since(session, now)
 
 
 def dispatch_due(runtime: Runtime) -> int:

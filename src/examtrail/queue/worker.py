@@ -79,6 +79,7 @@ class BackgroundWorker(Generic[C]):
         threads: int,
         sweep_interval: float,
         lane_threads: Mapping[str, int] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.broker = broker
         self.queue_name = queue_name
@@ -88,10 +89,13 @@ class BackgroundWorker(Generic[C]):
         self.lane_threads = {
             lane: (lane_threads or {}).get(lane, threads) for lane in registry.lane_names() if lane
         }
+        # Set at the start of stop(): tasks under way see it (and wrap up or hand back their work).
+        self.stopping = stopping or threading.Event()
         self._workers: list[dramatiq.Worker] = []
         self._sweeper = Sweeper(registry, context, sweep_interval)
 
     def start(self) -> None:
+        self.stopping.clear()
         declare_actors(self.broker, self.queue_name, self.registry, self.context)
         self.broker.declare_queue(self.queue_name)
         lanes = {"": self.threads, **self.lane_threads}
@@ -112,7 +116,16 @@ class BackgroundWorker(Generic[C]):
             ", ".join(f"{lane_queue(self.queue_name, lane)} ({n} threads)" for lane, n in lanes.items()),
         )
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Take no new tasks; wait up to ``timeout`` seconds for those under way."""
+        self.stopping.set()
         self._sweeper.stop()
+        # Every lane's threads stop taking messages at once, then each lane is waited for.
+        for worker in self._workers:
+            for thread in worker.workers:
+                thread.stop()
+        deadline = time.monotonic() + timeout
         while self._workers:
-            self._workers.pop().stop(timeout=10_000)
+            remaining = max(0.1, deadline - time.monotonic())
+            self._workers.pop().stop(timeout=int(remaining * 1000))
+        log.info("worker stopped")

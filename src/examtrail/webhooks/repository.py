@@ -250,3 +250,16 @@ def rearm(session: Session, delivery_id: str, now: datetime) -> bool:
 def due_for_dispatch(session: Session, now: datetime, stale_before: datetime, limit: int = 500) -> list[str]:
     """Deliveries whose wake-up message is overdue (lost), or whose sender stopped mid-attempt."""
     return leases.due_for_dispatch(session, LEASE, now, stale_before, limit)
+
+
+def waiting_count(session: Session, now: datetime) -> int:
+    """Deliveries due now that no sender holds (for the metrics scrape)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                or_(WebhookDelivery.next_attempt_at.is_(None), WebhookDelivery.next_attempt_at <= now),
+            )
+        )
+        or 0
+    )

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,8 +35,10 @@ from sqlalchemy.orm import Session
 from examtrail.audit import actions
 from examtrail.audit.service import record
 from examtrail.core import crypto, leases
+from examtrail.core.context import job_context
 from examtrail.core.db import begin_write, transaction, utcnow
 from examtrail.core.errors import BadRequest, Conflict, NotFound
+from examtrail.core.metrics import attempt_label, metrics
 from examtrail.core.security import Principal
 from examtrail.core.settings import Settings
 from examtrail.core.timeutil import format_dt
@@ -602,10 +605,26 @@ def deliver(runtime: Runtime, delivery_id: str) -> None:
             return
         delivery = repository.load_delivery(session, delivery_id)
         assert delivery is not None
-        prepared = _prepare(runtime, session, delivery, owner, now)
+        context = partial(
+            job_context,
+            job_id=delivery.job_id,
+            test_id=delivery.test_external_id,
+            tenant=delivery.tenant_id,
+            delivery_id=delivery_id,
+        )
+        with context():
+            prepared = _prepare(runtime, session, delivery, owner, now)
     if prepared is None:
         return
+    with context():
+        _attempt(runtime, prepared, owner, now)
+
+
+def _attempt(runtime: Runtime, prepared: _Prepared, owner: str, now: datetime) -> None:
+    delivery_id = prepared.delivery_id
     result = _send(runtime, prepared)
+    outcome = "succeeded" if result.ok else "gone" if result.status_code == 410 else "failed"
+    metrics().webhook_deliveries.labels(outcome, attempt_label(prepared.cycle_attempt)).inc()
     if not result.ok:
         log.info("webhook delivery %s attempt %d failed: %s", delivery_id, prepared.number, result.describe())
     retry_in = _record(runtime, prepared, owner, now, result)
@@ -616,6 +635,10 @@ def deliver(runtime: Runtime, delivery_id: str) -> None:
 def request_delivery(runtime: Runtime, delivery_id: str) -> None:
     """Wake a worker for a delivery (after the commit that made it due)."""
     runtime.queue.send(DELIVER_TASK, delivery_id)
+
+
+def waiting_deliveries(session: Session, now: datetime) -> int:
+    return repository.waiting_count(session, now)
 
 
 def dispatch_due(runtime: Runtime) -> int:
