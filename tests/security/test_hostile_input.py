@@ -125,24 +125,32 @@ def test_bad_upload_content_types_are_422(
     assert ok.status_code == 201 and ok.json()["contentType"] == "text/plain"
 
 
-def test_racing_first_uploads_of_one_file_name_both_succeed(
+def test_racing_first_uploads_of_one_file_name_get_sequential_answers(
     http: TestClient, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The loser of two concurrent first uploads (it read "no such file" before the winner
-    committed) gets the answer of a sequential second upload, not a unique-constraint 500."""
+    committed) gets the answer of a sequential second upload (200 for the same bytes, 409
+    for others: evidence is immutable), not a unique-constraint 500."""
     base = _with_event(http, headers)
     first = http.put(base + "race.bin", content=b"one", headers=headers)
     assert first.status_code == 201
     real = repository.get_attachment
-    calls = {"n": 0}
 
-    def stale_read(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        # The upload's reads (prepare, then record) both predate the winner's commit.
-        return None if calls["n"] <= 2 else real(*args, **kwargs)
+    def stale_first_read() -> Any:
+        calls = {"n": 0}
 
-    monkeypatch.setattr(repository, "get_attachment", stale_read)
-    second = http.put(base + "race.bin", content=b"two!", headers=headers)
-    assert second.status_code == 201, second.text
-    assert second.json()["fileSize"] == 4
-    assert second.json()["contentItemId"] == first.json()["contentItemId"]
+        def stale_read(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            # The upload's first read predates the winner's commit.
+            return None if calls["n"] <= 1 else real(*args, **kwargs)
+
+        return stale_read
+
+    monkeypatch.setattr(repository, "get_attachment", stale_first_read())
+    other = http.put(base + "race.bin", content=b"two!", headers=headers)
+    assert other.status_code == 409, other.text
+    assert other.json()["error"] == "file_exists"
+    monkeypatch.setattr(repository, "get_attachment", stale_first_read())
+    same = http.put(base + "race.bin", content=b"one", headers=headers)
+    assert same.status_code == 200, same.text
+    assert same.json()["contentItemId"] == first.json()["contentItemId"]
