@@ -198,33 +198,7 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
     _record_expired(session, principal.client_id, expired, "erasure")
     holding = repository.new_holding_test(session, tenant_id)
     repository.move_candidate(session, candidate.id, holding.id)
-    job = ErasureJob(
-        id=str(uuid.uuid4()),
-        tenant_id=tenant_id,
-        kind=ErasureKind.CANDIDATE,
-        test_external_id=test_id,
-        user_id=user_id,
-        test_pk=test.id,
-        holding_test_pk=holding.id,
-        requested_by=principal.client_id,
-        status=ErasureStatus.QUEUED,
-        events_total=events,
-        exports_expired=len(expired),
-        created_at=now,
-        enqueued_at=now,
-    )
-    repository.add_job(session, job)
-    # The userId only (no name, no content): the entry says what was erased, and by whom.
-    _record(
-        session,
-        principal,
-        actions.CANDIDATE_ERASED,
-        actions.OBJECT_CANDIDATE,
-        user_id,
-        test_id,
-        {"erasureId": job.id, "events": events, "exportsExpired": len(expired)},
-    )
-    return Accepted(job, created=True)
+    return _accept(session, principal, test, test_id, holding.id, user_id, events, expired)
 
 
 def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted:
@@ -242,14 +216,30 @@ def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted
     expired = repository.expire_exports(session, jobs, now, statuses)
     _record_expired(session, principal.client_id, expired, "erasure")
     repository.hide_test(session, test)
+    return _accept(session, principal, test, test_id, test.id, None, events, expired)
+
+
+def _accept(
+    session: Session,
+    principal: Principal,
+    test: Test,
+    test_id: int,
+    holding_test_pk: int,
+    user_id: int | None,
+    events: int,
+    expired: list[tuple[str, int, int]],
+) -> Accepted:
+    """The queued erasure job of a candidate (``user_id``) or a whole test, and its audit
+    entry (the ids and counts only: the entry says what was erased, and by whom)."""
+    now = utcnow()
     job = ErasureJob(
         id=str(uuid.uuid4()),
-        tenant_id=tenant_id,
-        kind=ErasureKind.TEST,
+        tenant_id=principal.tenant_id,
+        kind=ErasureKind.TEST if user_id is None else ErasureKind.CANDIDATE,
         test_external_id=test_id,
-        user_id=None,
+        user_id=user_id,
         test_pk=test.id,
-        holding_test_pk=test.id,
+        holding_test_pk=holding_test_pk,
         requested_by=principal.client_id,
         status=ErasureStatus.QUEUED,
         events_total=events,
@@ -258,15 +248,13 @@ def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted
         enqueued_at=now,
     )
     repository.add_job(session, job)
-    _record(
-        session,
-        principal,
-        actions.TEST_ERASED,
-        actions.OBJECT_TEST,
-        test_id,
-        test_id,
-        {"erasureId": job.id, "events": events, "exportsExpired": len(expired)},
+    action, kind = (
+        (actions.TEST_ERASED, actions.OBJECT_TEST)
+        if user_id is None
+        else (actions.CANDIDATE_ERASED, actions.OBJECT_CANDIDATE)
     )
+    details = {"erasureId": job.id, "events": events, "exportsExpired": len(expired)}
+    _record(session, principal, action, kind, test_id if user_id is None else user_id, test_id, details)
     return Accepted(job, created=True)
 
 
