@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from examtrail.runtime import Runtime
-from tests.support.api import fetch, tamper
+from tests.support.api import bearer, create_client, fetch, get_token, tamper
 from tests.support.receiver import Receiver
 from tests.webhooks.helpers import FINISHED, deliveries, export, subscribe, wait_for_delivery
 
@@ -30,9 +30,18 @@ def tenant_a(http: TestClient, headers: dict[str, str], receiver: Receiver) -> d
 
 
 def test_another_tenant_gets_404_on_every_route(
-    http: TestClient, headers: dict[str, str], other_headers: dict[str, str], tenant_a: dict[str, Any]
+    http: TestClient,
+    runtime: Runtime,
+    headers: dict[str, str],
+    other_headers: dict[str, str],
+    tenant_a: dict[str, Any],
 ) -> None:
     job, sub, delivery = tenant_a["job"]["jobId"], tenant_a["subscription"], tenant_a["delivery"]
+    # Erasure and legal hold need the erase scope: each tenant gets a client that has it.
+    eraser_a = bearer(get_token(http, *create_client(runtime, "uni-a", "ingest,export,erase")))
+    eraser_b = bearer(get_token(http, *create_client(runtime, "uni-b", "ingest,export,erase")))
+    assert http.put("/v1/test/99", json={"title": "erased"}, headers=headers).status_code == 201
+    erasure = http.delete("/v1/test/99", headers=eraser_a).json()["jobId"]
     event = {"event": "x", "timeStamp": "2026-01-01T00:00:00Z"}
     probes: list[tuple[str, str, Any]] = [
         ("GET", f"/v1/test/{A_TEST}", None),
@@ -51,10 +60,19 @@ def test_another_tenant_gets_404_on_every_route(
         ("POST", f"/v1/subscription/{sub}/deliveries/{delivery}/redeliver", None),
         ("DELETE", f"/v1/subscription/{sub}", None),
     ]
+    erase_probes: list[tuple[str, str, Any]] = [
+        ("GET", f"/v1/erasures/{erasure}", None),
+        ("GET", f"/v1/test/{A_TEST}/hold", None),
+        ("PUT", f"/v1/test/{A_TEST}/hold", None),
+        ("DELETE", f"/v1/test/{A_TEST}/hold", None),
+        ("DELETE", f"/v1/test/{A_TEST}/candidates/{USER}", None),
+        ("DELETE", f"/v1/test/{A_TEST}", None),
+    ]
     covered = set()
-    for method, path, body in probes:
+    for method, path, body in [*probes, *erase_probes]:
         kwargs: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body}
-        response = http.request(method, path, headers=other_headers, **kwargs)
+        caller = eraser_b if (method, path, body) in erase_probes else other_headers
+        response = http.request(method, path, headers=caller, **kwargs)
         assert response.status_code == 404, (method, path, response.status_code, response.text)
         assert response.headers["content-type"].startswith("application/json")
         covered.add((method.lower(), _template(path)))
@@ -65,6 +83,8 @@ def test_another_tenant_gets_404_on_every_route(
     # PUT /v1/test/{id} is an upsert in B's own namespace: B gets its own test, A's is untouched.
     assert http.put(f"/v1/test/{A_TEST}", json={"title": "B's"}, headers=other_headers).status_code == 201
     assert http.get(f"/v1/test/{A_TEST}", headers=headers).json()["title"] == f"Test {A_TEST}"
+    assert http.get(f"/v1/test/{A_TEST}", headers=headers).json()["events"] > 0  # nothing erased
+    assert http.get(f"/v1/test/{A_TEST}/hold", headers=eraser_a).json()["held"] is False
     assert http.get(f"/v1/subscription/{sub}", headers=headers).status_code == 200
     assert len(deliveries(http, headers, sub)) == 1
     # Every route with an id in its path was probed (the local store's links: see below).
@@ -97,6 +117,8 @@ def _template(path: str) -> str:
             out.append("{fileName}")
         elif previous == "subscription" and part != "events":
             out.append("{subscriptionId}")
+        elif previous == "erasures":
+            out.append("{jobId}")
         elif previous == "deliveries":
             out.append("{deliveryId}")
         else:
