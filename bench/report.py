@@ -203,6 +203,29 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
         )
     add("")
 
+    t = results.get("trust")
+    if t:
+        add("## Audit log and signatures")
+        add("")
+        add(
+            "Fixed costs of issue #14, timed on the same PostgreSQL database and set against the rates "
+            "above (`bench/trust.py`): one audit insert per request, one Ed25519 signature per finished "
+            "export (loading and opening the key included). The share is the wall time they would take "
+            "if they ran serially on the critical path: an upper bound. Target: at most 5% each."
+        )
+        add("")
+        add("| cost | per unit | share |")
+        add("| --- | ---: | ---: |")
+        entry = f"{_f(t['audit_entry_ms'], 3)} ms"
+        for label, share in (
+            ("audit entry, batch ingestion", t["audit_share_batches"]),
+            ("audit entry, 500-event ingestion", t["audit_share_small_batches"]),
+            ("audit entry, status polling", t["audit_share_status"]),
+        ):
+            add(f"| {label} | {entry} | {share:.2%} |")
+        add(f"| export signature | {_f(t['sign_ms'], 2)} ms | {t['sign_share_export']:.2%} |")
+        add("")
+
     p = results["polling"]
     add("## Polling")
     add("")

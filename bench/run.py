@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import deploy, measure
+from bench import deploy, measure, trust
 from bench.generate import GenerateSpec, generate
 from bench.report import history_row, render_markdown
 
@@ -314,6 +314,19 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
                 tag=f"pg{int(time.time())}",
             )
             _say_framework("PostgreSQL", results["framework_pg"])
+            results["trust"] = trust.measure_costs(
+                pg.settings,
+                TENANT,
+                results["ingestion"],
+                results["export_pg"]["median_s"],
+                polling["requests_per_s"] or 0.0,
+            )
+            t = results["trust"]
+            say(
+                f"audit entry {t['audit_entry_ms']:.3f} ms, export signature {t['sign_ms']:.2f} ms: "
+                f"{t['audit_share_batches']:.2%} of batch ingestion, "
+                f"{t['sign_share_export']:.2%} of an export"
+            )
         finally:
             pg.stop()
     if not config.keep:
@@ -515,6 +528,14 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     if embedded:
         target("embedded export wall / PostgreSQL baseline", embedded["median_s"] / baseline, 1.0, unit="x")
     target("ingestion API / COPY rate", results["ingestion"]["ratio"], 0.9, higher_is_better=True, unit="x")
+    costs = results.get("trust")
+    if costs:
+        target("audit log share of batch ingestion", costs["audit_share_batches"] * 100, 5.0, unit="%")
+        target(
+            "audit log share of 500-event ingestion", costs["audit_share_small_batches"] * 100, 5.0, unit="%"
+        )
+        target("audit log share of status polling", costs["audit_share_status"] * 100, 5.0, unit="%")
+        target("signature share of an export", costs["sign_share_export"] * 100, 5.0, unit="%")
     polling = results["polling"]
     target(f"status p99 at {polling['connections']} clients", polling["p99_ms"], 20.0, unit="ms")
     for key, name in (("framework_pg", "PostgreSQL"), ("framework_embedded", "SQLite")):

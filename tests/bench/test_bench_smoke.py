@@ -87,6 +87,7 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         "Scale",
         "Ingestion",
         "Polling",
+        "Audit log and signatures",
         "Upload-only floor",
         "Worker memory",
         "Targets",
@@ -94,7 +95,8 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         assert f"## {section}" in markdown
     results = json.loads((out / "results.json").read_text())
     sections = ("machine", "dataset", "baseline", "export_pg", "export_embedded", "scale", "ingestion")
-    assert set(sections) | {"polling", "targets"} <= set(results)
+    assert set(sections) | {"polling", "targets", "trust"} <= set(results)
+    assert 0 < results["trust"]["audit_entry_ms"] and 0 < results["trust"]["sign_ms"]
     assert results["dataset"]["events"] == 10_000
     assert results["upload_floor"]["configured"]["bytes"] == results["export_pg"]["runs"][0]["file_bytes"]
     if shutil.which("wrk"):
