@@ -579,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     if config.render_only:
         saved = json.loads((config.out / "results.json").read_text())
+        history = ROOT / "bench" / "history.json"
+        if history.exists():  # the recorded runs, this one included
+            saved["history"] = json.loads(history.read_text())
         (config.out / "RESULTS.md").write_text(render_markdown(saved, _notes()))
         return 0
     config.work.mkdir(parents=True, exist_ok=True)
