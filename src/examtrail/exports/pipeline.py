@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import Connection
@@ -46,8 +46,13 @@ _QUEUED_CHUNKS = 2
 # travel as one row; a candidate with more is streamed event by event.
 _PG_READERS = 2
 _PG_MAX_EVENTS_PER_ROW = 2000
+# SQLite: the most events of one candidate built as one body by the database, and the
+# bodies read ahead of the writer.
+_SQLITE_MAX_EVENTS_PER_ROW = 2000
+_SQLITE_READ_AHEAD = 4
 
 Signer = Callable[[str, str, str], str]
+T = TypeVar("T")
 
 
 class ExportInterrupted(Exception):
@@ -193,6 +198,8 @@ def write_export(
             sink.add(b'{"created":' + orjson.dumps(format_dt(created)) + b',"candidates":[')
             if connection.dialect.name == "postgresql":
                 _write_candidates_postgres(connection, test_pk, flt, sink, sign, progress)
+            elif connection.dialect.name == "sqlite":
+                _write_candidates_sqlite(connection, test_pk, flt, sink, sign, progress)
             else:
                 _write_candidates_generic(connection, test_pk, flt, sink, sign, progress)
             sink.add(b"]}")
@@ -310,11 +317,120 @@ def _write_long_candidate(
             raise ExportInterrupted
 
 
-# --- other databases (SQLite): one row per event -----------------------------------------
+# --- SQLite: one body per candidate, read ahead on a thread -------------------------------
+
+
+class _ReadAhead(Generic[T]):
+    """Runs ``produce`` (an iterator over the database) on a thread, at most ``depth``
+    items ahead of the consumer, so that reading overlaps formatting and writing while
+    memory stays bounded. The consumer must call ``close()`` (also on errors) before it
+    uses the connection again: it stops the thread and waits for it."""
+
+    _DONE = object()
+
+    def __init__(self, produce: Callable[[], Iterator[T]], depth: int) -> None:
+        self._produce = produce
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="export-reader", daemon=True)
+        self._thread.start()
+
+    def _offer(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._produce():
+                if not self._offer(item):
+                    return
+        except BaseException as exc:
+            self._error = exc
+        self._offer(self._DONE)
+
+    def __iter__(self) -> Iterator[T]:
+        while (item := self._queue.get()) is not self._DONE:
+            yield item  # type: ignore[misc]
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _splice_sqlite_files(body: bytes, sign: Signer, progress: Progress) -> list[bytes]:
+    """The body's pieces with each marked ``[doc, files]`` replaced by the doc with its
+    attachments (as the generic path writes it)."""
+    pieces = body.split(FILES_MARK)
+    for index in range(1, len(pieces), 2):
+        doc, refs = read_model.decode_sqlite_marked(pieces[index])
+        pieces[index] = with_attachments(doc, _attachments_json(refs, sign, progress).decode()).encode()
+    return pieces
+
+
+def _write_candidates_sqlite(
+    connection: Connection, test_pk: int, flt: EventFilter, sink: _Output, sign: Signer, progress: Progress
+) -> None:
+    """SQLite builds each candidate's events array (``read_model.SqliteCandidateEvents``) on
+    a reader thread; this thread adds the envelopes and the attachments' links."""
+    candidates = read_model.sqlite_candidates(connection, test_pk, flt)
+    events = read_model.SqliteCandidateEvents(connection, _SQLITE_MAX_EVENTS_PER_ROW, flt)
+
+    def produce() -> Iterator[tuple[int | None, str, int, bytes | None]]:
+        # (user_id, candidate_id, events, body); a long candidate comes in several items,
+        # the first with its ids, the rest with user_id None.
+        for candidate_pk, user_id, candidate_id in candidates:
+            count, body = events.body(candidate_pk)
+            if count <= _SQLITE_MAX_EVENTS_PER_ROW:
+                yield user_id, candidate_id, count, body
+                continue
+            yield user_id, candidate_id, 0, None
+            for fragments in events.fragments(candidate_pk, _FETCH_ROWS):
+                yield None, "", len(fragments), b",".join(fragments)
+
+    reader = _ReadAhead(produce, _SQLITE_READ_AHEAD)
+    try:
+        open_candidate = False
+        continued = False
+        for user_id, candidate_id, count, body in reader:
+            if user_id is not None:
+                if open_candidate:
+                    sink.add(b"]},")
+                    progress.done += 1
+                sink.add(_candidate_head(user_id, candidate_id))
+                open_candidate = True
+                continued = False
+            if body is not None:
+                if continued:
+                    sink.add(b",")
+                continued = True
+                if FILES_MARK in body:
+                    for piece in _splice_sqlite_files(body, sign, progress):
+                        sink.add(piece)
+                else:
+                    sink.add(body)
+                progress.events += count
+            if progress.stop.is_set():
+                raise ExportInterrupted
+        if open_candidate:
+            sink.add(b"]}")
+            progress.done += 1
+    finally:
+        reader.close()
+
+
+# --- other databases: one row per event ---------------------------------------------------
 
 
 def _write_candidates_generic(
-    connection: Connection, test_pk: int, flt: EventFilter, sink: _Sink, sign: Signer, progress: Progress
+    connection: Connection, test_pk: int, flt: EventFilter, sink: _Output, sign: Signer, progress: Progress
 ) -> None:
     files_cursor = read_model.stream_attachments(connection, test_pk, _FETCH_ROWS, flt)
     attached = _AttachmentsByEvent(files_cursor)

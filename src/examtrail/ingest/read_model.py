@@ -447,3 +447,92 @@ def decode_marked_files(piece: bytes) -> list[AttachmentRef]:
         AttachmentRef(int(item_id), str(name), int(size), str(key), str(ctype))
         for item_id, name, size, key, ctype in orjson.loads(piece)
     ]
+
+
+# --- SQLite path -------------------------------------------------------------------------
+
+# An event with files travels as ``FILES_MARK`` + the JSON array ``[doc, [[contentItemId,
+# fileName, fileSize, storageKey, contentType], ...]]`` + ``FILES_MARK`` (the doc as a JSON
+# string: the caller splices the links in with ``docs.with_attachments``, as the generic
+# path does). ``json_quote`` escapes control characters, so the mark never occurs inside.
+_SQLITE_FRAGMENT = """
+    CASE WHEN e.file_count = 0 THEN e.doc
+    ELSE char(1) || json_array(e.doc, json(COALESCE(
+        (SELECT json_group_array(json_array(f.id, f.file_name, f.size, f.storage_key, f.content_type))
+         FROM (SELECT a.id, a.file_name, a.size, a.storage_key, a.content_type
+               FROM attachments a WHERE a.event_pk = e.id ORDER BY a.file_name) f),
+        '[]'))) || char(1)
+    END
+"""
+
+
+def sqlite_candidates(connection: Connection, test_pk: int, flt: EventFilter = NO_FILTER) -> list[Any]:
+    """``(candidate_pk, user_id, candidate_id)`` of the test's (selected) candidates, in
+    ``userId`` order."""
+    params = _Params(test_pk=test_pk)
+    sql = (
+        "SELECT c.id, c.user_id, c.candidate_id FROM candidates c "  # noqa: S608
+        f"WHERE c.test_pk = :test_pk{flt.candidate_sql(params)} ORDER BY c.user_id"
+    )
+    return list(_driver(connection).execute(sql, params.values).fetchall())
+
+
+class SqliteCandidateEvents:
+    """SQLite: one candidate's (matching) events as one comma-separated UTF-8 body, built
+    by the database (``group_concat`` over the events in file order; an event with files
+    marked as described at ``_SQLITE_FRAGMENT``). The statements are prepared once.
+
+    The driver releases the GIL while SQLite works, so a reader thread can run this
+    while another thread formats and writes the previous candidate.
+    """
+
+    def __init__(self, connection: Connection, max_events: int, flt: EventFilter = NO_FILTER) -> None:
+        self._driver = _driver(connection)
+        params = _Params()
+        event_where = flt.event_sql(params, "sqlite")
+        self._params = params.values
+        self._max_events = int(max_events)
+        # The ORDER BY + LIMIT subquery is not flattened into the aggregate, so rows reach
+        # group_concat in file order (they come from ix_events_export_order as well).
+        self._body_sql = f"""
+            SELECT count(*), CAST(group_concat(x.frag, ',') AS BLOB)
+            FROM (
+                SELECT {_SQLITE_FRAGMENT} AS frag
+                FROM events e
+                WHERE e.candidate_pk = :candidate_pk{event_where}
+                ORDER BY e.occurred_at_ms, e.event_id
+                LIMIT {self._max_events + 1}
+            ) x
+        """  # noqa: S608  (conditions hold bind placeholders and integers only)
+        self._fragments_sql = f"""
+            SELECT CAST({_SQLITE_FRAGMENT} AS BLOB)
+            FROM events e
+            WHERE e.candidate_pk = :candidate_pk{event_where}
+            ORDER BY e.occurred_at_ms, e.event_id
+        """  # noqa: S608
+
+    def body(self, candidate_pk: int) -> tuple[int, bytes | None]:
+        """``(events, body)``; ``events > max_events`` means the body is partial: read the
+        candidate with :meth:`fragments` instead."""
+        count, body = self._driver.execute(
+            self._body_sql, {**self._params, "candidate_pk": candidate_pk}
+        ).fetchone()
+        return int(count), body
+
+    def fragments(self, candidate_pk: int, batch: int) -> Iterator[list[bytes]]:
+        """The candidate's event fragments in file order, ``batch`` at a time."""
+        cursor = self._driver.execute(self._fragments_sql, {**self._params, "candidate_pk": candidate_pk})
+        try:
+            while rows := cursor.fetchmany(batch):
+                yield [frag for (frag,) in rows]
+        finally:
+            cursor.close()
+
+
+def decode_sqlite_marked(piece: bytes) -> tuple[str, list[AttachmentRef]]:
+    """The doc and the attachments between two ``FILES_MARK`` of a SQLite fragment."""
+    doc, files = orjson.loads(piece)
+    return str(doc), [
+        AttachmentRef(int(item_id), str(name), int(size), str(key), str(ctype))
+        for item_id, name, size, key, ctype in files
+    ]
