@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from bench import deploy
+from bench import deploy, measure
 from examtrail.core.db import build_engine, snapshot
 from examtrail.core.settings import get_settings
 from examtrail.exports.formats import GzipWriter
@@ -42,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", default="", help="read this PostgreSQL database (bench.export_ab's)")
     parser.add_argument("--sqlite", type=Path, default=None, help="read this embedded data dir")
     parser.add_argument("--s3", action="store_true", help="write to a SeaweedFS started for the run")
+    parser.add_argument("--floor", action="store_true", help="after each export, the upload-only floor")
     args = parser.parse_args(argv)
     with ExitStack() as stack:
-        env: dict[str, str] = {}
+        # A fixed key: local-store links, so the file's SHA-256, are then equal from run to run.
+        env: dict[str, str] = {"EXAMTRAIL_SECRET_KEY": deploy.SECRET}
         if args.pg:
             env["EXAMTRAIL_DATABASE_URL"] = deploy.sqlalchemy_url(deploy.pg_url(args.pg))
         work = Path(tempfile.mkdtemp(prefix="export-profile-"))
@@ -81,6 +83,7 @@ def _run(args: argparse.Namespace) -> None:
         progress = Progress()
         profiler = cProfile.Profile() if args.cprofile and run == args.repeat - 1 else None
         started = time.perf_counter()
+        cpu = time.process_time()
         if profiler is not None:
             profiler.enable()
         with snapshot(engine) as connection:
@@ -98,8 +101,15 @@ def _run(args: argparse.Namespace) -> None:
             profiler.disable()
             profiler.dump_stats(args.cprofile)
         wall = time.perf_counter() - started
-        print(f"{wall:.3f} s  {stored.size:,} bytes  {progress.events:,} events  sha256 {stored.sha256}")
+        cpu = time.process_time() - cpu
+        print(
+            f"{wall:.3f} s  cpu {cpu:.3f} s  {stored.size:,} bytes  {progress.events:,} events  "
+            f"sha256 {stored.sha256}"
+        )
         store.delete(key)
+        if args.floor:
+            floor = measure.upload_floor(store, stored.size, repeats=1)
+            print(f"{floor['median_s']:.3f} s  upload-only floor of the same bytes")
     engine.dispose()
 
 

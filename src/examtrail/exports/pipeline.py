@@ -72,7 +72,11 @@ class Progress:
 
 class _Sink:
     """Collects output and hands it to the writer in chunks of at most ``_FLUSH_BYTES``,
-    on a background thread (bounded queue) so that hashing and uploading overlap reading."""
+    on a background thread (bounded queue) so that hashing and uploading overlap reading.
+
+    A writer whose ``write()`` only buffers and leaves the work to threads of its own
+    (``buffers_in_background``, the S3 writer) is written to directly: a thread hand-off
+    per chunk would only add GIL switches and a copy."""
 
     def __init__(self, writer: ObjectWriter) -> None:
         self._writer = writer
@@ -80,7 +84,19 @@ class _Sink:
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="export-writer", daemon=True)
-        self._thread.start()
+        if getattr(writer, "buffers_in_background", False):
+            self.add = self._add_direct  # type: ignore[method-assign]
+        else:
+            self._thread.start()
+
+    def _add_direct(self, data: bytes | memoryview) -> None:
+        if self._error is not None:
+            raise self._error
+        try:
+            self._writer.write(data)  # type: ignore[arg-type]
+        except BaseException as exc:
+            self._error = exc
+            raise
 
     def _run(self) -> None:
         while (chunk := self._queue.get()) is not None:

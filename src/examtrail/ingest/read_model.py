@@ -303,10 +303,12 @@ def _candidate_rows_sql(
             FROM candidates c WHERE c.test_pk = {test_pk}{candidate_where}
         ) c
         CROSS JOIN LATERAL (
-            SELECT count(*) AS n,
-                   string_agg(x.frag, {separator} ORDER BY x.occurred_at_ms, x.event_id) AS body
+            -- The aggregate reads the ordered, limited subquery directly (no join, no
+            -- parallelism between them), so rows arrive in file order: an ORDER BY inside
+            -- string_agg would sort each candidate's fragments again (~30% of the query).
+            SELECT count(*) AS n, string_agg(x.frag, {separator}) AS body
             FROM (
-                SELECT e.occurred_at_ms, e.event_id, {fragment} AS frag
+                SELECT {fragment} AS frag
                 FROM events e
                 WHERE e.candidate_pk = c.id{event_where}
                 ORDER BY e.occurred_at_ms, e.event_id

@@ -75,6 +75,10 @@ class S3ObjectWriter:
     when every part succeeded; any failure aborts it.
     """
 
+    # ``write()`` only copies into the part buffer; uploads and hashing run on threads of
+    # the writer's own, so callers need no writer thread of theirs (see exports.pipeline).
+    buffers_in_background = True
+
     def __init__(
         self,
         client: S3Client,
@@ -117,7 +121,7 @@ class S3ObjectWriter:
         if self._state != "open":
             raise StorageError(f"writer for {self._key!r} is {self._state}")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         self._ensure_open()
         self._size += len(data)
         if self._max_size is not None and self._size > self._max_size:
