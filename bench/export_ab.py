@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import ExamtrailProcess, free_port
+
 from bench import deploy, measure
 from bench.generate import GenerateSpec, generate
 
@@ -32,6 +34,16 @@ WARMUP_TEST_ID = 4243
 
 def _say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _start_api(deployment: deploy.Deployment) -> None:
+    """``deployment.start_api()`` with a longer start-up allowance (a loaded machine)."""
+    proc = ExamtrailProcess.server(
+        deployment.env, deployment.log_dir, port=free_port(), name=f"{deployment.name}-api"
+    )
+    proc.start(timeout=240)
+    deployment.processes.append(proc)
+    deployment.api = proc
 
 
 def _with_src(env: dict[str, str], src: str) -> dict[str, str]:
@@ -93,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 tokens = {}
                 client_id, api_key = first.create_client(TENANT)
                 for name, d in deployments:
-                    d.start_api(workers=1)
+                    _start_api(d)
                     d.start_worker(threads=2)
                     tokens[name] = d.token(client_id, api_key)
                     measure.export_via_api(d, tokens[name], WARMUP_TEST_ID, params=params)
@@ -124,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens = {}
             client_id, api_key = deployments[0][1].create_client(TENANT)
             for name, d in deployments:
-                d.start_api(workers=1)
+                _start_api(d)
                 tokens[name] = d.token(client_id, api_key)
                 measure.export_via_api(d, tokens[name], WARMUP_TEST_ID, params=params)
             for _ in range(args.rounds):
