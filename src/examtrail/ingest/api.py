@@ -31,6 +31,7 @@ from examtrail.ingest.schemas import (
     TestOut,
     TestsPage,
 )
+from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectTooLarge
 
 router = APIRouter(prefix="/v1/test", tags=["ingest"])
@@ -175,12 +176,6 @@ _EVENTS_BODY: dict[str, Any] = {
 GROUP_COMMIT_MAX_EVENTS = 100
 
 
-async def get_writer(request: Request) -> GroupCommitWriter:
-    writer: GroupCommitWriter = request.app.state.ingest_writer
-    return writer
-
-
-WriterDep = Annotated[GroupCommitWriter, Depends(get_writer)]
 _write_session = asynccontextmanager(get_write_session)
 
 
@@ -196,14 +191,16 @@ _write_session = asynccontextmanager(get_write_session)
     dependencies=JsonBody,
 )
 async def post_events(
+    request: Request,
     test_id: TestId,
     user_id: UserId,
     events: Annotated[list[EventIn], Depends(_events_body)],
     principal: IngestPrincipal,
-    runtime: RuntimeDep,
-    writer: WriterDep,
     response: Response,
 ) -> EventsResult:
+    # From the app's state, not dependencies: each one costs the framework a resolution step.
+    runtime: Runtime = request.app.state.runtime
+    writer: GroupCommitWriter = request.app.state.ingest_writer
     store = partial(
         service.record_events,
         tenant_id=principal.tenant_id,
