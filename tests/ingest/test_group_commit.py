@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from examtrail.audit.models import AuditEntry
 from examtrail.core.batching import GroupCommitWriter, WriterStopped
+from examtrail.ingest.api import GROUP_COMMIT_MAX_EVENTS
 from examtrail.ingest.models import Event
 from examtrail.runtime import Runtime
 from tests.support.api import seed_test
@@ -250,3 +251,24 @@ def test_a_stopping_writer_commits_what_is_queued_then_refuses(runtime: Runtime,
     assert writer.units == threads + 10
     if threads == 1:  # the blocker alone, then the ten queued units in groups of at most four
         assert writer.groups == 4
+
+
+def test_a_large_batch_keeps_its_own_transaction_beside_the_writer(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, test_id=46, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    units_before = writer.units
+    path = "/v1/test/46/candidates/100/events"
+    batch = [_single(f"big-{n}") for n in range(GROUP_COMMIT_MAX_EVENTS + 1)]
+    created = http.post(path, json=batch, headers={**headers, "X-Request-ID": "rid-big"})
+    assert created.status_code == 201
+    assert created.json()["created"] == len(batch)
+    assert http.post(path, json=batch, headers=headers).status_code == 200
+    conflicting = [*batch[:-1], _single("big-0", "new_seb_login"), _single("big-extra")]
+    refused = http.post(path, json=conflicting, headers=headers)
+    assert refused.status_code == 409
+    assert _stored(runtime, "big-extra") is None
+    assert writer.units == units_before  # none of them went through the writer
+    entry = _audit_by_request(runtime)["rid-big"]
+    assert entry.details is not None and orjson.loads(entry.details)["created"] == len(batch)

@@ -164,7 +164,15 @@ class GroupCommitWriter:
                     break
                 assert isinstance(more, _Item)
                 group.append(more)
-            self._commit_group(group)
+            try:
+                self._commit_group(group)
+            except BaseException as exc:  # never leave a caller waiting on a dead thread
+                log.exception("group-commit writer %s failed a group", self.name)
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+                if not isinstance(exc, Exception):
+                    raise
             if stop:
                 return
 
