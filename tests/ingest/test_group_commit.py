@@ -272,3 +272,33 @@ def test_a_large_batch_keeps_its_own_transaction_beside_the_writer(
     assert writer.units == units_before  # none of them went through the writer
     entry = _audit_by_request(runtime)["rid-big"]
     assert entry.details is not None and orjson.loads(entry.details)["created"] == len(batch)
+
+
+def test_other_writes_take_turns_with_the_writer_under_a_flood_of_single_events(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    # SQLite: the writer thread and the routes that write share one write lock; neither may
+    # starve the other into "database is locked".
+    seed_test(http, headers, test_id=47, candidates=20, events_per_candidate=0)
+
+    def flood(n: int) -> list[int]:
+        return [
+            http.post(
+                f"/v1/test/47/candidates/{100 + n}/events", json=_single(f"f-{n}-{k}"), headers=headers
+            ).status_code
+            for k in range(15)
+        ]
+
+    def roster(n: int) -> int:
+        people = [{"userId": 1000 + n, "candidateId": f"late-{n}"}]
+        answer: httpx.Response = http.put("/v1/test/47/candidates", json=people, headers=headers)
+        return answer.status_code
+
+    with ThreadPoolExecutor(24) as pool:
+        singles = [pool.submit(flood, n) for n in range(20)]
+        rosters = [pool.submit(roster, n) for n in range(4)]
+        assert [f.result(timeout=120) for f in rosters] == [200] * 4
+        assert all(status == 201 for f in singles for status in f.result(timeout=120))
+    with runtime.sessions() as session:
+        stored = session.scalar(select(func.count()).select_from(Event).where(Event.event_id.like("f-%")))
+    assert stored == 20 * 15
