@@ -20,6 +20,7 @@ from examtrail.auth.api import router as auth_router
 from examtrail.auth.deps import require_scope
 from examtrail.core import metrics
 from examtrail.core.access import AccessLogMiddleware
+from examtrail.core.batching import GroupCommitWriter, writer_threads
 from examtrail.core.context import RequestContextMiddleware
 from examtrail.core.db import utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
@@ -85,12 +86,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         await run_in_threadpool(_ensure_signing_key, rt)
         app.state.runtime = rt
         app.state.download_hook = download_auditor(rt)
+        # Single events of this process go through one group-commit writer (ingest/api.py).
+        ingest_writer = GroupCommitWriter(
+            rt.sessions, threads=writer_threads(rt.engine), name="ingest-writer"
+        )
+        ingest_writer.start()
+        app.state.ingest_writer = ingest_writer
         worker = background_worker(rt) if rt.embedded_worker else None
         if worker is not None:
             worker.start()
         try:
             yield
         finally:
+            # In-flight requests have been answered by now; what is queued is committed.
+            await run_in_threadpool(ingest_writer.stop)
             if worker is not None:
                 worker.stop()
             if runtime is None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from functools import lru_cache, partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import Field, TypeAdapter
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal
+from examtrail.core.batching import GroupCommitWriter, WriterStopped
 from examtrail.core.body import read_limited, validate_json
-from examtrail.core.errors import PayloadTooLarge, Unprocessable
+from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from examtrail.core.media import require_json
-from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
+from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, get_write_session
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
     INT64_MAX,
@@ -26,6 +31,7 @@ from examtrail.ingest.schemas import (
     TestOut,
     TestsPage,
 )
+from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectTooLarge
 
 router = APIRouter(prefix="/v1/test", tags=["ingest"])
@@ -164,6 +170,15 @@ _EVENTS_BODY: dict[str, Any] = {
 }
 
 
+# Requests of at most this many events go through the process's group-commit writer
+# (live exam clients send one at a time); larger batches keep a transaction of their own on
+# a worker thread, so that they run side by side and never hold up a group of single events.
+GROUP_COMMIT_MAX_EVENTS = 100
+
+
+_write_session = asynccontextmanager(get_write_session)
+
+
 @router.post(
     "/{testId}/candidates/{userId}/events",
     response_model=EventsResult,
@@ -175,19 +190,42 @@ _EVENTS_BODY: dict[str, Any] = {
     openapi_extra=_EVENTS_BODY,
     dependencies=JsonBody,
 )
-def post_events(
+async def post_events(
+    request: Request,
     test_id: TestId,
     user_id: UserId,
     events: Annotated[list[EventIn], Depends(_events_body)],
     principal: IngestPrincipal,
-    session: WriteSessionDep,
     response: Response,
 ) -> EventsResult:
-    test = service.require_test(session, principal.tenant_id, test_id)
-    result = service.add_events(session, test, user_id, events, actor=principal.client_id)
-    session.commit()
+    # From the app's state, not dependencies: each one costs the framework a resolution step.
+    runtime: Runtime = request.app.state.runtime
+    writer: GroupCommitWriter = request.app.state.ingest_writer
+    store = partial(
+        service.record_events,
+        tenant_id=principal.tenant_id,
+        test_id=test_id,
+        user_id=user_id,
+        events=events,
+        actor=principal.client_id,
+    )
+    if len(events) <= GROUP_COMMIT_MAX_EVENTS:
+        # Answered only once the group's commit has stored it (or with its own error).
+        try:
+            result = await writer.run(store)
+        except WriterStopped:
+            raise ServiceUnavailable("The server is shutting down; send the events again.") from None
+    else:
+        async with _write_session(runtime) as session:
+            result = await run_in_threadpool(_commit, session, store)
     if result.created == 0:
         response.status_code = status.HTTP_200_OK
+    return result
+
+
+def _commit(session: Session, unit: Callable[[Session], EventsResult]) -> EventsResult:
+    result = unit(session)
+    session.commit()
     return result
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, literal, literal_column, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select, bindparam
 
 from examtrail.core.db import utcnow
 from examtrail.core.timeutil import to_epoch_ms
@@ -68,11 +69,21 @@ def change_stamp(session: Session, test_pk: int) -> ColumnElement[Any]:
     return literal(_next_sqlite_stamp(session, test_pk))
 
 
-def _next_sqlite_stamp(session: Session, test_pk: int) -> int:
+def _highest_stamp_statement() -> Select[Any]:
+    test_pk: Any = bindparam("test_pk")
     highest = select(func.max(Event.ingest_xid).label("m")).where(Event.test_pk == test_pk)
     highest_candidate = select(func.max(Candidate.ingest_xid).label("m")).where(Candidate.test_pk == test_pk)
     both = union_all(highest, highest_candidate).subquery()
-    return int(session.scalar(select(func.coalesce(func.max(both.c.m), 0))) or 0) + 1
+    return select(func.coalesce(func.max(both.c.m), 0))
+
+
+# Built once: it runs on every single-event write, where building it cost more than running
+# it (each max is one step down its (test_pk, ingest_xid) index).
+_HIGHEST_STAMP = _highest_stamp_statement()
+
+
+def _next_sqlite_stamp(session: Session, test_pk: int) -> int:
+    return int(session.scalar(_HIGHEST_STAMP, {"test_pk": test_pk}) or 0) + 1
 
 
 def test_counts(session: Session, test_pk: int) -> tuple[int, int]:
@@ -158,10 +169,17 @@ def rename_candidates(session: Session, test_pk: int, renames: dict[int, str]) -
         )
 
 
+def _candidate_pk_statement() -> Select[int]:
+    test_pk: Any = bindparam("test_pk")
+    user_id: Any = bindparam("user_id")
+    return select(Candidate.id).where(Candidate.test_pk == test_pk, Candidate.user_id == user_id)
+
+
+_CANDIDATE_PK = _candidate_pk_statement()  # built once: it runs on every event write
+
+
 def get_candidate_pk(session: Session, test_pk: int, user_id: int) -> int | None:
-    return session.scalar(
-        select(Candidate.id).where(Candidate.test_pk == test_pk, Candidate.user_id == user_id)
-    )
+    return session.scalar(_CANDIDATE_PK, {"test_pk": test_pk, "user_id": user_id})
 
 
 # One new event of a batch: (event_id, event, occurred_at_ms, creator_user_id, flag_type, doc).

@@ -44,6 +44,32 @@ def require_test(session: Session, tenant_id: int, test_id: int, *, lock: bool =
     return test
 
 
+def require_test_cached(session: Session, tenant_id: int, test_id: int) -> Test:
+    """:func:`require_test`, looked up once per session (a group commit's requests share one)."""
+    cache: dict[tuple[int, int], Test] = session.info.setdefault("examtrail_tests", {})
+    test = cache.get((tenant_id, test_id))
+    if test is None:
+        test = cache[(tenant_id, test_id)] = require_test(session, tenant_id, test_id)
+    return test
+
+
+def record_events(
+    session: Session,
+    tenant_id: int,
+    test_id: int,
+    user_id: int,
+    events: Sequence[EventIn],
+    *,
+    actor: str | None,
+) -> EventsResult:
+    """One ``POST …/events`` request's unit of work: the test, then :func:`add_events`.
+
+    The caller owns the transaction (a group commit runs it in a SAVEPOINT of its own).
+    """
+    test = require_test_cached(session, tenant_id, test_id)
+    return add_events(session, test, user_id, events, actor=actor)
+
+
 def put_test(session: Session, tenant_id: int, test_id: int, title: str) -> tuple[TestOut, bool]:
     test, created = repository.upsert_test(session, tenant_id, test_id, title)
     return describe_test(session, test), created

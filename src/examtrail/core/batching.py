@@ -1,0 +1,258 @@
+"""Group commit: many small write requests, one transaction and one commit.
+
+A :class:`GroupCommitWriter` owns its writer thread(s) (one on SQLite, a few on PostgreSQL:
+:func:`writer_threads`). Requests hand it a unit of work (a function of a session) from the
+event loop and await its result; a thread takes whatever units are waiting (up to
+``max_units``, no delay beyond what is already queued), runs them in ONE write transaction,
+commits once, and only then resolves each unit's future: nothing is answered before the
+commit that stored it. On SQLite the write lock is taken once per group, not per request.
+
+A unit that raises rolls back only its own part and gets its own exception: the group runs
+first without savepoints (no extra round trips while everything succeeds); when a unit
+fails, the whole group is rolled back and run again with a SAVEPOINT per unit (and the next
+groups too, until one runs without a failure).
+
+Each unit runs in a copy of the submitting request's context variables (request id,
+client address), so what it logs or audits is its own request's.
+
+If the group's transaction itself fails (the commit, or the connection), each unit is run
+again alone in its own transaction, so one unit never takes the others down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from examtrail.core.db import begin_write
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Units per group: bounds the time the write lock is held and a group's retry cost.
+DEFAULT_MAX_UNITS = 64
+
+
+class WriterStopped(RuntimeError):
+    """The writer is stopped (the process is shutting down): no new work is taken."""
+
+
+@dataclass(slots=True)
+class _Item(Generic[T]):
+    unit: Callable[[Session], T]
+    context: contextvars.Context
+    future: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
+
+
+_STOP = object()
+
+
+def writer_threads(engine: Engine) -> int:
+    """Writer threads for ``engine``: SQLite has one write lock, so one; on PostgreSQL each
+    unit is a few round trips to the server, so several groups are in flight at once."""
+    return 1 if engine.dialect.name == "sqlite" else POSTGRES_WRITER_THREADS
+
+
+POSTGRES_WRITER_THREADS = 4
+
+
+class GroupCommitWriter:
+    """Writer thread(s) for ``sessions``' database: see the module's description."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        threads: int = 1,
+        max_units: int = DEFAULT_MAX_UNITS,
+        name: str = "group-commit",
+    ) -> None:
+        self.sessions = sessions
+        self.max_units = max_units
+        self.name = name
+        self._queue: queue.SimpleQueue[_Item[Any] | object] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._thread_count = threads
+        self._accepting = False
+        self._lock = threading.Lock()
+        # After a unit failed, groups run with a SAVEPOINT per unit until one runs clean.
+        self._careful = False
+        # Counters (read by tests and the benchmark): groups committed and units answered.
+        self.groups = 0
+        self.units = 0
+
+    def start(self) -> None:
+        with self._lock:
+            if self._threads:
+                return
+            self._accepting = True
+            self._threads = [
+                threading.Thread(target=self._run, name=self.name, daemon=True)
+                for _ in range(self._thread_count)
+            ]
+            for thread in self._threads:
+                thread.start()
+
+    def stop(self, timeout: float | None = 60.0) -> None:
+        """Take no new work, finish (and commit) what is queued, then end the threads."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+            self._accepting = False
+            # After every queued unit: each thread ends at the first stop it takes.
+            for _ in threads:
+                self._queue.put(_STOP)
+        for thread in threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("group-commit writer %s did not drain within %ss", self.name, timeout)
+
+    @property
+    def threads(self) -> int:
+        return self._thread_count
+
+    @property
+    def running(self) -> bool:
+        return self._accepting
+
+    def pending(self) -> int:
+        """Units waiting for a thread (approximate)."""
+        return self._queue.qsize()
+
+    def submit(self, unit: Callable[[Session], T]) -> concurrent.futures.Future[T]:
+        """Queue ``unit`` (with the caller's context variables); its future resolves after the
+        commit that stored it, or with the exception it raised (its part rolled back)."""
+        item: _Item[T] = _Item(unit, contextvars.copy_context())
+        with self._lock:
+            if not self._accepting:
+                raise WriterStopped(f"{self.name} is not running")
+            self._queue.put(item)
+        return item.future
+
+    async def run(self, unit: Callable[[Session], T]) -> T:
+        """:meth:`submit` from the event loop, awaiting the answer."""
+        return await asyncio.wrap_future(self.submit(unit))
+
+    # --- the writer threads -----------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Item)
+            group: list[_Item[Any]] = [first]
+            stop = False
+            # Whatever else is already waiting: no delay to wait for more.
+            while len(group) < self.max_units:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                assert isinstance(more, _Item)
+                group.append(more)
+            try:
+                self._commit_group(group)
+            except BaseException as exc:  # never leave a caller waiting on a dead thread
+                log.exception("group-commit writer %s failed a group", self.name)
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+                if not isinstance(exc, Exception):
+                    raise
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_Item[Any]]) -> None:
+        # A unit whose caller went away (cancelled before it ran) is not run.
+        live = [item for item in group if item.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            outcomes = self._run_group(live)
+        except Exception:
+            if len(live) > 1:
+                log.warning("a group of %d writes failed together; each runs alone", len(live), exc_info=True)
+            outcomes = [self._run_alone(item) for item in live]
+        with self._lock:
+            self.groups += 1
+            self.units += len(live)
+        for item, (value, error) in zip(live, outcomes, strict=True):
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(value)
+
+    def _run_group(self, group: list[_Item[Any]]) -> list[tuple[Any, BaseException | None]]:
+        # Optimistic first: no SAVEPOINT round trips while every unit succeeds. A unit that
+        # fails rolls the whole group back, and the group runs again with savepoints.
+        if not self._careful:
+            try:
+                return self._run_in_one_transaction(group, savepoints=False)
+            except _UnitFailed:
+                self._careful = True
+        outcomes = self._run_in_one_transaction(group, savepoints=True)
+        if all(error is None for _, error in outcomes):
+            self._careful = False
+        return outcomes
+
+    def _run_in_one_transaction(
+        self, group: list[_Item[Any]], *, savepoints: bool
+    ) -> list[tuple[Any, BaseException | None]]:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        session = self.sessions()
+        try:
+            begin_write(session)
+            for item in group:
+                if not savepoints:
+                    try:
+                        outcomes.append((item.context.run(item.unit, session), None))
+                    except Exception as exc:
+                        raise _UnitFailed from exc
+                    continue
+                savepoint = session.begin_nested()
+                try:
+                    value = item.context.run(item.unit, session)
+                except Exception as exc:
+                    savepoint.rollback()
+                    outcomes.append((None, exc))
+                else:
+                    savepoint.commit()
+                    outcomes.append((value, None))
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        return outcomes
+
+    def _run_alone(self, item: _Item[Any]) -> tuple[Any, BaseException | None]:
+        session = self.sessions()
+        try:
+            begin_write(session)
+            value = item.context.run(item.unit, session)
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            return None, exc
+        finally:
+            session.close()
+        return value, None
+
+
+class _UnitFailed(Exception):
+    """A unit raised in a group run without savepoints: the group runs again with them."""

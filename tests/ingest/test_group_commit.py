@@ -1,0 +1,304 @@
+"""Single events share one transaction and one commit (the group-commit writer), yet each
+request keeps its own answer, its own rollback on error and its own audit entry; nothing is
+answered before the commit that stored it, and a stopping writer commits what it holds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, event, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from examtrail.audit.models import AuditEntry
+from examtrail.core.batching import GroupCommitWriter, WriterStopped
+from examtrail.ingest.api import GROUP_COMMIT_MAX_EVENTS
+from examtrail.ingest.models import Event
+from examtrail.runtime import Runtime
+from tests.support.api import seed_test
+
+
+def _writer(http: TestClient) -> GroupCommitWriter:
+    writer: GroupCommitWriter = http.app.state.ingest_writer  # type: ignore[attr-defined]
+    return writer
+
+
+def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def _single(event_id: str, kind: str = "network_lost") -> dict[str, Any]:
+    return {"eventId": event_id, "event": kind, "timeStamp": "2026-06-01T10:00:00Z"}
+
+
+def _stored(runtime: Runtime, event_id: str) -> Event | None:
+    with runtime.sessions() as session:
+        return session.scalars(select(Event).where(Event.event_id == event_id)).one_or_none()
+
+
+def _audit_by_request(runtime: Runtime) -> dict[str | None, AuditEntry]:
+    with runtime.sessions() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.action == "events.ingested")).all()
+    return {row.request_id: row for row in rows}
+
+
+def _block(release: threading.Event, started: threading.Event, _session: Session) -> bool:
+    started.set()
+    return release.wait(60)
+
+
+@contextmanager
+def held(writer: GroupCommitWriter) -> Iterator[threading.Event]:
+    """Every writer thread busy with a unit that waits: the requests sent meanwhile queue.
+    Setting the returned event frees one thread, which then takes them all in one group."""
+    releases: list[threading.Event] = []
+    blockers: list[Future[bool]] = []
+    for _ in range(writer.threads):  # one at a time: each on a thread of its own
+        release, started = threading.Event(), threading.Event()
+        blockers.append(writer.submit(partial(_block, release, started)))
+        assert started.wait(60)
+        releases.append(release)
+    try:
+        yield releases[0]
+    finally:
+        for release in releases:
+            release.set()
+        for blocker in blockers:
+            blocker.result(timeout=60)
+
+
+def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entries(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, test_id=42, candidates=2, events_per_candidate=0)
+    first = http.post("/v1/test/42/candidates/100/events", json=_single("taken"), headers=headers)
+    assert first.status_code == 201
+    writer = _writer(http)
+
+    sends = {
+        "rid-ok-1": ("/v1/test/42/candidates/100/events", _single("new-1")),
+        "rid-no-candidate": ("/v1/test/42/candidates/999/events", _single("lost-1")),
+        "rid-conflict": ("/v1/test/42/candidates/100/events", _single("taken", "new_seb_login")),
+        "rid-ok-2": ("/v1/test/42/candidates/101/events", _single("new-2")),
+        "rid-no-test": ("/v1/test/4242/candidates/100/events", _single("lost-2")),
+        "rid-repeat": ("/v1/test/42/candidates/100/events", _single("taken")),
+    }
+    groups_before = writer.groups
+    with held(writer) as release, ThreadPoolExecutor(len(sends)) as pool:
+        answers: dict[str, Future[httpx.Response]] = {
+            rid: pool.submit(http.post, path, json=body, headers={**headers, "X-Request-ID": rid})
+            for rid, (path, body) in sends.items()
+        }
+        _wait_for(lambda: writer.pending() == len(sends), "the requests to queue behind the blocker")
+        assert not any(answer.done() for answer in answers.values())
+        release.set()
+        got = {rid: answer.result(timeout=60) for rid, answer in answers.items()}
+        # The freed blocker's group, then every request in one group: one transaction, one commit.
+        assert writer.groups - groups_before == 2
+
+    assert got["rid-ok-1"].status_code == 201
+    assert got["rid-ok-1"].json() == {"received": 1, "created": 1, "duplicates": 0, "eventIds": ["new-1"]}
+    assert got["rid-ok-2"].status_code == 201
+    assert got["rid-repeat"].status_code == 200
+    assert got["rid-repeat"].json()["duplicates"] == 1
+    assert got["rid-no-candidate"].status_code == 404
+    assert got["rid-no-candidate"].json()["error"] == "candidate_not_found"
+    assert got["rid-no-test"].status_code == 404
+    assert got["rid-no-test"].json()["error"] == "test_not_found"
+    assert got["rid-conflict"].status_code == 409
+    assert got["rid-conflict"].json()["error"] == "event_conflict"
+    for rid, answer in got.items():
+        assert answer.headers["x-request-id"] == rid
+
+    assert _stored(runtime, "new-1") is not None and _stored(runtime, "new-2") is not None
+    assert _stored(runtime, "lost-1") is None and _stored(runtime, "lost-2") is None
+    taken = _stored(runtime, "taken")
+    assert taken is not None and taken.event == "network_lost"  # the conflicting one changed nothing
+
+    audit = _audit_by_request(runtime)
+    # One entry per successful request, under its own request id and address; none for the failures.
+    assert {"rid-ok-1", "rid-ok-2", "rid-repeat"} <= set(audit)
+    assert not {"rid-no-candidate", "rid-conflict", "rid-no-test"} & set(audit)
+    for rid, created in (("rid-ok-1", 1), ("rid-ok-2", 1), ("rid-repeat", 0)):
+        entry = audit[rid]
+        assert entry.test_id == 42 and entry.source_ip == "testclient"
+        assert entry.details is not None
+        assert orjson.loads(entry.details) == {"received": 1, "created": created, "duplicates": 1 - created}
+
+
+def test_a_batch_that_fails_rolls_back_only_its_own_events(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, test_id=43, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    path = "/v1/test/43/candidates/100/events"
+    bad_batch = [_single("b-1"), _single("b-2"), _single("b-1", "new_seb_login")]  # contradicts itself
+    late_conflict = [_single("c-1"), _single("a-1", "new_seb_login")]  # a-1 is stored by the first
+    with held(writer) as release, ThreadPoolExecutor(3) as pool:
+        good = pool.submit(http.post, path, json=[_single("a-1"), _single("a-2")], headers=headers)
+        _wait_for(lambda: writer.pending() == 1, "the first request to queue")
+        bad = pool.submit(http.post, path, json=bad_batch, headers=headers)
+        _wait_for(lambda: writer.pending() == 2, "the second request to queue")
+        late = pool.submit(http.post, path, json=late_conflict, headers=headers)
+        _wait_for(lambda: writer.pending() == 3, "the third request to queue")
+        release.set()
+        assert good.result(timeout=60).status_code == 201
+        assert bad.result(timeout=60).status_code == 409
+        # Its first event was inserted inside the group before the conflict was found: rolled back.
+        assert late.result(timeout=60).status_code == 409
+    assert [_stored(runtime, e) is not None for e in ("a-1", "a-2", "b-1", "b-2", "c-1")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_the_answer_leaves_only_after_the_commit_that_stored_it(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, test_id=44, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_commit(connection: Connection) -> None:
+        if threading.current_thread().name == writer.name:
+            entered.set()
+            assert release.wait(60)
+
+    event.listen(runtime.engine, "commit", hold_commit)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(
+                http.post, "/v1/test/44/candidates/100/events", json=_single("late"), headers=headers
+            )
+            assert entered.wait(60)
+            # The commit has not run: no answer yet, and the event is not visible to others.
+            assert not answer.done()
+            assert _stored(runtime, "late") is None
+            release.set()
+            assert answer.result(timeout=60).status_code == 201
+    finally:
+        event.remove(runtime.engine, "commit", hold_commit)
+    assert _stored(runtime, "late") is not None
+
+
+def test_a_failed_commit_answers_an_error_and_stores_nothing(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, test_id=45, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+
+    def fail_commit(connection: Connection) -> None:
+        if threading.current_thread().name == writer.name:
+            raise OperationalError("COMMIT", None, Exception("the database went away"))
+
+    event.listen(runtime.engine, "commit", fail_commit)
+    try:
+        answer = http.post("/v1/test/45/candidates/100/events", json=_single("gone"), headers=headers)
+    finally:
+        event.remove(runtime.engine, "commit", fail_commit)
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "database_unavailable"
+    assert _stored(runtime, "gone") is None
+    again = http.post("/v1/test/45/candidates/100/events", json=_single("gone"), headers=headers)
+    assert again.status_code == 201
+    assert _stored(runtime, "gone") is not None
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_stopping_writer_commits_what_is_queued_then_refuses(runtime: Runtime, threads: int) -> None:
+    if threads > 1 and runtime.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one write lock: its writer has one thread")
+    writer = GroupCommitWriter(runtime.sessions, name="test-writer", max_units=4, threads=threads)
+    writer.start()
+    releases = [threading.Event() for _ in range(threads)]
+    blockers = []
+    for release in releases:
+        started = threading.Event()
+        blockers.append(writer.submit(partial(_block, release, started)))
+        assert started.wait(60)
+
+    def count_entries(session: Session) -> int:
+        return int(session.scalar(select(func.count()).select_from(AuditEntry)) or 0)
+
+    queued = [writer.submit(count_entries) for _ in range(10)]
+    stopper = threading.Thread(target=writer.stop)
+    stopper.start()
+    _wait_for(lambda: not writer.running, "the writer to stop accepting")
+    with pytest.raises(WriterStopped):
+        writer.submit(count_entries)
+    for release in releases:
+        release.set()
+    stopper.join(60)
+    assert not stopper.is_alive()
+    assert all(blocker.result(timeout=1) is True for blocker in blockers)
+    assert all(isinstance(unit.result(timeout=1), int) for unit in queued)
+    assert writer.units == threads + 10
+    if threads == 1:  # the blocker alone, then the ten queued units in groups of at most four
+        assert writer.groups == 4
+
+
+def test_a_large_batch_keeps_its_own_transaction_beside_the_writer(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, test_id=46, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    units_before = writer.units
+    path = "/v1/test/46/candidates/100/events"
+    batch = [_single(f"big-{n}") for n in range(GROUP_COMMIT_MAX_EVENTS + 1)]
+    created = http.post(path, json=batch, headers={**headers, "X-Request-ID": "rid-big"})
+    assert created.status_code == 201
+    assert created.json()["created"] == len(batch)
+    assert http.post(path, json=batch, headers=headers).status_code == 200
+    conflicting = [*batch[:-1], _single("big-0", "new_seb_login"), _single("big-extra")]
+    refused = http.post(path, json=conflicting, headers=headers)
+    assert refused.status_code == 409
+    assert _stored(runtime, "big-extra") is None
+    assert writer.units == units_before  # none of them went through the writer
+    entry = _audit_by_request(runtime)["rid-big"]
+    assert entry.details is not None and orjson.loads(entry.details)["created"] == len(batch)
+
+
+def test_other_writes_take_turns_with_the_writer_under_a_flood_of_single_events(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    # SQLite: the writer thread and the routes that write share one write lock; neither may
+    # starve the other into "database is locked".
+    seed_test(http, headers, test_id=47, candidates=20, events_per_candidate=0)
+
+    def flood(n: int) -> list[int]:
+        return [
+            http.post(
+                f"/v1/test/47/candidates/{100 + n}/events", json=_single(f"f-{n}-{k}"), headers=headers
+            ).status_code
+            for k in range(15)
+        ]
+
+    def roster(n: int) -> int:
+        people = [{"userId": 1000 + n, "candidateId": f"late-{n}"}]
+        answer: httpx.Response = http.put("/v1/test/47/candidates", json=people, headers=headers)
+        return answer.status_code
+
+    with ThreadPoolExecutor(24) as pool:
+        singles = [pool.submit(flood, n) for n in range(20)]
+        rosters = [pool.submit(roster, n) for n in range(4)]
+        assert [f.result(timeout=120) for f in rosters] == [200] * 4
+        assert all(status == 201 for f in singles for status in f.result(timeout=120))
+    with runtime.sessions() as session:
+        stored = session.scalar(select(func.count()).select_from(Event).where(Event.event_id.like("f-%")))
+    assert stored == 20 * 15
