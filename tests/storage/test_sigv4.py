@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config
 
+from examtrail.storage import sigv4
 from examtrail.storage.sigv4 import S3Presigner
 from tests.support.seaweedfs import SeaweedS3
 
@@ -71,3 +72,12 @@ def test_seaweedfs_accepts_local_signatures(seaweed: SeaweedS3) -> None:
         assert httpx.get(wrong.url("dir/file one.txt", 60)).status_code == 403
     finally:
         seaweed.delete_bucket(bucket)
+
+
+@pytest.mark.parametrize("safe", ["-_.~", "/-_.~"])
+def test_uri_encode_matches_quote_for_every_character(safe: str) -> None:
+    # The ASCII fast path (str.translate) must escape exactly as urllib's quote does.
+    samples = [chr(code) for code in range(128)] + ["file name (1).png", "a/b?c=d&e", "ünïcødé €", ""]
+    samples.append("".join(chr(code) for code in range(128)))
+    for value in samples:
+        assert sigv4._uri_encode(value, safe) == quote(value, safe=safe)
