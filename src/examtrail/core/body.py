@@ -8,7 +8,6 @@ from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
 from examtrail.core.errors import BadRequest, PayloadTooLarge, Unprocessable, validation_details
-from examtrail.core.media import UnsupportedMediaType, is_json
 
 T = TypeVar("T")
 
@@ -42,22 +41,3 @@ def validate_json(adapter: TypeAdapter[T], raw: bytes) -> T:
                 details=validation_details(errors),
             ) from None
         raise Unprocessable("The request is not valid.", details=validation_details(errors)) from None
-
-
-async def require_json(request: Request) -> None:
-    """Dependency of every JSON body route: anything but ``application/json`` is a 415.
-
-    A request without a body (and so without a content type) is left to body validation.
-    """
-    content_type = request.headers.get("content-type")
-    if (
-        content_type is None
-        and request.headers.get("content-length") in (None, "0")
-        and ("chunked" not in request.headers.get("transfer-encoding", ""))
-    ):
-        return
-    if not is_json(content_type):
-        raise UnsupportedMediaType(
-            f"Send application/json (got {content_type or 'no content type'}).",
-            details=[{"field": "Content-Type", "message": "send application/json"}],
-        )

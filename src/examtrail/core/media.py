@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import email.message
-from typing import Any
+
+# Starlette's request (what FastAPI re-exports): the services the worker runs use this
+# module's checks, and FastAPI itself costs the worker ~10 MB (tests/queue/test_worker_imports.py).
+from starlette.requests import Request
 
 from examtrail.core.errors import AppError
 
@@ -31,11 +34,20 @@ def is_json(value: str | None) -> bool:
     )
 
 
-def __getattr__(name: str) -> Any:
-    # The route dependency lives in ``core.body`` (with the web framework), so that services
-    # the worker runs can use the checks above without importing FastAPI.
-    if name == "require_json":
-        from examtrail.core.body import require_json
+async def require_json(request: Request) -> None:
+    """Dependency of every JSON body route: anything but ``application/json`` is a 415.
 
-        return require_json
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    A request without a body (and so without a content type) is left to body validation.
+    """
+    content_type = request.headers.get("content-type")
+    if (
+        content_type is None
+        and request.headers.get("content-length") in (None, "0")
+        and ("chunked" not in request.headers.get("transfer-encoding", ""))
+    ):
+        return
+    if not is_json(content_type):
+        raise UnsupportedMediaType(
+            f"Send application/json (got {content_type or 'no content type'}).",
+            details=[{"field": "Content-Type", "message": "send application/json"}],
+        )
