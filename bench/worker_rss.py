@@ -214,7 +214,10 @@ def main() -> None:
             env.update(extra)
             dep = deploy.Deployment(name, env, work / "logs")
             try:
-                dep.start_api(workers=1)
+                # Like Deployment.start_api, with time for imports on a loaded machine.
+                api = ExamtrailProcess.server(dep.env, dep.log_dir, name=f"{name}-api")
+                dep.processes.append(api)
+                dep.api = api.start(timeout=240)
                 worker_log = work / "logs" / f"{name}-worker.log"
                 logged = worker_log.stat().st_size if worker_log.exists() else 0
                 runner = dep.api if name == "embedded" else dep.start_worker(threads=2)

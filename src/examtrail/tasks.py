@@ -41,8 +41,9 @@ def run_export(runtime: Runtime, job_id: str) -> None:
         exports.run_export(runtime, job_id, EXPORT_COMPLETION_HOOKS)
     finally:
         # An export's buffers and temporaries are freed by now: hand the pages they left in
-        # the heap back, so a long-running worker's RSS stays at its idle size between jobs.
-        release_free_memory()
+        # the heap back, so a long-running worker's RSS stays near its idle size between
+        # jobs. No full collection: it would pause every thread (and the embedded API).
+        release_free_memory(collect=False)
 
 
 def sweep_temporaries(runtime: Runtime) -> int:
