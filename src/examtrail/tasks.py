@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from examtrail.core.memory import release_free_memory
 from examtrail.core.settings import Settings
 from examtrail.exports import tasks as exports
 from examtrail.exports.hooks import CompletionHook
@@ -36,7 +37,13 @@ EXPORT_COMPLETION_HOOKS: tuple[CompletionHook, ...] = (webhooks.notify_subscribe
 
 def run_export(runtime: Runtime, job_id: str) -> None:
     """Run one export job with every completion hook (the task, and ``examtrail exports run``)."""
-    exports.run_export(runtime, job_id, EXPORT_COMPLETION_HOOKS)
+    try:
+        exports.run_export(runtime, job_id, EXPORT_COMPLETION_HOOKS)
+    finally:
+        # An export's buffers and temporaries are freed by now: hand the pages they left in
+        # the heap back, so a long-running worker's RSS stays near its idle size between
+        # jobs. No full collection: it would pause every thread (and the embedded API).
+        release_free_memory(collect=False)
 
 
 def sweep_temporaries(runtime: Runtime) -> int:

@@ -23,8 +23,8 @@ from examtrail.core.settings import get_settings
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository, service
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
-from examtrail.exports.options import ExportOptions
 from examtrail.exports.service import DEFAULT_OPTIONS
+from examtrail.exports.spec import ExportOptions
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
 from examtrail.tasks import build_runtime

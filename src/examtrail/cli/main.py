@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -19,6 +19,10 @@ from examtrail.cli.verify import verify
 from examtrail.core.logging import configure_logging, logging_config
 from examtrail.core.memory import DEFAULT_ARENAS
 from examtrail.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from examtrail.queue.worker import BackgroundWorker
+    from examtrail.runtime import Runtime
 
 app = typer.Typer(
     help="Examtrail: exam event storage and Inspera-compatible exports.",
@@ -119,27 +123,16 @@ def worker(
     ),
 ) -> None:
     """Run background workers on the configured broker (Redis or RabbitMQ)."""
-    from examtrail.core.memory import release_free_memory, tune_allocator
-
-    tune_allocator()  # before any thread starts: fewer malloc arenas, big buffers unmapped
-    from examtrail.tasks import background_worker, build_runtime
-
     settings = get_settings()
     if not settings.broker_url:
         raise typer.BadParameter(
             "set EXAMTRAIL_BROKER_URL (redis://... or amqp://...) to run standalone workers"
         )
     require_database(settings)
-    _logging()
-    _metrics(settings, wipe=False)
-    runtime = build_runtime(settings)
-    runtime.store.ensure_ready()
-    background = background_worker(runtime, threads, webhook_threads)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    background.start()
-    release_free_memory()  # what start-up freed (imports, S3 service model) leaves the RSS
+    runtime, background = start_worker(settings, threads, webhook_threads)
     console.print(
         f"[green]worker running[/] ({background.threads} export threads, "
         f"{sum(background.lane_threads.values())} webhook threads); Ctrl-C to stop"
@@ -148,6 +141,28 @@ def worker(
     # No new jobs from now on; running exports finish within their grace or are handed back.
     background.stop(timeout=max(5.0, settings.job_lease_seconds))
     runtime.close()
+
+
+def start_worker(
+    settings: Settings, threads: int | None = None, webhook_threads: int | None = None
+) -> tuple[Runtime, BackgroundWorker[Runtime]]:
+    """What ``examtrail worker`` starts: the runtime and its running worker threads.
+
+    Imports only what the configured deployment needs (the broker's client, the object
+    store's): no web framework, no server, no templates (tests/queue/test_worker_imports.py)."""
+    from examtrail.core.memory import release_free_memory, tune_allocator
+
+    tune_allocator()  # before any thread starts: fewer malloc arenas, big buffers unmapped
+    from examtrail.tasks import background_worker, build_runtime
+
+    _logging()
+    _metrics(settings, wipe=False)
+    runtime = build_runtime(settings)
+    runtime.store.ensure_ready()
+    background = background_worker(runtime, threads, webhook_threads)
+    background.start()
+    release_free_memory()  # what start-up freed (imports, S3 service model) leaves the RSS
+    return runtime, background
 
 
 @db_app.command("upgrade")

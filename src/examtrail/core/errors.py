@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from examtrail.core.methods import allowed_methods
-from examtrail.core.responses import JSONResponse
+# The exceptions are raised by services that also run in the standalone worker, which
+# serves no HTTP: the web framework is imported only where the handlers are installed.
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +93,14 @@ def validation_details(errors: list[Any]) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from sqlalchemy.exc import OperationalError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from examtrail.core.methods import allowed_methods
+    from examtrail.core.responses import JSONResponse
+
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
         return JSONResponse(
@@ -148,7 +153,13 @@ class UnexpectedErrors:
     """
 
     def __init__(self, app: ASGIApp) -> None:
+        from starlette.requests import ClientDisconnect
+
+        from examtrail.core.responses import JSONResponse
+
         self.app = app
+        self._disconnect = ClientDisconnect
+        self._response = JSONResponse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -164,14 +175,14 @@ class UnexpectedErrors:
 
         try:
             await self.app(scope, receive, tracked)
-        except ClientDisconnect:
+        except self._disconnect:
             # Normal: the client closed the connection mid-request. Nobody is left to answer.
             log.info("client disconnected during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise  # half an answer went out: only closing the connection can end it
-            response = JSONResponse(
+            response = self._response(
                 error_body("internal_error", "An internal error occurred."), status_code=500
             )
             await response(scope, receive, send)

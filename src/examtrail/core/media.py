@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.message
 
-from fastapi import Request
+# Starlette's request (what FastAPI re-exports): the services the worker runs use this
+# module's checks, and FastAPI itself costs the worker ~10 MB (tests/queue/test_worker_imports.py).
+from starlette.requests import Request
 
 from examtrail.core.errors import AppError
 

@@ -43,10 +43,14 @@ def tune_allocator(
     return applied
 
 
-def release_free_memory() -> bool:
+def release_free_memory(*, collect: bool = True) -> bool:
     """Collect garbage and hand the heap's free pages back to the OS (start-up leaves
-    many: parsed service models, import-time temporaries). False off glibc."""
-    gc.collect()
+    many: parsed service models, import-time temporaries). False off glibc.
+
+    ``collect=False``: only the trim, which runs without the GIL (ctypes releases it); a
+    full collection holds every thread of the process for its duration."""
+    if collect:
+        gc.collect()
     if not sys.platform.startswith("linux"):
         return False
     try:

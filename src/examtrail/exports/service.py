@@ -27,7 +27,10 @@ from examtrail.exports import repository
 from examtrail.exports.formats import GzipWriter
 from examtrail.exports.hooks import AfterCommit, CompletionHook, run_completion_hooks
 from examtrail.exports.models import ExportJob, JobStatus
-from examtrail.exports.options import (
+from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
+from examtrail.exports.pseudonyms import Pseudonyms, secret_box, tenant_pseudonyms
+from examtrail.exports.schemas import ExportError, ExportJobList, ExportJobOut
+from examtrail.exports.spec import (
     Compression,
     ExportOptions,
     check_since_dialect,
@@ -37,9 +40,6 @@ from examtrail.exports.options import (
     file_suffix,
     since_mark,
 )
-from examtrail.exports.pipeline import ExportInterrupted, Progress, write_export
-from examtrail.exports.pseudonyms import Pseudonyms, secret_box, tenant_pseudonyms
-from examtrail.exports.schemas import ExportError, ExportJobList, ExportJobOut
 from examtrail.ingest import read_model
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime

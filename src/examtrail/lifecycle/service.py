@@ -26,7 +26,7 @@ from examtrail.core.errors import Conflict, NotFound
 from examtrail.core.security import Principal
 from examtrail.core.timeutil import format_dt
 from examtrail.exports.models import JobStatus
-from examtrail.exports.options import ExportOptions
+from examtrail.exports.spec import ExportOptions
 from examtrail.ingest import repository as ingest_repository
 from examtrail.ingest.models import Candidate, Test
 from examtrail.lifecycle import repository

@@ -264,7 +264,7 @@ class S3ObjectStore:
         bucket: str,
         *,
         prefix: str = "",
-        part_size: int = 8 * 1024 * 1024,
+        part_size: int = MIN_PART_SIZE,
         upload_concurrency: int = 2,
         presign_client: S3Client | None = None,
         region: str = "us-east-1",
