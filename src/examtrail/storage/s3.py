@@ -69,7 +69,9 @@ class S3ObjectWriter:
     """Streams one object into S3; see the module docstring.
 
     Parts are uploaded on a small thread pool, at most ``concurrency`` at once, while the
-    caller keeps writing: memory stays within ``part_size x (concurrency + 1)``. The
+    caller keeps writing: memory stays within ``part_size x (concurrency + 1)`` (the
+    parts in flight and the buffer being filled; a part is copied out only once a slot is
+    free). The
     SHA-256 is computed on its own thread, part by part in order (hashlib releases the
     GIL), so neither the caller nor the uploads wait for it. The upload is completed only
     when every part succeeded; any failure aborts it.
@@ -133,6 +135,9 @@ class S3ObjectWriter:
         self._buffer += data
         try:
             while len(self._buffer) >= self._part_size:
+                # Wait for an upload slot before copying the part out: the copy would
+                # otherwise sit beside the full buffer and every part in flight.
+                self._wait_for_slot()
                 part = bytes(memoryview(self._buffer)[: self._part_size])  # one copy, not two
                 del self._buffer[: self._part_size]
                 self._send_part(part)
@@ -150,9 +155,7 @@ class S3ObjectWriter:
             self._uploads = ThreadPoolExecutor(self._concurrency, thread_name_prefix="s3-part")
             self._hasher = ThreadPoolExecutor(1, thread_name_prefix="s3-hash")
         assert self._uploads is not None and self._hasher is not None
-        # Bounded memory: wait for the oldest part before handing over one more.
-        while len(self._in_flight) >= self._concurrency:
-            self._finish_oldest()
+        self._wait_for_slot()
         number, self._next_part = self._next_part, self._next_part + 1
         self._in_flight.append(
             (
@@ -160,6 +163,11 @@ class S3ObjectWriter:
                 self._hasher.submit(self._hash.update, body),
             )
         )
+
+    def _wait_for_slot(self) -> None:
+        # Bounded memory: wait for the oldest part before handing over one more.
+        while len(self._in_flight) >= self._concurrency:
+            self._finish_oldest()
 
     def _finish_oldest(self) -> None:
         upload, hashing = self._in_flight.popleft()
