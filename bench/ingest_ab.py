@@ -1,14 +1,18 @@
 """Batch ingestion beside COPY, several rounds in one run (issue #15 item 4).
 
-``python -m bench.ingest_ab [rounds]``: a fresh PostgreSQL database, ``examtrail serve --workers 2``
-(local store), then per round the same 200,000 events through the batch API (5,000-event
-batches, 4 clients) and by psycopg COPY into the events table; prints each round's ratio.
+    uv run python -m bench.ingest_ab [--rounds 3] [--variant before=/path/to/other/src]
+
+A fresh PostgreSQL database and one ``examtrail serve --workers 2`` (local store) per variant:
+this checkout's code, and each ``--variant NAME=SRC`` (another checkout's ``src``, put first on
+the server's ``PYTHONPATH``). Each round sends the same 200,000 events through the batch API of
+every variant in turn (5,000-event batches, 4 clients, a new test each) and COPYs them into
+the events table; the ratios to that round's COPY are printed, then their medians.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 from pathlib import Path
 from statistics import median
 
@@ -19,46 +23,67 @@ TENANT = "bench-ingest"
 DATABASE = os.environ.get("BENCH_INGEST_DB", "examtrail_bench_ingest_ab")
 
 
-def main(rounds: int = 3, events: int = 200_000, batch: int = 5000, clients: int = 4) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--variant", action="append", default=[], help="NAME=SRC")
+    args = parser.parse_args()
     work = Path(os.environ.get("BENCH_WORK", "var/bench-ingest"))
     work.mkdir(parents=True, exist_ok=True)
     dsn = deploy.recreate_pg_database(DATABASE)
-    env = deploy.common_env(
+    base_env = deploy.common_env(
         work / "data",
         EXAMTRAIL_DATABASE_URL=deploy.sqlalchemy_url(dsn),
         EXAMTRAIL_BROKER_URL=deploy.REDIS_URL,
     )
-    pg = deploy.Deployment("ingest", env, work / "logs")
-    pg.migrate()
-    pg.start_api(workers=2)
-    ratios = []
+    variants: dict[str, dict[str, str]] = {"this": base_env}
+    for item in args.variant:
+        name, _, src = item.partition("=")
+        variants[name] = {**base_env, "PYTHONPATH": str(Path(src).resolve())}
+    logs = work / "logs"
+    servers = {name: deploy.Deployment(f"ingest-{name}", env, logs) for name, env in variants.items()}
+    ratios: dict[str, list[float]] = {name: [] for name in servers}
     try:
-        client_id, api_key = pg.create_client(TENANT)
-        token = pg.token(client_id, api_key)
-        for rnd in range(rounds):
+        next(iter(servers.values())).migrate()
+        tokens = {}
+        for name, server in servers.items():
+            server.start_api(workers=2)
+            client_id, api_key = server.create_client(TENANT)
+            tokens[name] = server.token(client_id, api_key)
+        test_id = 1000
+        for rnd in range(args.rounds):
             spec = GenerateSpec(
-                test_id=1000 + rnd,
-                candidates=max(1, events // batch),
-                events_per_candidate=batch,
+                test_id=test_id,
+                candidates=max(1, args.events // args.batch),
+                events_per_candidate=args.batch,
                 absent_candidates=0,
-                seed=7,
+                seed=7 + rnd,
                 tenant=TENANT,
             )
-            people, bodies, rows = measure.ingest_dataset(spec, batch)
-            api = measure.ingest_via_api(pg, token, 1000 + rnd, people, bodies, clients)
-            copy = measure.copy_rows(dsn, TENANT, 2000 + rnd, people, rows)
-            ratio = api["events_per_s"] / copy["events_per_s"]
-            ratios.append(ratio)
-            print(
-                f"round {rnd + 1}: API {api['seconds']:.3f} s ({api['events_per_s']:,.0f}/s), "
-                f"COPY {copy['seconds']:.3f} s ({copy['events_per_s']:,.0f}/s), ratio {ratio:.2f}",
-                flush=True,
-            )
-        print(f"median ratio {median(ratios):.2f}")
+            people, bodies, rows = measure.ingest_dataset(spec, args.batch)
+            rates = {}
+            # Every other round in the opposite order: neither variant always runs first.
+            for name, server in list(servers.items())[:: 1 if rnd % 2 == 0 else -1]:
+                test_id += 1
+                api = measure.ingest_via_api(server, tokens[name], test_id, people, bodies, args.clients)
+                rates[name] = api["events_per_s"]
+            test_id += 1
+            copy = measure.copy_rows(dsn, TENANT, test_id, people, rows)
+            parts = []
+            for name in servers:
+                rate = rates[name]
+                ratios[name].append(rate / copy["events_per_s"])
+                parts.append(f"{name} {rate:,.0f}/s = {ratios[name][-1]:.2f}x")
+            print(f"round {rnd + 1}: COPY {copy['events_per_s']:,.0f}/s; " + "; ".join(parts), flush=True)
+        print("median x COPY: " + "; ".join(f"{name} {median(r):.2f}" for name, r in ratios.items()))
     finally:
-        pg.stop()
+        for server in servers.values():
+            server.stop()
         deploy.drop_pg_database(DATABASE)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main()
