@@ -16,11 +16,23 @@ import os
 from pathlib import Path
 from statistics import median
 
+from tests.support.processes import ExamtrailProcess, free_port
+
 from bench import deploy, measure
 from bench.generate import GenerateSpec
 
 TENANT = "bench-ingest"
 DATABASE = os.environ.get("BENCH_INGEST_DB", "examtrail_bench_ingest_ab")
+
+
+def _start_api(server: deploy.Deployment) -> None:
+    """``examtrail serve --workers 2``, allowed longer than the usual minute to come up (the
+    machine is shared)."""
+    proc = ExamtrailProcess.server(server.env, server.log_dir, port=free_port(), name=f"{server.name}-api")
+    proc.args += ["--workers", "2"]
+    server.processes.append(proc)
+    server.api = proc
+    proc.start(timeout=300)
 
 
 def main() -> None:
@@ -50,7 +62,7 @@ def main() -> None:
         next(iter(servers.values())).migrate()
         tokens = {}
         for name, server in servers.items():
-            server.start_api(workers=2)
+            _start_api(server)
             client_id, api_key = server.create_client(TENANT)
             tokens[name] = server.token(client_id, api_key)
         test_id = 1000

@@ -212,3 +212,27 @@ def test_batches_in_savepoints_of_one_transaction(
         session.commit()
     assert results == [2, 1, 1]
     assert sorted(stored(runtime)) == ["ev-1", "ev-2", "ev-3", "ev-6"]
+
+
+@pytest.mark.usefixtures("seeded")
+def test_backslashes_and_escapes_are_stored_as_sent(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    name = "back\\slash \\N \\t"
+    body = event(
+        1,
+        event=name,
+        extraInfo={"type": "\\", "value": "tab\there\nline\r\\N"},
+        flaggingInfo={"flagType": name, "comment": "\\\\"},
+    )
+    assert http.post(URL, json=[body, event(2)], headers=headers).status_code == 201
+    with runtime.sessions() as session:
+        row = session.execute(
+            select(Event.event, Event.flag_type, Event.doc).where(Event.event_id == "ev-1")
+        ).one()
+    assert row.event == name and row.flag_type == name
+    stored_doc = orjson.loads(row.doc)
+    assert stored_doc["extraInfo"] == body["extraInfo"]
+    assert stored_doc["flaggingInfo"]["comment"] == "\\\\"
+    # The same event again on its own (EventIn) is the same doc: a duplicate.
+    assert http.post(URL, json=body, headers=headers).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -171,6 +172,29 @@ EventRow = tuple[str, str, int, int | None, str | None, str]
 _ROW_COLUMNS = "event_id, event, occurred_at_ms, creator_user_id, flag_type, doc"
 
 
+# COPY's text format: a backslash, tab, newline or carriage return in a value is escaped.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_NULL = "\\N"
+
+
+def _copy_value(value: str) -> str:
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _copy_text(head: str, rows: Sequence[EventRow], tail: str) -> str:
+    """The rows as COPY text lines, each between ``head`` and ``tail`` (already formatted):
+    one string built in one pass, cheaper than formatting row by row through the driver."""
+    esc, null = _copy_value, _COPY_NULL
+    return "".join(
+        [
+            f"{head}{esc(event_id)}\t{esc(event)}\t{occurred}\t{null if creator is None else creator}\t"
+            f"{null if flag is None else esc(flag)}\t{esc(doc)}{tail}"
+            for event_id, event, occurred, creator, flag, doc in rows
+        ]
+    )
+
+
 class _EventWriter(Protocol):
     """How one dialect inserts a batch of events and reads back those that exist."""
 
@@ -220,11 +244,9 @@ class _PostgresEvents:
         driver: Any = session.connection().connection.driver_connection
         try:
             with driver.cursor() as cursor, cursor.copy(self._COPY_EVENTS) as copy:
-                fixed = (test_pk, candidate_pk)
-                tail = (0, created_at, received_at)
-                write = copy.write_row
-                for row in rows:
-                    write(fixed + row + tail)
+                copy.write(
+                    _copy_text(f"{test_pk}\t{candidate_pk}\t", rows, f"\t0\t{created_at}\t{received_at}\n")
+                )
         except UniqueViolation:
             savepoint.rollback()
         else:

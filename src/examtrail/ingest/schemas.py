@@ -223,7 +223,7 @@ class EventDict(TypedDict):
 _fast_events = TypeAdapter(list[EventDict])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class EventBatch:
     """Validated events as dicts, and each one's time in UTC milliseconds."""
 
@@ -232,6 +232,10 @@ class EventBatch:
 
     def __len__(self) -> int:
         return len(self.events)
+
+    def __repr__(self) -> str:
+        # Never the events themselves: a batch is up to 10,000 of them (logs, asyncio task reprs).
+        return f"EventBatch({len(self.events)} events)"
 
     @classmethod
     def of(cls, events: Sequence[EventIn]) -> EventBatch:
