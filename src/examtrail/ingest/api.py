@@ -24,12 +24,14 @@ from examtrail.ingest.schemas import (
     AttachmentOut,
     CandidateIn,
     CandidatesResult,
+    EventBatch,
     EventIn,
     EventsResult,
     FileName,
     TestIn,
     TestOut,
     TestsPage,
+    parse_batch,
 )
 from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectTooLarge
@@ -128,11 +130,15 @@ def _events_adapter(max_batch: int) -> TypeAdapter[list[EventIn]]:
 _event_adapter = TypeAdapter(EventIn)
 
 
-async def _events_body(request: Request, runtime: RuntimeDep) -> list[EventIn]:
+async def _events_body(request: Request, runtime: RuntimeDep) -> list[EventIn] | EventBatch:
     settings = runtime.settings
     raw = await read_limited(request, settings.max_request_bytes)
     if raw.lstrip()[:1] != b"[":
         return [_parse_one_event(raw)]
+    batch = parse_batch(raw, settings.max_batch_events)
+    if batch is not None:
+        return batch
+    # Not on the fast path: EventIn decides (the batch may still be valid), with its errors.
     try:
         return validate_json(_events_adapter(settings.max_batch_events), raw)
     except Unprocessable as exc:
@@ -194,7 +200,7 @@ async def post_events(
     request: Request,
     test_id: TestId,
     user_id: UserId,
-    events: Annotated[list[EventIn], Depends(_events_body)],
+    events: Annotated[list[EventIn] | EventBatch, Depends(_events_body)],
     principal: IngestPrincipal,
     response: Response,
 ) -> EventsResult:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import ColumnElement, func, literal, literal_column, select, text, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -186,48 +189,105 @@ def get_candidate_pk(session: Session, test_pk: int, user_id: int) -> int | None
 EventRow = tuple[str, str, int, int | None, str | None, str]
 _ROW_COLUMNS = "event_id, event, occurred_at_ms, creator_user_id, flag_type, doc"
 
-# PostgreSQL: a batch is COPYed into this per-connection temporary table, then moved with
-# one INSERT ... ON CONFLICT DO NOTHING RETURNING (idempotency stays the database's job).
-_PG_STAGING = "ingest_events_staging"
-_PG_CREATE_STAGING = f"""
-    CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGING} (
-        event_id varchar(128), event varchar(200), occurred_at_ms bigint, creator_user_id bigint,
-        flag_type varchar(200), doc text
-    ) ON COMMIT DELETE ROWS
-"""
-_PG_MOVE_STAGED = f"""
-    INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at)
-    SELECT %(test_pk)s, %(candidate_pk)s, {_ROW_COLUMNS}, 0, %(created_at)s, %(received_at)s
-    FROM {_PG_STAGING}
-    ON CONFLICT (test_pk, event_id) DO NOTHING
-    RETURNING event_id
-"""  # noqa: S608
-_PG_CLEAR_STAGING = f"DELETE FROM {_PG_STAGING}"  # noqa: S608
-_SQLITE_INSERT = (
-    f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at, "  # noqa: S608
-    "ingest_xid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
-)
+
+# COPY's text format: a backslash, tab, newline or carriage return in a value is escaped.
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_NULL = "\\N"
 
 
-def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Sequence[EventRow]) -> set[str]:
-    """Insert the candidate's events that are new; returns the event ids actually inserted
-    (the others already existed). ``rows`` have distinct event ids."""
-    if not rows:
-        return set()
-    connection = session.connection()
-    # One clock read per batch: created_at and receivedAt are the same instant.
-    now = utcnow()
-    created_at = now.replace(tzinfo=None)
-    received_at = to_epoch_ms(now)
-    if connection.dialect.name == "postgresql":
-        driver: Any = connection.connection.driver_connection
+def _copy_value(value: str) -> str:
+    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
+
+
+def _copy_text(head: str, rows: Sequence[EventRow], tail: str) -> str:
+    """The rows as COPY text lines, each between ``head`` and ``tail`` (already formatted):
+    one string built in one pass, cheaper than formatting row by row through the driver."""
+    esc, null = _copy_value, _COPY_NULL
+    return "".join(
+        [
+            f"{head}{esc(event_id)}\t{esc(event)}\t{occurred}\t{null if creator is None else creator}\t"
+            f"{null if flag is None else esc(flag)}\t{esc(doc)}{tail}"
+            for event_id, event, occurred, creator, flag, doc in rows
+        ]
+    )
+
+
+class _EventWriter(Protocol):
+    """How one dialect inserts a batch of events and reads back those that exist."""
+
+    def insert(
+        self, session: Session, test_pk: int, candidate_pk: int, rows: Sequence[EventRow], now: datetime
+    ) -> set[str]: ...
+
+    def existing(
+        self, session: Session, test_pk: int, event_ids: Sequence[str]
+    ) -> dict[str, tuple[int, str]]: ...
+
+
+class _PostgresEvents:
+    """COPY straight into ``events`` inside a savepoint; if an event id is already stored (a
+    re-send, or a concurrent writer), the savepoint is rolled back and the batch goes through a
+    per-connection staging table and one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``."""
+
+    _STAGING = "ingest_events_staging"
+    _CREATE_STAGING = f"""
+        CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (
+            event_id varchar(128), event varchar(200), occurred_at_ms bigint, creator_user_id bigint,
+            flag_type varchar(200), doc text
+        ) ON COMMIT DELETE ROWS
+    """
+    _COPY_EVENTS = (
+        f"COPY events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at) FROM STDIN"
+    )
+    _MOVE_STAGED = f"""
+        INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at)
+        SELECT %(test_pk)s, %(candidate_pk)s, {_ROW_COLUMNS}, 0, %(created_at)s, %(received_at)s
+        FROM {_STAGING}
+        ON CONFLICT (test_pk, event_id) DO NOTHING
+        RETURNING event_id
+    """  # noqa: S608
+    _CLEAR_STAGING = f"DELETE FROM {_STAGING}"  # noqa: S608
+    _EXISTING = text(
+        "SELECT event_id, candidate_pk, doc FROM events WHERE test_pk = :test_pk AND event_id = ANY(:ids)"
+    )
+
+    def insert(
+        self, session: Session, test_pk: int, candidate_pk: int, rows: Sequence[EventRow], now: datetime
+    ) -> set[str]:
+        created_at = now.replace(tzinfo=None)
+        received_at = to_epoch_ms(now)
+        # Flushes the session first; works inside the caller's own savepoint too.
+        savepoint = session.begin_nested()
+        driver: Any = session.connection().connection.driver_connection
+        try:
+            with driver.cursor() as cursor, cursor.copy(self._COPY_EVENTS) as copy:
+                copy.write(
+                    _copy_text(f"{test_pk}\t{candidate_pk}\t", rows, f"\t0\t{created_at}\t{received_at}\n")
+                )
+        except UniqueViolation:
+            savepoint.rollback()
+        else:
+            savepoint.commit()
+            return {row[0] for row in rows}
+        return self._insert_new(driver, test_pk, candidate_pk, rows, created_at, received_at)
+
+    def _insert_new(
+        self,
+        driver: Any,
+        test_pk: int,
+        candidate_pk: int,
+        rows: Sequence[EventRow],
+        created_at: datetime,
+        received_at: int,
+    ) -> set[str]:
         with driver.cursor() as cursor:
-            cursor.execute(_PG_CREATE_STAGING)
-            with cursor.copy(f"COPY {_PG_STAGING} ({_ROW_COLUMNS}) FROM STDIN") as copy:
+            cursor.execute(self._CREATE_STAGING)
+            with cursor.copy(f"COPY {self._STAGING} ({_ROW_COLUMNS}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(
-                _PG_MOVE_STAGED,
+                self._MOVE_STAGED,
                 {
                     "test_pk": test_pk,
                     "candidate_pk": candidate_pk,
@@ -236,44 +296,74 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
                 },
             )
             inserted = {str(event_id) for (event_id,) in cursor.fetchall()}
-            cursor.execute(_PG_CLEAR_STAGING)  # several batches may share one transaction
+            cursor.execute(self._CLEAR_STAGING)  # several batches may share one transaction
         return inserted
-    # SQLite: one writer at a time (the transaction holds the write lock), so the ids found
-    # missing now are still missing when the plain executemany below inserts them.
-    present = existing_events(session, test_pk, [row[0] for row in rows])
-    new = [row for row in rows if row[0] not in present]
-    if new:
-        stamp = created_at.strftime("%Y-%m-%d %H:%M:%S.%f")
-        xid = _next_sqlite_stamp(session, test_pk)
-        connection.exec_driver_sql(
-            _SQLITE_INSERT, [(test_pk, candidate_pk, *row, stamp, received_at, xid) for row in new]
-        )
-    return {row[0] for row in new}
+
+    def existing(
+        self, session: Session, test_pk: int, event_ids: Sequence[str]
+    ) -> dict[str, tuple[int, str]]:
+        rows = session.execute(self._EXISTING, {"test_pk": test_pk, "ids": list(event_ids)})
+        return {event_id: (candidate_pk, doc) for event_id, candidate_pk, doc in rows}
 
 
-_PG_EXISTING_EVENTS = text(
-    "SELECT event_id, candidate_pk, doc FROM events WHERE test_pk = :test_pk AND event_id = ANY(:ids)"
-)
+class _SqliteEvents:
+    """One writer at a time (the transaction holds the write lock), so the ids found missing
+    are still missing when the plain ``executemany`` inserts them."""
+
+    _INSERT = (
+        f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at, "  # noqa: S608
+        "ingest_xid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+    )
+
+    def insert(
+        self, session: Session, test_pk: int, candidate_pk: int, rows: Sequence[EventRow], now: datetime
+    ) -> set[str]:
+        present = self.existing(session, test_pk, [row[0] for row in rows])
+        new = [row for row in rows if row[0] not in present]
+        if new:
+            stamp = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            received_at = to_epoch_ms(now)
+            xid = _next_sqlite_stamp(session, test_pk)
+            session.connection().exec_driver_sql(
+                self._INSERT, [(test_pk, candidate_pk, *row, stamp, received_at, xid) for row in new]
+            )
+        return {row[0] for row in new}
+
+    def existing(
+        self, session: Session, test_pk: int, event_ids: Sequence[str]
+    ) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            rows = session.execute(
+                select(Event.event_id, Event.candidate_pk, Event.doc).where(
+                    Event.test_pk == test_pk, Event.event_id.in_(chunk)
+                )
+            )
+            for event_id, candidate_pk, doc in rows:
+                found[event_id] = (candidate_pk, doc)
+        return found
+
+
+_EVENT_WRITERS: dict[str, _EventWriter] = {"postgresql": _PostgresEvents(), "sqlite": _SqliteEvents()}
+
+
+def _events_of(session: Session) -> _EventWriter:
+    return _EVENT_WRITERS[session.get_bind().dialect.name]
+
+
+def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Sequence[EventRow]) -> set[str]:
+    """Insert the candidate's events that are new; returns the event ids actually inserted
+    (the others already existed). ``rows`` have distinct event ids. Nothing is committed."""
+    if not rows:
+        return set()
+    # One clock read per batch: created_at and receivedAt are the same instant.
+    return _events_of(session).insert(session, test_pk, candidate_pk, rows, utcnow())
 
 
 def existing_events(session: Session, test_pk: int, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
     """event_id -> (candidate pk, doc) for ids already stored in this test."""
-    found: dict[str, tuple[int, str]] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_PG_EXISTING_EVENTS, {"test_pk": test_pk, "ids": list(event_ids)})
-        for event_id, candidate_pk, doc in rows:
-            found[event_id] = (candidate_pk, doc)
-        return found
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        rows = session.execute(
-            select(Event.event_id, Event.candidate_pk, Event.doc).where(
-                Event.test_pk == test_pk, Event.event_id.in_(chunk)
-            )
-        )
-        for event_id, candidate_pk, doc in rows:
-            found[event_id] = (candidate_pk, doc)
-    return found
+    return _events_of(session).existing(session, test_pk, event_ids)
 
 
 def get_event(session: Session, test_pk: int, candidate_pk: int, event_id: str) -> Event | None:

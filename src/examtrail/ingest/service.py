@@ -18,13 +18,15 @@ from examtrail.audit.service import record
 from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.media import UnsupportedMediaType, media_type
-from examtrail.core.timeutil import format_dt, format_ms, to_epoch_ms
+from examtrail.core.timeutil import format_dt, format_ms
 from examtrail.ingest import docs, repository
 from examtrail.ingest.models import Attachment, Test
 from examtrail.ingest.schemas import (
     AttachmentOut,
     CandidateIn,
     CandidatesResult,
+    EventBatch,
+    EventDict,
     EventIn,
     EventsResult,
     TestOut,
@@ -157,29 +159,54 @@ def event_doc(event_id: str, event: EventIn, occurred_at_ms: int) -> str:
     )
 
 
+def event_row(event_id: str, event: EventDict, occurred_at_ms: int) -> repository.EventRow:
+    """The stored row of a validated event: its columns and doc (as ``event_doc`` builds it)."""
+    # The doc's nested objects in the models' key order, defaults included (as model_dump).
+    extra = event.get("extraInfo")
+    extra_info = None if extra is None else {"type": extra["type"], "value": extra["value"]}
+    flagging = event.get("flaggingInfo")
+    flag_type = None
+    flagging_info: dict[str, Any] | None = None
+    if flagging is not None:
+        flag_type = flagging["flagType"]
+        flagging_info = {
+            "flagType": flag_type,
+            "flagSubTypes": flagging.get("flagSubTypes", []),
+            "comment": flagging.get("comment"),
+            "severityLevel": flagging.get("severityLevel"),
+        }
+    creator = event.get("userId")
+    doc = docs.build_doc(event_id, event["event"], occurred_at_ms, extra_info, flagging_info, creator)
+    return (event_id, event["event"], occurred_at_ms, creator, flag_type, doc)
+
+
 def add_events(
     session: Session,
     test: Test,
     user_id: int,
-    events: Sequence[EventIn],
+    events: Sequence[EventIn] | EventBatch,
     *,
     actor: str | None = actions.CLI_ACTOR,
 ) -> EventsResult:
-    """Store a batch (all or nothing) and its one audit entry (counts only; ``actor``: the client)."""
+    """Store a batch (all or nothing) and its one audit entry (counts only; ``actor``: the client).
+
+    Nothing is committed here: the caller commits, or rolls back (a 4xx stores nothing); it
+    works inside a savepoint of a larger transaction as well."""
     candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
     if candidate_pk is None:
         raise NotFound(
             f"Candidate {user_id} not found on test {test.external_id}.", code="candidate_not_found"
         )
+    batch = events if isinstance(events, EventBatch) else EventBatch.of(events)
 
     # event_id -> (index in the batch, the row to insert); row[5] is the doc.
     rows: dict[str, tuple[int, repository.EventRow]] = {}
     ordered_ids: list[str] = []
     conflicts: list[dict[str, Any]] = []
-    for index, event in enumerate(events):
-        event_id = event.eventId or str(uuid.uuid4())
-        occurred = to_epoch_ms(event.timeStamp)
-        doc = event_doc(event_id, event, occurred)
+    for index, (event, occurred) in enumerate(zip(batch.events, batch.occurred_ms, strict=True)):
+        event_id = event.get("eventId") or str(uuid.uuid4())
+        row = event_row(event_id, event, occurred)
+        doc = row[5]
         ordered_ids.append(event_id)
         seen = rows.get(event_id)
         if seen is not None:
@@ -192,11 +219,7 @@ def add_events(
                     }
                 )
             continue
-        flagging = event.flaggingInfo
-        rows[event_id] = (
-            index,
-            (event_id, event.event, occurred, event.userId, flagging.flagType if flagging else None, doc),
-        )
+        rows[event_id] = (index, row)
     if conflicts:
         raise Conflict(
             "Some events reuse an eventId with different content.", code="event_conflict", details=conflicts
