@@ -22,7 +22,7 @@ from examtrail.core import metrics
 from examtrail.core.access import AccessLogMiddleware
 from examtrail.core.batching import GroupCommitWriter, writer_threads
 from examtrail.core.context import RequestContextMiddleware
-from examtrail.core.db import utcnow
+from examtrail.core.db import build_async_engine, utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
 from examtrail.core.responses import JSONResponse
@@ -85,6 +85,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         await run_in_threadpool(sweep_temporaries, rt)  # what a killed process left behind
         await run_in_threadpool(_ensure_signing_key, rt)
         app.state.runtime = rt
+        # PostgreSQL: the async engine of the status and token calls, bound to this event loop.
+        async_engine = build_async_engine(rt.settings)
+        app.state.async_engine = async_engine
         app.state.download_hook = download_auditor(rt)
         # Single events of this process go through one group-commit writer (ingest/api.py).
         ingest_writer = GroupCommitWriter(
@@ -102,6 +105,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             await run_in_threadpool(ingest_writer.stop)
             if worker is not None:
                 worker.stop()
+            if async_engine is not None:
+                await async_engine.dispose()
             if runtime is None:
                 rt.close()
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
-from typing import Annotated
+from typing import Annotated, TypeVar
 from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from examtrail.core.db import begin_write
 from examtrail.runtime import Runtime
+
+T = TypeVar("T")
 
 
 # Dependencies that only read attributes are ``async``: FastAPI runs a sync dependency on
@@ -32,6 +35,15 @@ def _end(session: Session) -> None:
     session.close()
 
 
+async def _finish(session: Session) -> None:
+    # Ending a session holding a connection does I/O (rollback, back to the pool): on a thread.
+    # One that committed, or never connected, holds none: closed here, without a thread hop.
+    if session.in_transaction():
+        await run_in_threadpool(_end, session)
+    else:
+        session.close()
+
+
 async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
     # Routes commit explicitly (the request is the edge); anything uncommitted is dropped.
     # Creating a session does no I/O (it connects on first use); ending one does.
@@ -39,7 +51,7 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
     try:
         yield session
     finally:
-        await run_in_threadpool(_end, session)
+        await _finish(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -70,7 +82,43 @@ async def get_write_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
             await run_in_threadpool(begin_write, session)
             yield session
         finally:
-            await run_in_threadpool(_end, session)
+            await _finish(session)
 
 
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+
+
+# --- a whole unit of work in one threadpool hop (async routes) ----------------------------------
+
+
+def _unit(runtime: Runtime, work: Callable[[Session], T], write: bool) -> T:
+    session = runtime.sessions()
+    try:
+        if write:
+            begin_write(session)
+        return work(session)
+    finally:
+        _end(session)
+
+
+async def in_session(runtime: Runtime, work: Callable[[Session], T]) -> T:
+    """``work`` with a fresh session on one threadpool thread (it commits what it keeps)."""
+    return await run_in_threadpool(_unit, runtime, work, False)
+
+
+async def in_write_session(runtime: Runtime, work: Callable[[Session], T]) -> T:
+    """As :func:`in_session`, the transaction started as a writer (SQLite: after waiting for
+    this process's turn in the event loop, as :func:`get_write_session` does)."""
+    gate = _write_gate(runtime.engine)
+    async with gate if gate is not None else nullcontext():
+        return await run_in_threadpool(_unit, runtime, work, True)
+
+
+# PostgreSQL: the engine on psycopg's async driver (``core.db.build_async_engine``), made by the
+# app at start in its event loop; None on SQLite.
+async def get_async_engine(request: Request) -> AsyncEngine | None:
+    engine: AsyncEngine | None = getattr(request.app.state, "async_engine", None)
+    return engine
+
+
+AsyncEngineDep = Annotated[AsyncEngine | None, Depends(get_async_engine)]

@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from examtrail.app import create_app
-from examtrail.core.server import HeaderTimeoutH11Protocol, uvicorn_options
+from examtrail.core.server import HeaderTimeoutH11Protocol, HeaderTimeoutHttpToolsProtocol, uvicorn_options
 from examtrail.runtime import Runtime
 from tests.support.api import create_client
 from tests.support.processes import free_port
@@ -26,8 +26,9 @@ from tests.support.processes import free_port
 HEADER_TIMEOUT = 1.0
 
 
-class QuickHeaderTimeout(HeaderTimeoutH11Protocol):
-    header_timeout = HEADER_TIMEOUT
+def test_serve_uses_the_httptools_protocol_with_the_header_deadline(runtime: Runtime) -> None:
+    # The protocol ``examtrail serve`` runs is the one the tests below drive first.
+    assert uvicorn_options(runtime.settings)["http"] is HeaderTimeoutHttpToolsProtocol
 
 
 @dataclass
@@ -39,8 +40,13 @@ class Live:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
 
 
-@pytest.fixture
-def live(runtime: Runtime) -> Iterator[Live]:
+# httptools (what ``examtrail serve`` uses), and h11 (the fallback) keeps its deadline too.
+@pytest.fixture(params=["served", "h11"])
+def live(runtime: Runtime, request: pytest.FixtureRequest) -> Iterator[Live]:
+    served = (
+        uvicorn_options(runtime.settings)["http"] if request.param == "served" else HeaderTimeoutH11Protocol
+    )
+    quick = type("QuickHeaderTimeout", (served,), {"header_timeout": HEADER_TIMEOUT})
     app = create_app(runtime=runtime)
 
     @app.get("/_test/boom")
@@ -48,7 +54,7 @@ def live(runtime: Runtime) -> Iterator[Live]:
         raise RuntimeError("boom")
 
     port = free_port()
-    options = {**uvicorn_options(runtime.settings), "http": QuickHeaderTimeout}
+    options = {**uvicorn_options(runtime.settings), "http": quick}
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=True, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from examtrail.audit.models import AuditEntry
+from examtrail.core.db import group_insert
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def insert_entries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -22,6 +26,12 @@ def insert_entries(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         connection.execute(_INSERT, rows[0])
     else:
         connection.execute(_INSERT, list(rows))
+
+
+async def insert_entry_grouped(engine: AsyncEngine, row: dict[str, Any]) -> None:
+    """The same insert on the async engine, committed together with the entries of concurrent
+    requests (``core.db.GroupInsert``); returns once ``row`` is committed."""
+    await group_insert(engine, _INSERT).insert(row)
 
 
 _INSERT = insert(cast(Table, AuditEntry.__table__))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.orm import Session
@@ -25,6 +25,9 @@ from examtrail.core.context import current_client_ip, current_request_id
 from examtrail.core.db import WRITE_OPTIONS, utcnow
 from examtrail.core.errors import Unprocessable
 from examtrail.core.timeutil import format_dt
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -60,26 +63,34 @@ def record(
 
 def record_many(session: Session, entries: Sequence[Entry]) -> None:
     """Several entries in one statement (e.g. every link of a page of jobs)."""
+    repository.insert_entries(session, entry_rows(entries))
+
+
+async def record_committed(engine: AsyncEngine, entry: Entry) -> None:
+    """One entry, committed when this returns, in a group commit with concurrent requests'
+    entries (the request paths that answer from the event loop: a status call's link, a token)."""
+    await repository.insert_entry_grouped(engine, entry_rows([entry])[0])
+
+
+def entry_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """The audit rows of ``entries``, stamped now with the current request's id and address."""
     now = utcnow()
     request_id, source_ip = current_request_id(), current_client_ip()
-    repository.insert_entries(
-        session,
-        [
-            {
-                "at": now,
-                "tenant_id": entry.tenant_id,
-                "client_id": entry.client_id,
-                "action": str(entry.action),
-                "object_type": entry.object_type,
-                "object_id": str(entry.object_id)[:128],
-                "test_id": entry.test_id,
-                "request_id": request_id,
-                "source_ip": source_ip,
-                "details": orjson.dumps(entry.details).decode() if entry.details else None,
-            }
-            for entry in entries
-        ],
-    )
+    return [
+        {
+            "at": now,
+            "tenant_id": entry.tenant_id,
+            "client_id": entry.client_id,
+            "action": str(entry.action),
+            "object_type": entry.object_type,
+            "object_id": str(entry.object_id)[:128],
+            "test_id": entry.test_id,
+            "request_id": request_id,
+            "source_ip": source_ip,
+            "details": orjson.dumps(entry.details).decode() if entry.details else None,
+        }
+        for entry in entries
+    ]
 
 
 def become_writer(session: Session) -> None:

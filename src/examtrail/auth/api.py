@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
 
 from examtrail.auth import service
 from examtrail.core.media import media_type
 from examtrail.core.responses import JSONResponse
-from examtrail.deps import RuntimeDep, WriteSessionDep
+from examtrail.core.settings import Settings
+from examtrail.deps import AsyncEngineDep, RuntimeDep, in_write_session
+from examtrail.runtime import Runtime
 
 router = APIRouter(tags=["auth"])
 
@@ -28,17 +33,26 @@ def _oauth_error(error: str, status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, "details": []}, status_code=status)
 
 
-def _issue(session: WriteSessionDep, runtime: RuntimeDep, client_id: str, key: str) -> JSONResponse:
+async def _issue(runtime: Runtime, database: AsyncEngine | None, client_id: str, key: str) -> JSONResponse:
+    # From the event loop: PostgreSQL on the async driver, SQLite as one threadpool hop.
     settings = runtime.settings
     try:
-        issued = service.issue_token(
-            session, settings.signing_key(), settings.token_ttl_seconds, client_id, key
-        )
+        if database is not None:
+            issued = await service.issue_token_async(
+                database, settings.signing_key(), settings.token_ttl_seconds, client_id, key
+            )
+        else:
+            issued = await in_write_session(runtime, partial(_issue_in_session, settings, client_id, key))
     except service.InvalidCredentials:
         return _oauth_error("invalid_grant", 401, "Unknown client or wrong API key.")
-    session.commit()  # the audit entry of the issued token
     body = TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
     return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})
+
+
+def _issue_in_session(settings: Settings, client_id: str, key: str, session: Session) -> service.IssuedToken:
+    issued = service.issue_token(session, settings.signing_key(), settings.token_ttl_seconds, client_id, key)
+    session.commit()  # the audit entry of the issued token
+    return issued
 
 
 async def _token_form(request: Request) -> dict[str, str]:
@@ -110,8 +124,8 @@ _INSPERA_DOC: dict[str, Any] = {
     "or form). Without a client id or key: 401 `invalid_client`; wrong key: 401 `invalid_grant`.",
     openapi_extra=_INSPERA_DOC,
 )
-def inspera_token(
-    request: Request, session: WriteSessionDep, runtime: RuntimeDep, form: TokenForm
+async def inspera_token(
+    request: Request, runtime: RuntimeDep, database: AsyncEngineDep, form: TokenForm
 ) -> JSONResponse:
     query = request.query_params
     grant_type = query.get("grant_type")
@@ -121,7 +135,7 @@ def inspera_token(
     key = request.headers.get("code") or query.get("code") or form.get("code")
     if not client or not key:
         return _oauth_error("invalid_client", 401, "client_id and the API key (header 'code') are required.")
-    return _issue(session, runtime, client, key)
+    return await _issue(runtime, database, client, key)
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -155,8 +169,8 @@ _OAUTH_DOC: dict[str, Any] = {
     "wrong ones: 401 `invalid_grant`.",
     openapi_extra=_OAUTH_DOC,
 )
-def oauth_token(
-    request: Request, session: WriteSessionDep, runtime: RuntimeDep, form: TokenForm
+async def oauth_token(
+    request: Request, runtime: RuntimeDep, database: AsyncEngineDep, form: TokenForm
 ) -> JSONResponse:
     if form.get("grant_type") != "client_credentials":
         return _oauth_error("unsupported_grant_type", 400, "grant_type must be client_credentials.")
@@ -166,4 +180,4 @@ def oauth_token(
     )
     if not client_id or not client_secret:
         return _oauth_error("invalid_client", 401, "client_id and client_secret are required.")
-    return _issue(session, runtime, client_id, client_secret)
+    return await _issue(runtime, database, client_id, client_secret)

@@ -14,8 +14,9 @@ import jwt
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2
+from starlette.concurrency import run_in_threadpool
 
-from examtrail.auth.revocation import is_revoked
+from examtrail.auth.revocation import is_revoked, known_revocation
 from examtrail.core.errors import Forbidden, Unauthorized
 from examtrail.core.security import Principal, decode_token
 from examtrail.deps import RuntimeDep
@@ -51,7 +52,9 @@ def _invalid(description: str) -> dict[str, str]:
     }
 
 
-def current_principal(
+# async: the token check is CPU only; the revocation read (every few seconds per client and
+# process) is the one part that goes to a thread.
+async def current_principal(
     request: Request,
     runtime: RuntimeDep,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
@@ -76,7 +79,10 @@ def current_principal(
             headers=_invalid("The access token is not valid"),
         ) from None
     # A token outlives its client's revocation unless looked up (cached a few seconds).
-    if is_revoked(runtime, principal.client_id):
+    revoked = known_revocation(runtime, principal.client_id)
+    if revoked is None:
+        revoked = await run_in_threadpool(is_revoked, runtime, principal.client_id)
+    if revoked:
         raise Unauthorized(
             "The access token's client has been revoked.",
             code="token_revoked",

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from examtrail.auth.models import ApiClient, Tenant
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 def get_tenant_by_name(session: Session, name: str) -> Tenant | None:
@@ -19,6 +24,17 @@ def add_tenant(session: Session, name: str) -> Tenant:
 
 def get_client(session: Session, client_id: str) -> ApiClient | None:
     return session.get(ApiClient, client_id)
+
+
+_CLIENTS = cast(Table, ApiClient.__table__)
+# The token call's read: one Core SELECT of the client's columns, built once.
+_CLIENT_ROW = select(_CLIENTS).where(_CLIENTS.c.client_id == bindparam("client_id"))
+
+
+async def read_client_async(connection: AsyncConnection, client_id: str) -> ApiClient | None:
+    """The client, if any, as a transient :class:`ApiClient` (in no session)."""
+    row = (await connection.execute(_CLIENT_ROW, {"client_id": client_id})).one_or_none()
+    return None if row is None else ApiClient(**row._mapping)
 
 
 def add_client(session: Session, client: ApiClient) -> None:

@@ -55,6 +55,11 @@ def _cache(runtime: Runtime) -> RevocationCache:
         return cache
 
 
+def known_revocation(runtime: Runtime, client_id: str) -> bool | None:
+    """:func:`is_revoked` when it needs no database read (read recently), else None."""
+    return _cache(runtime).get(client_id, time.monotonic())
+
+
 def is_revoked(runtime: Runtime, client_id: str) -> bool:
     """True when the client is revoked or no longer exists (read at most every few seconds)."""
     cache = _cache(runtime)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from examtrail.audit import actions
-from examtrail.audit.service import record
+from examtrail.audit.service import Entry, record, record_committed, record_many
 from examtrail.auth import repository
 from examtrail.auth.models import ApiClient
 from examtrail.core import security
-from examtrail.core.db import utcnow
+from examtrail.core.db import on_async_connection, utcnow
 from examtrail.core.timeutil import format_dt
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class InvalidCredentials(Exception):
@@ -89,7 +93,10 @@ def revoke_client(session: Session, client_id: str, actor: str | None = actions.
 
 
 def authenticate(session: Session, client_id: str, api_key: str) -> ApiClient:
-    client = repository.get_client(session, client_id)
+    return _checked(repository.get_client(session, client_id), api_key)
+
+
+def _checked(client: ApiClient | None, api_key: str) -> ApiClient:
     # Hash even for unknown clients so timing does not reveal which client ids exist.
     stored = client.key_hash if client is not None else "0" * 64
     if not security.api_key_matches(api_key, stored) or client is None or client.revoked_at is not None:
@@ -100,7 +107,25 @@ def authenticate(session: Session, client_id: str, api_key: str) -> ApiClient:
 def issue_token(
     session: Session, signing_key: bytes, ttl_seconds: int, client_id: str, api_key: str
 ) -> IssuedToken:
-    client = authenticate(session, client_id, api_key)
+    issued, entry = _token(signing_key, ttl_seconds, authenticate(session, client_id, api_key))
+    record_many(session, [entry])
+    return issued
+
+
+async def issue_token_async(
+    engine: AsyncEngine, signing_key: bytes, ttl_seconds: int, client_id: str, api_key: str
+) -> IssuedToken:
+    """:func:`issue_token` on the async engine (PostgreSQL): the client read with one SELECT,
+    the audit entry committed before the token is returned."""
+    client = await on_async_connection(
+        engine, lambda connection: repository.read_client_async(connection, client_id)
+    )
+    issued, entry = _token(signing_key, ttl_seconds, _checked(client, api_key))
+    await record_committed(engine, entry)
+    return issued
+
+
+def _token(signing_key: bytes, ttl_seconds: int, client: ApiClient) -> tuple[IssuedToken, Entry]:
     token, expires_at = security.issue_token(
         signing_key,
         tenant_id=client.tenant_id,
@@ -109,8 +134,7 @@ def issue_token(
         ttl_seconds=ttl_seconds,
     )
     # The client id, never the token.
-    record(
-        session,
+    entry = Entry(
         tenant_id=client.tenant_id,
         client_id=client.client_id,
         action=actions.TOKEN_ISSUED,
@@ -118,4 +142,4 @@ def issue_token(
         object_id=client.client_id,
         details={"expires": format_dt(expires_at), "scopes": sorted(client.scope_set)},
     )
-    return IssuedToken(token, expires_at, ttl_seconds)
+    return IssuedToken(token, expires_at, ttl_seconds), entry

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import (
     BigInteger,
@@ -14,6 +17,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    Executable,
     MetaData,
     Result,
     create_engine,
@@ -22,11 +26,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from examtrail.core.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: workers and the CLI never load the asyncio extension
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+T = TypeVar("T")
 
 # SQLite has no 64-bit autoincrement type distinct from INTEGER; keep PostgreSQL BIGINT.
 BigIntPK = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
@@ -185,6 +194,102 @@ def build_engine(settings: Settings) -> Engine:
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+# The async engine's connections per API process: a fixed pool (no overflow), so no connection
+# is opened or closed under load; requests beyond it wait in the event loop for one.
+ASYNC_POOL_SIZE = 10
+
+
+def build_async_engine(settings: Settings) -> AsyncEngine | None:
+    """PostgreSQL (psycopg 3): an engine on the async driver for the request paths that answer
+    from the event loop (status and token calls); None on SQLite (those run one threadpool hop).
+
+    Autocommit: every statement commits on its own, so a path that reads and then writes one
+    row needs no BEGIN/COMMIT round trips. psycopg prepares a statement on a connection after
+    it ran a few times (``prepare_threshold``). No pre-ping (a round trip per checkout): a
+    connection the server dropped is retried once by :func:`on_async_connection`.
+    """
+    url = settings.resolved_database_url
+    if not url.startswith("postgresql+psycopg"):
+        return None
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(
+        url,
+        pool_size=ASYNC_POOL_SIZE,
+        max_overflow=0,
+        pool_timeout=30,
+        pool_recycle=3600,
+        isolation_level="AUTOCOMMIT",
+    )
+
+
+async def on_async_connection(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """``work`` on a pooled autocommit connection; once more on a fresh one when the pooled one
+    turns out to be dead (the server restarted), as the sync engine's pre-ping would."""
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as connection:
+                return await work(connection)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+class GroupInsert:
+    """Rows of one INSERT from concurrent requests, committed together (group commit).
+
+    Each caller awaits the commit of its own row; meanwhile the rows of the others arrive, and
+    the next flush writes all of them as one multi-row statement, one autocommit transaction:
+    one WAL flush for many requests instead of one each (a durable commit costs milliseconds,
+    far more than the rest of a status call). One flush at a time per engine and statement.
+    A failed flush fails every request in it (nothing of it was committed).
+    """
+
+    def __init__(self, engine: AsyncEngine, statement: Executable) -> None:
+        self.engine = engine
+        self.statement = statement
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def insert(self, row: dict[str, Any]) -> None:
+        """Return once ``row`` is committed (raise when its flush failed)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await on_async_connection(self.engine, partial(self._write, [row for row, _ in batch]))
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _write(self, rows: list[dict[str, Any]], connection: AsyncConnection) -> None:
+        await connection.execute(self.statement, rows[0] if len(rows) == 1 else rows)
+
+
+_group_inserts: WeakKeyDictionary[AsyncEngine, dict[Executable, GroupInsert]] = WeakKeyDictionary()
+
+
+def group_insert(engine: AsyncEngine, statement: Executable) -> GroupInsert:
+    """The :class:`GroupInsert` of ``statement`` on ``engine`` (one per engine and statement)."""
+    per_engine = _group_inserts.setdefault(engine, {})
+    grouped = per_engine.get(statement)
+    if grouped is None:
+        grouped = per_engine[statement] = GroupInsert(engine, statement)
+    return grouped
 
 
 def build_session_factory(engine: Engine) -> sessionmaker[Session]:

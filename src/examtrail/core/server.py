@@ -1,29 +1,43 @@
-"""How ``examtrail serve`` runs uvicorn: timeouts against slow or idle clients.
+"""How ``examtrail serve`` runs uvicorn: the HTTP parser, and timeouts against slow or idle clients.
 
-uvicorn closes idle keep-alive connections (``timeout_keep_alive``) but never a
-connection that dribbles its request headers, or opens and sends nothing. Here every
-request's headers must arrive complete within ``EXAMTRAIL_HTTP_HEADER_TIMEOUT_SECONDS``
-(default 10) from its first byte (or from the connection's opening), else the
-connection is closed. Request bodies are not timed here (uploads may be large and slow):
-internet-facing deployments belong behind a reverse proxy (nginx, HAProxy, a cloud load
-balancer) that buffers requests and enforces body and connection limits.
+The parser is ``httptools`` (uvicorn's C parser; h11, pure Python, cost about a third of a
+framework-bound request), on the ``uvloop`` event loop where installed. uvicorn closes idle keep-alive
+connections (``timeout_keep_alive``) but never a connection that dribbles its request headers,
+or opens and sends nothing. Here every request's headers must arrive complete within
+``EXAMTRAIL_HTTP_HEADER_TIMEOUT_SECONDS`` (default 10) from its first byte (or from the
+connection's opening), else the connection is closed. Request bodies are not timed here
+(uploads may be large and slow): internet-facing deployments belong behind a reverse proxy
+(nginx, HAProxy, a cloud load balancer) that buffers requests and enforces body and
+connection limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from examtrail.core.settings import Settings, get_settings
 
 
-class HeaderTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers."""
+class HeaderDeadline:
+    """A deadline for each request's headers, mixed into one of uvicorn's HTTP protocols.
+
+    Both protocols keep the request being answered in ``cycle`` (a new one once a request's
+    headers are complete) and mark it ``response_complete`` when its answer has been sent.
+    """
 
     # Seconds; None: ``EXAMTRAIL_HTTP_HEADER_TIMEOUT_SECONDS`` (read in each server process).
     header_timeout: float | None = None
+
+    # Provided by the uvicorn protocol this is mixed into.
+    cycle: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    logger: logging.Logger
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -34,23 +48,23 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             else get_settings().http_header_timeout_seconds
         )
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm()
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers() and self._header_deadline is None:
             self._arm()  # the first byte of the next request on a kept-alive connection
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         if not self._awaiting_headers():
             self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _awaiting_headers(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
+        return self.cycle is None or bool(self.cycle.response_complete)
 
     def _arm(self) -> None:
         self._disarm()
@@ -70,10 +84,22 @@ class HeaderTimeoutH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class HeaderTimeoutHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
+    """uvicorn's httptools protocol (what ``examtrail serve`` uses) with the header deadline."""
+
+
+class HeaderTimeoutH11Protocol(HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol with the header deadline (where httptools is not installed)."""
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The connection settings ``examtrail serve`` gives uvicorn."""
     return {
-        "http": HeaderTimeoutH11Protocol,
+        "http": HeaderTimeoutHttpToolsProtocol,
+        "loop": "auto",  # uvloop when installed (uvicorn[standard] installs it)
         "timeout_keep_alive": settings.http_keep_alive_seconds,
         "timeout_graceful_shutdown": 30,
+        # --workers: a child that answers no health ping for this long is replaced. uvicorn's 5 s
+        # killed children still importing on a loaded machine, again and again.
+        "timeout_worker_healthcheck": 30,
     }

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Session
 
 from examtrail.auth.deps import ExportPrincipal
-from examtrail.core.db import begin_write
 from examtrail.core.errors import Unprocessable
-from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
+from examtrail.core.responses import model_response
+from examtrail.core.security import Principal
+from examtrail.deps import (
+    AsyncEngineDep,
+    RuntimeDep,
+    SessionDep,
+    WriteSessionDep,
+    in_session,
+    in_write_session,
+)
 from examtrail.exports import service
 from examtrail.exports.models import JobStatus
 from examtrail.exports.options import ExportOptions, has_options, order_options
 from examtrail.exports.schemas import ExportJobList, ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
+from examtrail.runtime import Runtime
 
 router = APIRouter(prefix="/v1/test", tags=["export"])
 schema_router = APIRouter(tags=["export"])
@@ -28,12 +40,11 @@ OptionsDep = Annotated[ExportOptions, Depends(order_options)]
 def _order(
     test_id: int,
     principal: ExportPrincipal,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    response: Response,
+    session: Session,
+    runtime: Runtime,
     options: ExportOptions,
     status_code: int = status.HTTP_202_ACCEPTED,
-) -> ExportJobOut:
+) -> Response:
     ordered = service.order_export(session, principal, test_id, options, reuse=runtime.settings.export_reuse)
     # A finished job handed out again (nothing new since) comes with a fresh link.
     reused = ordered.job.status == JobStatus.FINISHED
@@ -46,9 +57,8 @@ def _order(
     if ordered.created:
         # Only after the commit: a worker that wakes up must find the row.
         runtime.queue.send(service.RUN_TASK, ordered.job.id)
-    response.status_code = status_code
-    response.headers["Location"] = f"/v1/test/{test_id}/events?jobId={ordered.job.id}"
-    return out
+    location = f"/v1/test/{test_id}/events?jobId={ordered.job.id}"
+    return model_response(out, status_code, {"Location": location})
 
 
 @router.post(
@@ -68,12 +78,13 @@ def order_events(
     principal: ExportPrincipal,
     session: WriteSessionDep,
     runtime: RuntimeDep,
-    response: Response,
     options: OptionsDep,
-) -> ExportJobOut:
-    return _order(test_id, principal, session, runtime, response, options)
+) -> Response:
+    return _order(test_id, principal, session, runtime, options)
 
 
+# The status call is polled: it answers from the event loop (PostgreSQL: the async driver; SQLite:
+# the whole unit of work on one threadpool thread), no thread hop per dependency.
 @router.get(
     "/{testId}/events",
     response_model=ExportJobOut,
@@ -84,37 +95,45 @@ def order_events(
     "options as `POST` and answers **200** (not 202, unlike `POST`) with the job and a `Location` "
     "header, as Inspera's job APIs do and their clients expect.",
 )
-def get_events(
+async def get_events(
     test_id: TestId,
     principal: ExportPrincipal,
-    session: SessionDep,
     runtime: RuntimeDep,
-    response: Response,
+    database: AsyncEngineDep,
     request: Request,
     options: OptionsDep,
     job_id: JobId = None,
-) -> ExportJobOut:
+) -> Response:
     if job_id is None:
-        begin_write(session)  # the seed's "first call" orders an export: 200, as Inspera answers
-        return _order(test_id, principal, session, runtime, response, options, status.HTTP_200_OK)
+        # The seed's "first call" orders an export: 200, as Inspera answers.
+        return await in_write_session(
+            runtime, partial(_order, test_id, principal, runtime=runtime, options=options, status_code=200)
+        )
     if has_options(request):
         raise Unprocessable(
             "Export options belong to the order, not to a status call.",
             details=[{"field": "jobId", "message": "export options cannot be combined with jobId"}],
         )
-    return _status(test_id, principal, session, runtime, response, job_id)
+    return await _status(test_id, principal, runtime, database, job_id)
 
 
-def _status(
-    test_id: int,
-    principal: ExportPrincipal,
-    session: SessionDep,
-    runtime: RuntimeDep,
-    response: Response,
-    job_id: str,
+async def _status(
+    test_id: int, principal: Principal, runtime: Runtime, database: AsyncEngine | None, job_id: str
+) -> Response:
+    if database is not None:
+        out = await service.issued_status_async(database, principal, test_id, job_id, runtime.store)
+    else:
+        out = await in_session(runtime, partial(_issued_status, test_id, principal, runtime, job_id))
+    return model_response(out, headers=_NO_STORE)
+
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _issued_status(
+    test_id: int, principal: Principal, runtime: Runtime, job_id: str, session: Session
 ) -> ExportJobOut:
     job = service.get_job(session, principal, test_id, job_id)
-    response.headers["Cache-Control"] = "no-store"
     out = service.issued_status(session, principal, job, runtime.store)
     session.commit()  # the link's audit entry, before the link leaves
     return out
@@ -163,15 +182,14 @@ def list_jobs(
     summary="Export status and download URL",
     description="The same as `GET /v1/test/{testId}/events?jobId=…`.",
 )
-def get_events_job(
+async def get_events_job(
     test_id: TestId,
     job_id: JobIdPath,
     principal: ExportPrincipal,
-    session: SessionDep,
     runtime: RuntimeDep,
-    response: Response,
-) -> ExportJobOut:
-    return _status(test_id, principal, session, runtime, response, job_id)
+    database: AsyncEngineDep,
+) -> Response:
+    return await _status(test_id, principal, runtime, database, job_id)
 
 
 @schema_router.get(

@@ -44,7 +44,7 @@ _OPTION_PARAMS = frozenset(
 _OTHER_PARAMS = frozenset(("jobId",))
 
 
-def order_options(
+async def order_options(
     request: Request,
     user_ids: Annotated[
         list[_UserId] | None,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,11 +17,29 @@ from examtrail.core import leases
 from examtrail.core.db import update_rows, utcnow
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus, PseudonymKey
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 
 def get_job(session: Session, tenant_id: int, job_id: str) -> ExportJob | None:
     return session.scalars(
         select(ExportJob).where(ExportJob.id == job_id, ExportJob.tenant_id == tenant_id)
     ).one_or_none()
+
+
+# The status call's read: one Core SELECT of the job's columns (no session, no identity map),
+# built once; the columns are named as the model's attributes.
+_JOB_TABLE = cast(Table, ExportJob.__table__)
+_JOB_ROW = select(_JOB_TABLE).where(
+    _JOB_TABLE.c.id == bindparam("job_id"), _JOB_TABLE.c.tenant_id == bindparam("tenant_id")
+)
+
+
+async def read_job_async(connection: AsyncConnection, tenant_id: int, job_id: str) -> ExportJob | None:
+    """The tenant's job ``job_id``, if any, as a transient :class:`ExportJob` (in no session)."""
+    result = await connection.execute(_JOB_ROW, {"job_id": job_id, "tenant_id": tenant_id})
+    row = result.one_or_none()
+    return None if row is None else ExportJob(**row._mapping)
 
 
 def load_job(session: Session, job_id: str) -> ExportJob | None:

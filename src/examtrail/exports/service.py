@@ -9,16 +9,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from examtrail.audit import actions
-from examtrail.audit.service import Entry, become_writer, record, record_many
+from examtrail.audit.service import Entry, become_writer, record, record_committed, record_many
 from examtrail.core import leases
 from examtrail.core.context import job_context
 from examtrail.core.crypto import SecretUnavailableError
-from examtrail.core.db import snapshot, transaction, utcnow
+from examtrail.core.db import on_async_connection, snapshot, transaction, utcnow
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.metrics import metrics
 from examtrail.core.security import Principal
@@ -46,6 +47,9 @@ from examtrail.runtime import Runtime
 from examtrail.signing import service as signing
 from examtrail.signing.service import ExportClaims
 from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError, StoredObject
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -148,22 +152,35 @@ def issued_statuses(
     linked = [job for job in jobs if _links(job, expires)]
     if linked:
         become_writer(session)
-        record_many(
-            session,
-            [
-                Entry(
-                    principal.tenant_id,
-                    principal.client_id,
-                    actions.EXPORT_LINK_ISSUED,
-                    actions.OBJECT_EXPORT,
-                    job.id,
-                    job.test_external_id,
-                    {"jobId": job.id, "expires": format_dt(expires)},
-                )
-                for job in linked
-            ],
-        )
+        record_many(session, [_link_issued(principal, job) for job in linked])
     return [job_status(job, store, expires) for job in jobs]
+
+
+def _link_issued(principal: Principal, job: ExportJob) -> Entry:
+    expires = principal.expires_at
+    return Entry(
+        principal.tenant_id,
+        principal.client_id,
+        actions.EXPORT_LINK_ISSUED,
+        actions.OBJECT_EXPORT,
+        job.id,
+        job.test_external_id,
+        {"jobId": job.id, "expires": format_dt(expires)},
+    )
+
+
+async def issued_status_async(
+    engine: AsyncEngine, principal: Principal, test_id: int, job_id: str, store: ObjectStore
+) -> ExportJobOut:
+    """The status call on the async engine (PostgreSQL): the job read with one SELECT; when the
+    answer carries a download link, its audit entry is committed before the link is signed."""
+    job = await on_async_connection(
+        engine, lambda connection: repository.read_job_async(connection, principal.tenant_id, job_id)
+    )
+    job = _found(job, test_id, job_id)
+    if _links(job, principal.expires_at):
+        await record_committed(engine, _link_issued(principal, job))
+    return job_status(job, store, principal.expires_at)
 
 
 def _reusable(session: Session, job: ExportJob, now: datetime) -> bool:
@@ -211,7 +228,10 @@ def list_jobs(
 
 
 def get_job(session: Session, principal: Principal, test_id: int, job_id: str) -> ExportJob:
-    job = repository.get_job(session, principal.tenant_id, job_id)
+    return _found(repository.get_job(session, principal.tenant_id, job_id), test_id, job_id)
+
+
+def _found(job: ExportJob | None, test_id: int, job_id: str) -> ExportJob:
     if job is None or job.test_external_id != test_id:
         raise NotFound(f"Export job {job_id} not found for test {test_id}.", code="job_not_found")
     return job

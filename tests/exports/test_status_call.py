@@ -1,0 +1,142 @@
+"""The status call and the token call answer from the event loop: on PostgreSQL through the async
+driver (one SELECT, the audit entry inserted and committed before the answer), on SQLite as one
+threadpool hop. The same answers and the same audit entries either way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from examtrail.audit.models import AuditEntry
+from examtrail.core.db import ASYNC_POOL_SIZE
+from examtrail.runtime import Runtime
+from tests.support.api import bearer, create_client, get_token, seed_test, wait_for_job
+
+
+def _link_entries(runtime: Runtime, job_id: str) -> list[AuditEntry]:
+    # A session of its own: what the status call committed, nothing else.
+    with runtime.sessions() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.action == "export.link_issued", AuditEntry.object_id == job_id
+                )
+            )
+        )
+
+
+def _finished(http: TestClient, headers: dict[str, str], test_id: int) -> dict[str, Any]:
+    seed_test(http, headers, test_id)
+    ordered = http.post(f"/v1/test/{test_id}/events", headers=headers)
+    assert ordered.status_code == 202, ordered.text
+    status = wait_for_job(http, headers, test_id, ordered.json()["jobId"])
+    assert status["status"] == "finished", status
+    return status
+
+
+def test_the_event_loop_engine_is_there_on_postgresql_only(http: TestClient, runtime: Runtime) -> None:
+    engine = getattr(http.app, "state").async_engine  # noqa: B009 (Starlette's state is untyped)
+    if runtime.engine.dialect.name == "postgresql":
+        assert engine is not None and engine.pool.size() == ASYNC_POOL_SIZE
+    else:
+        assert engine is None
+
+
+def test_each_status_call_commits_one_link_entry_before_it_answers(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    status = _finished(http, headers, 31)
+    job_id = status["jobId"]
+    before = len(_link_entries(runtime, job_id))  # wait_for_job's own calls
+    answers = []
+    for path in (f"/v1/test/31/events?jobId={job_id}", f"/v1/test/31/events/{job_id}"):
+        response = http.get(path, headers={**headers, "X-Request-ID": "poll-1"})
+        assert response.status_code == 200, response.text
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["content-type"] == "application/json"
+        answers.append(response.json())
+        entries = _link_entries(runtime, job_id)
+        assert len(entries) == before + 1
+        before += 1
+        newest = max(entries, key=lambda entry: entry.id)
+        assert newest.request_id == "poll-1" and newest.test_id == 31
+        assert newest.client_id is not None and newest.source_ip is not None
+    first, second = answers
+    # The same job, the same body but for the freshly signed link.
+    assert {k: v for k, v in first.items() if k != "downloadUrl"} == {
+        k: v for k, v in second.items() if k != "downloadUrl"
+    }
+    assert first["signature"] and first["downloadUrl"] and first["downloadUrlExpires"]
+    assert first["progress"] == 100 and first["status"] == "finished"
+
+
+def test_a_status_call_without_a_link_writes_no_entry_and_unknown_jobs_are_404(
+    http: TestClient, headers: dict[str, str], other_headers: dict[str, str], runtime: Runtime
+) -> None:
+    status = _finished(http, headers, 32)
+    job_id = status["jobId"]
+    before = len(_link_entries(runtime, job_id))
+    # Another tenant, another test, an unknown id: 404, and no entry.
+    for path, who in (
+        (f"/v1/test/32/events?jobId={job_id}", other_headers),
+        (f"/v1/test/33/events?jobId={job_id}", headers),
+        ("/v1/test/32/events?jobId=nope", headers),
+    ):
+        response = http.get(path, headers=who)
+        assert response.status_code == 404, response.text
+        assert response.json()["error"] == "job_not_found"
+    assert len(_link_entries(runtime, job_id)) == before
+
+
+def test_the_status_call_survives_a_dropped_database_connection(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    status = _finished(http, headers, 34)
+    url = f"/v1/test/34/events?jobId={status['jobId']}"
+    assert http.get(url, headers=headers).status_code == 200
+    if runtime.engine.dialect.name == "postgresql":
+        # Every other connection to the test database goes (a server restart, as pooled
+        # connections see it): the next call is answered on a fresh one.
+        dsn = runtime.settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    for _ in range(3):
+        response = http.get(url, headers=headers)
+        assert response.status_code == 200, response.text
+
+
+def test_the_token_call_commits_its_entry_and_refuses_wrong_keys(http: TestClient, runtime: Runtime) -> None:
+    client_id, key = create_client(runtime, "uni-t")
+    token = get_token(http, client_id, key)
+    assert http.get("/v1/test/1/events?jobId=x", headers=bearer(token)).status_code == 404
+    with runtime.sessions() as session:
+        issued = list(
+            session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.action == "token.issued", AuditEntry.client_id == client_id
+                )
+            )
+        )
+    assert len(issued) == 1 and issued[0].object_id == client_id
+    wrong = http.post(
+        f"/api/authenticate/token/?grant_type=authorization_code&client_id={client_id}",
+        headers={"code": key + "x"},
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_grant"
+    unknown = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": key},
+    )
+    assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_grant"
+    oauth = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": key},
+    )
+    assert oauth.status_code == 200 and oauth.headers["cache-control"] == "no-store"
+    assert set(oauth.json()) == {"access_token", "token_type", "expires_in"}
