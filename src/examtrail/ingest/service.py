@@ -60,7 +60,7 @@ def record_events(
     tenant_id: int,
     test_id: int,
     user_id: int,
-    events: Sequence[EventIn],
+    events: Sequence[EventIn] | EventBatch,
     *,
     actor: str | None,
 ) -> EventsResult:
