@@ -147,8 +147,15 @@ def test_worker_sigterm_hands_the_running_export_back(tmp_path: Path, s3: Seawee
         assert stack.job_row(job_id)["attempts"] == 1
 
         # The API's /metrics adds up every process of the host (multiprocess mode): the
-        # first worker's hand-back and the second's finished export, counted in workers.
-        samples = scrape(stack.apis[0].base_url)
+        # first worker's hand-back and the second's finished export, counted in workers. The
+        # worker counts an export once its publication is committed, so just after the
+        # status says "finished": wait for the count rather than race it.
+        finished = ("examtrail_export_runs_total", (("outcome", "finished"),))
+        samples = wait_until(
+            lambda: (found := scrape(stack.apis[0].base_url)).get(finished) == 1 and found,
+            30,
+            "the second worker's export to be counted",
+        )
         assert samples[("examtrail_export_runs_total", (("outcome", "released"),))] == 1
         assert samples[("examtrail_export_runs_total", (("outcome", "finished"),))] == 1
         assert samples[("examtrail_export_duration_seconds_count", ())] == 1
