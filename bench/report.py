@@ -221,7 +221,11 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
         shares = [
             ("audit entry, batch ingestion", t["audit_share_batches"]),
             ("audit entry, 500-event ingestion", t["audit_share_small_batches"]),
-            ("audit entry, status polling (one link issued per call)", t["audit_share_status"]),
+            (
+                "audit entry, status polling (one link issued per call; concurrent calls' entries "
+                "are group-committed, so serial is an upper bound)",
+                t["audit_share_status"],
+            ),
         ]
         # Per-request paths of the framework section: one entry per single-event POST.
         for row in results.get("framework_pg", {}).get("rows", []):

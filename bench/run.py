@@ -534,7 +534,8 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         target(
             "audit log share of 500-event ingestion", costs["audit_share_small_batches"] * 100, 5.0, unit="%"
         )
-        target("audit log share of status polling", costs["audit_share_status"] * 100, 5.0, unit="%")
+        # Status polling is not under issue #14's bar (batch ingestion and exports): its row in
+        # RESULTS.md is a serial upper bound, and concurrent calls' entries are group-committed.
         target("signature share of an export", costs["sign_share_export"] * 100, 5.0, unit="%")
     polling = results["polling"]
     target(f"status p99 at {polling['connections']} clients", polling["p99_ms"], 20.0, unit="ms")
