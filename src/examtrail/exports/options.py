@@ -1,5 +1,5 @@
 """The export order's query parameters: the FastAPI dependency that parses them into
-:class:`ExportOptions`. The options themselves live in ``exports.spec`` (re-exported here),
+:class:`ExportOptions`. The options themselves live in ``exports.spec``,
 which the worker reads without importing the web framework."""
 
 from __future__ import annotations
@@ -10,20 +10,7 @@ from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from examtrail.exports.spec import (
-    CONTENT_TYPES,
-    Compression,
-    ExportFormat,
-    ExportOptions,
-    _Text,
-    _UserId,
-    check_since_dialect,
-    content_type,
-    decode_cursor,
-    encode_cursor,
-    file_suffix,
-    since_mark,
-)
+from examtrail.exports.spec import Compression, ExportFormat, ExportOptions, _Text, _UserId
 
 _OPTION_PARAMS = frozenset(
     (
@@ -155,17 +142,4 @@ def has_options(request: Request) -> bool:
     return any(name in _OPTION_PARAMS for name in request.query_params)
 
 
-__all__ = [
-    "CONTENT_TYPES",
-    "Compression",
-    "ExportFormat",
-    "ExportOptions",
-    "check_since_dialect",
-    "content_type",
-    "decode_cursor",
-    "encode_cursor",
-    "file_suffix",
-    "has_options",
-    "order_options",
-    "since_mark",
-]
+__all__ = ["ExportOptions", "has_options", "order_options"]
