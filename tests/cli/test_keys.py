@@ -10,8 +10,11 @@ from typing import Any
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from examtrail.audit.models import AuditEntry
+from examtrail.auth.models import Tenant
 from examtrail.cli.main import app
 from examtrail.core import crypto
 from examtrail.core.settings import Settings, get_settings
@@ -19,6 +22,7 @@ from examtrail.runtime import Runtime
 from examtrail.signing import repository as signing_repository
 from examtrail.webhooks import repository as webhooks_repository
 from tests.signing.helpers import finished_export
+from tests.support.api import create_client
 from tests.support.receiver import Receiver
 from tests.webhooks.helpers import subscribe
 
@@ -114,6 +118,53 @@ def test_reencrypt_moves_stored_secrets_to_the_newest_key(
     assert "3 unreadable" in lost.output
     assert "open with none of the configured secret keys" in str(lost.exception)
     assert sealed_kids() == [kid_b]
+
+
+def _entries(runtime: Runtime, action: str) -> list[tuple[int, str | None, str, str, str | None]]:
+    with runtime.sessions() as session:
+        rows = session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id))
+        return [(r.tenant_id, r.client_id, r.object_type, r.object_id, r.details) for r in rows]
+
+
+def _tenant_ids(runtime: Runtime) -> list[int]:
+    with runtime.sessions() as session:
+        return list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+
+
+@pytest.mark.settings(secret_keys=[KEY_A])
+def test_key_commands_write_an_entry_in_every_tenants_audit_log(
+    http: TestClient,
+    headers: dict[str, str],
+    runtime: Runtime,
+    cli_env: None,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    create_client(runtime, "uni-b")
+    subscribe(http, headers, receiver.url("/hook"))
+    tenants = _tenant_ids(runtime)
+    assert len(tenants) == 2
+
+    rotated = _keys("rotate")
+    assert rotated.exit_code == 0, rotated.output
+    with runtime.sessions() as session:
+        current = signing_repository.current_key(session)
+    assert current is not None
+    entries = _entries(runtime, "signing_key.rotated")
+    assert [e[:4] for e in entries] == [(t, "cli", "signing_key", current.kid) for t in tenants]
+    assert all(json.loads(e[4] or "{}").keys() == {"retired"} for e in entries)
+
+    # Re-sealing under a new secret key: one entry per tenant, naming the key by its public id.
+    monkeypatch.setenv("EXAMTRAIL_SECRET_KEYS", f"{KEY_B},{KEY_A}")
+    assert _keys("reencrypt").exit_code == 0
+    kid_b = crypto.key_id(KEY_B.encode())
+    assert _entries(runtime, "secrets.resealed") == [(t, "cli", "secret_key", kid_b, None) for t in tenants]
+    # Nothing left to move: no new entry.
+    assert _keys("reencrypt").exit_code == 0
+    assert len(_entries(runtime, "secrets.resealed")) == len(tenants)
+    # Nothing in any entry is a secret.
+    for entry in _entries(runtime, "signing_key.rotated") + _entries(runtime, "secrets.resealed"):
+        assert KEY_A not in str(entry) and KEY_B not in str(entry)
 
 
 @pytest.fixture

@@ -25,6 +25,10 @@ class Action(StrEnum):
     EXPORT_EXPIRED = "export.expired"
     HOLD_SET = "hold.set"
     HOLD_RELEASED = "hold.released"
+    # The service's keys (``examtrail keys``): recorded in every tenant's log, since they
+    # change what signs and seals that tenant's data.
+    SIGNING_KEY_ROTATED = "signing_key.rotated"
+    SECRETS_RESEALED = "secrets.resealed"
 
 
 CLIENT_CREATED = Action.CLIENT_CREATED
@@ -42,6 +46,8 @@ TEST_ERASED = Action.TEST_ERASED
 EXPORT_EXPIRED = Action.EXPORT_EXPIRED
 HOLD_SET = Action.HOLD_SET
 HOLD_RELEASED = Action.HOLD_RELEASED
+SIGNING_KEY_ROTATED = Action.SIGNING_KEY_ROTATED
+SECRETS_RESEALED = Action.SECRETS_RESEALED
 
 # What an entry is about (``object_type``).
 OBJECT_CLIENT = "client"
@@ -50,6 +56,8 @@ OBJECT_CANDIDATE = "candidate"
 OBJECT_ATTACHMENT = "attachment"
 OBJECT_EXPORT = "export"
 OBJECT_SUBSCRIPTION = "subscription"
+OBJECT_SIGNING_KEY = "signing_key"
+OBJECT_SECRET_KEY = "secret_key"  # noqa: S105 (an object type; the object id is the key's public id)
 
 # ``client_id`` of actions taken on the command line (API client ids start with ``et_``).
 CLI_ACTOR = "cli"

@@ -15,6 +15,10 @@ def get_tenant_by_name(session: Session, name: str) -> Tenant | None:
     return session.scalars(select(Tenant).where(Tenant.name == name)).one_or_none()
 
 
+def tenant_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Tenant.id).order_by(Tenant.id)))
+
+
 def add_tenant(session: Session, name: str) -> Tenant:
     tenant = Tenant(name=name)
     session.add(tenant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -90,6 +90,25 @@ def revoke_client(session: Session, client_id: str, actor: str | None = actions.
         object_id=client.client_id,
     )
     return True
+
+
+def record_for_every_tenant(
+    session: Session,
+    action: actions.Action,
+    object_type: str,
+    object_id: str,
+    details: dict[str, Any] | None = None,
+    actor: str | None = actions.CLI_ACTOR,
+) -> None:
+    """One entry per tenant for an action on the service itself (its keys): each tenant's
+    log is complete on its own, and no tenant reads another's."""
+    record_many(
+        session,
+        [
+            Entry(tenant_id, actor, action, object_type, object_id, details=details)
+            for tenant_id in repository.tenant_ids(session)
+        ],
+    )
 
 
 def authenticate(session: Session, client_id: str, api_key: str) -> ApiClient:

@@ -15,6 +15,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from examtrail.audit import actions
+from examtrail.auth import service as auth_service
 from examtrail.cli.errors import CliError, output_console, require_database
 from examtrail.core import crypto
 from examtrail.core.db import build_engine, build_session_factory, transaction
@@ -129,6 +131,14 @@ def reencrypt() -> None:
             results["pseudonym keys"] = pseudonyms.reencrypt_keys(
                 session, settings.secret_keyring(), lambda _moved: bar.advance(task)
             )
+            # In the same transaction: the entries exist if and only if secrets moved.
+            if any(result.moved for result in results.values()):
+                auth_service.record_for_every_tenant(
+                    session,
+                    actions.SECRETS_RESEALED,
+                    actions.OBJECT_SECRET_KEY,
+                    crypto.key_id(settings.signing_key()),
+                )
     finally:
         engine.dispose()
     newest = crypto.key_id(settings.signing_key())

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from examtrail.audit import actions
+from examtrail.auth import service as auth_service
 from examtrail.core import crypto
 from examtrail.core.db import transaction, utcnow
 from examtrail.core.settings import Settings
@@ -131,6 +133,10 @@ def rotate(session: Session, settings: Settings, now: datetime | None = None) ->
     key = _new_key(settings)
     key.created_at = now
     repository.add_key(session, key)
+    # Every tenant's exports are signed by the new key from now on.
+    auth_service.record_for_every_tenant(
+        session, actions.SIGNING_KEY_ROTATED, actions.OBJECT_SIGNING_KEY, key.kid, {"retired": retired}
+    )
     return key, retired
 
 
