@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from examtrail.cli import exports as exports_cli
+from examtrail.cli import jobs as cli_jobs
 from examtrail.cli.errors import CliError
 from examtrail.cli.main import app
 from examtrail.core.settings import Settings, get_settings
@@ -64,7 +64,7 @@ def test_exports_run_finishes_after_a_transient_failure(
         runtimes.append(runtime)
         return runtime
 
-    monkeypatch.setattr(exports_cli, "build_runtime", flaky_runtime)
+    monkeypatch.setattr(cli_jobs, "build_runtime", flaky_runtime)
     out = tmp_path / "export.json"
     # No worker runs: the retry must be picked up by the command itself.
     result = _invoke(["exports", "run", "1001", "--tenant", "demo", "--out", str(out)])
@@ -90,7 +90,7 @@ def test_exports_run_closes_the_runtime_on_errors(
         runtime.close = close  # type: ignore[method-assign]
         return runtime
 
-    monkeypatch.setattr(exports_cli, "build_runtime", tracked_runtime)
+    monkeypatch.setattr(cli_jobs, "build_runtime", tracked_runtime)
     for args in (
         ["exports", "run", "999", "--tenant", "demo"],
         ["exports", "run", "1001", "--tenant", "nobody"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from examtrail.core.settings import Settings, get_settings
 from examtrail.runtime import Runtime
 from examtrail.signing import repository as signing_repository
 from examtrail.webhooks import repository as webhooks_repository
+from tests.cli.conftest import point_cli_at
 from tests.signing.helpers import finished_export
 from tests.support.api import create_client
 from tests.support.receiver import Receiver
@@ -33,13 +33,8 @@ KEY_B = "cli-key-B-fedcba9876543210fedcba9876543210"
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The CLI sees the test's database (and secret keys, set per test)."""
-    for name in list(os.environ):
-        if name.startswith("EXAMTRAIL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("EXAMTRAIL_DATABASE_URL", settings.resolved_database_url)
-    monkeypatch.setenv("EXAMTRAIL_DATA_DIR", str(settings.data_dir))
+    point_cli_at(settings, monkeypatch)
     monkeypatch.setenv("EXAMTRAIL_SECRET_KEYS", KEY_A)
-    get_settings.cache_clear()
     yield
     get_settings.cache_clear()
 

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import typer
 from pydantic import ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from examtrail.auth import repository as auth_repository
-from examtrail.cli.errors import CliError, output_console, require_database
+from examtrail.cli.errors import CliError, output_console
+from examtrail.cli.jobs import JobView, cli_principal, follow, open_runtime, tenant_id_of
 from examtrail.core.db import transaction, utcnow
 from examtrail.core.errors import AppError
-from examtrail.core.security import Principal
-from examtrail.core.settings import get_settings
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository, service
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus
@@ -27,7 +21,6 @@ from examtrail.exports.service import DEFAULT_OPTIONS
 from examtrail.exports.spec import ExportOptions
 from examtrail.ingest.service import require_test
 from examtrail.runtime import Runtime
-from examtrail.tasks import build_runtime
 from examtrail.tasks import run_export as run_job
 
 # Plain click help: no "<bool>"/"<str>" type column (options carry metavars such as NAME or FILE),
@@ -42,22 +35,6 @@ if hasattr(typer.core.TyperArgument, "display_type_rich"):
     typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 exports_app = typer.Typer(help="Run and inspect exports.", no_args_is_help=True, **TYPER_OPTIONS)
 console = output_console()
-
-
-def _runtime() -> Runtime:
-    settings = get_settings()
-    require_database(settings)
-    runtime = build_runtime(settings)
-    runtime.store.ensure_ready()
-    return runtime
-
-
-def _tenant_id(runtime: Runtime, tenant: str) -> int:
-    with runtime.sessions() as session:
-        found = auth_repository.get_tenant_by_name(session, tenant)
-    if found is None:
-        raise CliError(f"no tenant named {tenant!r}")
-    return found.id
 
 
 def _runnable(job: ExportJob) -> bool:
@@ -95,9 +72,9 @@ def run_export(
         )
     except ValidationError as exc:
         raise CliError(f"export options: {exc.errors()[0]['msg']}") from None
-    runtime = _runtime()
+    runtime = open_runtime()
     try:
-        job = _run(runtime, _tenant_id(runtime, tenant), test_id, options)
+        job = _run(runtime, tenant_id_of(runtime, tenant), test_id, options)
         if out is not None and job.storage_key is not None:
             with out.open("wb") as handle:
                 for chunk in runtime.store.open_read(job.storage_key):
@@ -110,12 +87,7 @@ def run_export(
 def _run(
     runtime: Runtime, tenant_id: int, test_id: int, options: ExportOptions = DEFAULT_OPTIONS
 ) -> ExportJob:
-    principal = Principal(
-        tenant_id,
-        "cli",
-        frozenset({"export"}),
-        utcnow() + timedelta(seconds=runtime.settings.token_ttl_seconds),
-    )
+    principal = cli_principal(runtime, tenant_id, "export")
     try:
         with transaction(runtime.sessions) as session:
             ordered = service.order_export(
@@ -124,21 +96,22 @@ def _run(
             job_id = ordered.job.id
     except AppError as exc:
         raise CliError(exc.message) from None
-    worker: threading.Thread | None = None
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"export {job_id[:8]} candidates", total=None)
-        while True:
-            with runtime.sessions() as session:
-                job = repository.load_job(session, job_id)
-            assert job is not None
-            bar.update(task, total=job.candidates_total or None, completed=job.candidates_done)
-            if job.status not in ACTIVE_STATUSES:
-                break
-            if (worker is None or not worker.is_alive()) and _runnable(job):
-                worker = threading.Thread(target=run_job, args=(runtime, job_id), daemon=True)
-                worker.start()
-            time.sleep(0.2)
+
+    def poll() -> JobView:
+        with runtime.sessions() as session:
+            job = repository.load_job(session, job_id)
+        assert job is not None
+        return JobView(
+            done=job.status not in ACTIVE_STATUSES,
+            runnable=_runnable(job),
+            completed=job.candidates_done,
+            total=job.candidates_total,
+        )
+
+    follow(console, f"export {job_id[:8]} candidates", poll, lambda: run_job(runtime, job_id))
+    with runtime.sessions() as session:
+        job = repository.load_job(session, job_id)
+    assert job is not None
     if job.status != JobStatus.FINISHED or job.storage_key is None:
         reason = " ".join(part for part in (job.error_code, job.error_message) if part)
         raise CliError(f"export {job.id} {job.status}" + (f": {reason}" if reason else ""))
@@ -156,9 +129,9 @@ def list_exports(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table."),
 ) -> None:
     """Every export of a test: who ordered it, when, and how it ended (an audit trail)."""
-    runtime = _runtime()
+    runtime = open_runtime()
     try:
-        rows = _list(runtime, _tenant_id(runtime, tenant), test_id)
+        rows = _list(runtime, tenant_id_of(runtime, tenant), test_id)
     finally:
         runtime.close()
     if as_json:

@@ -15,6 +15,7 @@ from examtrail.cli.audit import audit_app
 from examtrail.cli.errors import CliError, output_console, require_database, run
 from examtrail.cli.exports import TYPER_OPTIONS, exports_app
 from examtrail.cli.keys import keys_app
+from examtrail.cli.lifecycle import erase_app, hold_app
 from examtrail.cli.verify import verify
 from examtrail.core.logging import configure_logging, logging_config
 from examtrail.core.memory import DEFAULT_ARENAS
@@ -37,6 +38,8 @@ app.add_typer(exports_app, name="exports")
 app.add_typer(keys_app, name="keys")
 app.command("verify")(verify)
 app.add_typer(audit_app, name="audit")
+app.add_typer(erase_app, name="erase")
+app.add_typer(hold_app, name="hold")
 
 console = output_console()
 DEFAULT_THREADS = Settings.model_fields["worker_threads"].default
