@@ -202,18 +202,13 @@ async def post_events(
     # From the app's state, not dependencies: each one costs the framework a resolution step.
     runtime: Runtime = request.app.state.runtime
     writer: GroupCommitWriter = request.app.state.ingest_writer
-    store = partial(
-        service.record_events,
-        tenant_id=principal.tenant_id,
-        test_id=test_id,
-        user_id=user_id,
-        events=events,
-        actor=principal.client_id,
-    )
+    store = service.EventsRequest(principal.tenant_id, test_id, user_id, events, principal.client_id)
     if len(events) <= GROUP_COMMIT_MAX_EVENTS:
-        # Answered only once the group's commit has stored it (or with its own error).
+        # Answered only once the group's commit has stored it (or with its own error). One
+        # event (live exam clients): stored together with the group's other single events.
+        together = service.record_single_events if len(events) == 1 else None
         try:
-            result = await writer.run(store)
+            result = await writer.run(store, together=together)
         except WriterStopped:
             raise ServiceUnavailable("The server is shutting down; send the events again.") from None
     else:

@@ -385,6 +385,71 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
     return _events_of(session).insert(session, test_pk, candidate_pk, rows, utcnow())
 
 
+# --- single events of many requests at once (the group-commit writer's runner, PostgreSQL) ------
+
+# One event of one request: (test pk, candidate pk, *EventRow).
+KeyedEventRow = tuple[int, int, str, str, int, int | None, str | None, str]
+
+_CANDIDATE_PKS = text(
+    "SELECT test_pk, user_id, id FROM candidates WHERE test_pk = ANY(:tests) AND user_id = ANY(:users)"
+)
+_STORED_EVENTS = text(
+    "SELECT test_pk, event_id, candidate_pk, doc FROM events "
+    "WHERE test_pk = ANY(:tests) AND event_id = ANY(:ids)"
+)
+
+
+def candidate_pks(session: Session, pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """(test pk, user id) -> candidate pk of the candidates among ``pairs`` that exist."""
+    if not pairs:
+        return {}
+    rows = session.execute(
+        _CANDIDATE_PKS, {"tests": sorted({t for t, _ in pairs}), "users": sorted({u for _, u in pairs})}
+    )
+    wanted = set(pairs)
+    return {(t, u): pk for t, u, pk in rows if (t, u) in wanted}
+
+
+@lru_cache(maxsize=64)
+def _insert_keyed_values(count: int) -> str:
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s)"] * count)
+    return (
+        f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, "  # noqa: S608
+        f"received_at) VALUES {values} ON CONFLICT (test_pk, event_id) DO NOTHING RETURNING test_pk, event_id"
+    )
+
+
+def insert_keyed_events(session: Session, rows: Sequence[KeyedEventRow]) -> set[tuple[int, str]]:
+    """Insert the rows (distinct (test pk, event id)) in one multi-row INSERT; returns the keys
+    actually inserted (the others already existed). PostgreSQL only. Nothing is committed."""
+    if not rows:
+        return set()
+    now = utcnow()
+    created_at, received_at = now.replace(tzinfo=None), to_epoch_ms(now)
+    # In key order: concurrent groups take the unique index's entries in the same order.
+    params = [
+        value for row in sorted(rows, key=lambda r: (r[0], r[2])) for value in (*row, created_at, received_at)
+    ]
+    session.flush()
+    driver: Any = session.connection().connection.driver_connection
+    with driver.cursor() as cursor:
+        cursor.execute(_insert_keyed_values(len(rows)), params)
+        return {(int(test_pk), str(event_id)) for test_pk, event_id in cursor.fetchall()}
+
+
+def stored_events(
+    session: Session, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], tuple[int, str]]:
+    """(test pk, event id) -> (candidate pk, doc) of the stored events among ``keys``."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        _STORED_EVENTS, {"tests": sorted({t for t, _ in keys}), "ids": sorted({e for _, e in keys})}
+    )
+    wanted = set(keys)
+    return {(t, e): (pk, doc) for t, e, pk, doc in rows if (t, e) in wanted}
+
+
 def existing_events(session: Session, test_pk: int, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
     """event_id -> (candidate pk, doc) for ids already stored in this test."""
     return _events_of(session).existing(session, test_pk, event_ids)
