@@ -82,7 +82,7 @@ def held(writer: GroupCommitWriter) -> Iterator[threading.Event]:
 
 
 def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entries(
-    http: TestClient, headers: dict[str, str], runtime: Runtime
+    http: TestClient, headers: dict[str, str], other_headers: dict[str, str], runtime: Runtime
 ) -> None:
     seed_test(http, headers, test_id=42, candidates=2, events_per_candidate=0)
     first = http.post("/v1/test/42/candidates/100/events", json=_single("taken"), headers=headers)
@@ -96,11 +96,17 @@ def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entrie
         "rid-ok-2": ("/v1/test/42/candidates/101/events", _single("new-2")),
         "rid-no-test": ("/v1/test/4242/candidates/100/events", _single("lost-2")),
         "rid-repeat": ("/v1/test/42/candidates/100/events", _single("taken")),
+        "rid-tenant": ("/v1/test/42/candidates/100/events", _single("lost-3")),  # another tenant's
     }
     groups_before = writer.groups
     with held(writer) as release, ThreadPoolExecutor(len(sends)) as pool:
         answers: dict[str, Future[httpx.Response]] = {
-            rid: pool.submit(http.post, path, json=body, headers={**headers, "X-Request-ID": rid})
+            rid: pool.submit(
+                http.post,
+                path,
+                json=body,
+                headers={**(other_headers if rid == "rid-tenant" else headers), "X-Request-ID": rid},
+            )
             for rid, (path, body) in sends.items()
         }
         _wait_for(lambda: writer.pending() == len(sends), "the requests to queue behind the blocker")
@@ -119,6 +125,8 @@ def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entrie
     assert got["rid-no-candidate"].json()["error"] == "candidate_not_found"
     assert got["rid-no-test"].status_code == 404
     assert got["rid-no-test"].json()["error"] == "test_not_found"
+    assert got["rid-tenant"].status_code == 404
+    assert got["rid-tenant"].json()["error"] == "test_not_found"
     assert got["rid-conflict"].status_code == 409
     assert got["rid-conflict"].json()["error"] == "event_conflict"
     for rid, answer in got.items():
@@ -126,13 +134,14 @@ def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entrie
 
     assert _stored(runtime, "new-1") is not None and _stored(runtime, "new-2") is not None
     assert _stored(runtime, "lost-1") is None and _stored(runtime, "lost-2") is None
+    assert _stored(runtime, "lost-3") is None
     taken = _stored(runtime, "taken")
     assert taken is not None and taken.event == "network_lost"  # the conflicting one changed nothing
 
     audit = _audit_by_request(runtime)
     # One entry per successful request, under its own request id and address; none for the failures.
     assert {"rid-ok-1", "rid-ok-2", "rid-repeat"} <= set(audit)
-    assert not {"rid-no-candidate", "rid-conflict", "rid-no-test"} & set(audit)
+    assert not {"rid-no-candidate", "rid-conflict", "rid-no-test", "rid-tenant"} & set(audit)
     for rid, created in (("rid-ok-1", 1), ("rid-ok-2", 1), ("rid-repeat", 0)):
         entry = audit[rid]
         assert entry.test_id == 42 and entry.source_ip == "testclient"
@@ -306,7 +315,7 @@ def test_other_writes_take_turns_with_the_writer_under_a_flood_of_single_events(
 
 
 def test_single_events_stored_together_keep_their_own_answers_when_a_group_repeats_an_event(
-    http: TestClient, headers: dict[str, str], runtime: Runtime
+    http: TestClient, headers: dict[str, str], other_headers: dict[str, str], runtime: Runtime
 ) -> None:
     # PostgreSQL stores a group's single events in one INSERT; the same event twice in one
     # group, or a request of several events, runs on its own after it, in the same commit.
@@ -320,12 +329,14 @@ def test_single_events_stored_together_keep_their_own_answers_when_a_group_repea
         ("rid-several", path, [_single("s-1"), _single("s-2")]),
         ("rid-elsewhere", "/v1/test/48/candidates/101/events", _single("twice")),  # same test: taken
         ("rid-solo", "/v1/test/48/candidates/101/events", _single("solo")),
+        ("rid-tenant", path, _single("intruder")),  # another tenant: not its test
     ]
     groups_before = writer.groups
     with held(writer) as release, ThreadPoolExecutor(len(sends)) as pool:
         answers: dict[str, Future[httpx.Response]] = {}
         for rid, target, body in sends:  # one at a time: the group keeps this order
-            answers[rid] = pool.submit(http.post, target, json=body, headers={**headers, "X-Request-ID": rid})
+            auth = other_headers if rid == "rid-tenant" else headers
+            answers[rid] = pool.submit(http.post, target, json=body, headers={**auth, "X-Request-ID": rid})
             _wait_for(lambda: writer.pending() == len(answers), f"{rid} to queue")
         release.set()
         got = {rid: answer.result(timeout=60) for rid, answer in answers.items()}
@@ -338,14 +349,17 @@ def test_single_events_stored_together_keep_their_own_answers_when_a_group_repea
         "rid-several": 201,
         "rid-elsewhere": 409,
         "rid-solo": 201,
+        "rid-tenant": 404,
     }
+    assert got["rid-tenant"].json()["error"] == "test_not_found"
     assert got["rid-again"].json() == {"received": 1, "created": 0, "duplicates": 1, "eventIds": ["twice"]}
     twice = _stored(runtime, "twice")
     assert twice is not None and twice.event == "network_lost"
     assert all(_stored(runtime, e) is not None for e in ("s-1", "s-2", "solo"))
+    assert _stored(runtime, "intruder") is None
     audit = _audit_by_request(runtime)
     assert {"rid-first", "rid-again", "rid-several", "rid-solo"} <= set(audit)
-    assert not {"rid-other", "rid-elsewhere"} & set(audit)
+    assert not {"rid-other", "rid-elsewhere", "rid-tenant"} & set(audit)
     assert audit["rid-several"].details is not None
     assert orjson.loads(audit["rid-several"].details)["created"] == 2
 

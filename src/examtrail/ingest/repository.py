@@ -390,8 +390,10 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
 # One event of one request: (test pk, candidate pk, *EventRow).
 KeyedEventRow = tuple[int, int, str, str, int, int | None, str | None, str]
 
-_CANDIDATE_PKS = text(
-    "SELECT test_pk, user_id, id FROM candidates WHERE test_pk = ANY(:tests) AND user_id = ANY(:users)"
+_TESTS_AND_CANDIDATES = text(
+    "SELECT t.tenant_id, t.external_id, t.id, c.user_id, c.id FROM tests t "
+    "LEFT JOIN candidates c ON c.test_pk = t.id AND c.user_id = ANY(:users) "
+    "WHERE t.external_id = ANY(:tests) AND t.tenant_id = ANY(:tenants)"
 )
 _STORED_EVENTS = text(
     "SELECT test_pk, event_id, candidate_pk, doc FROM events "
@@ -399,15 +401,31 @@ _STORED_EVENTS = text(
 )
 
 
-def candidate_pks(session: Session, pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
-    """(test pk, user id) -> candidate pk of the candidates among ``pairs`` that exist."""
-    if not pairs:
-        return {}
+def tests_and_candidates(
+    session: Session, wanted: Sequence[tuple[int, int, int]]
+) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
+    """For ``(tenant id, test id, user id)`` triples, in one query: (tenant id, test id) ->
+    test pk of the tests that exist, and (test pk, user id) -> candidate pk of the candidates."""
+    if not wanted:
+        return {}, {}
     rows = session.execute(
-        _CANDIDATE_PKS, {"tests": sorted({t for t, _ in pairs}), "users": sorted({u for _, u in pairs})}
+        _TESTS_AND_CANDIDATES,
+        {
+            "tenants": sorted({tenant for tenant, _, _ in wanted}),
+            "tests": sorted({test for _, test, _ in wanted}),
+            "users": sorted({user for _, _, user in wanted}),
+        },
     )
-    wanted = set(pairs)
-    return {(t, u): pk for t, u, pk in rows if (t, u) in wanted}
+    # A test of another tenant with the same id is never matched: pairs are compared whole.
+    pairs = {(tenant, test) for tenant, test, _ in wanted}
+    tests: dict[tuple[int, int], int] = {}
+    candidates: dict[tuple[int, int], int] = {}
+    for tenant, test, test_pk, user, candidate_pk in rows:
+        if (tenant, test) in pairs:
+            tests[(tenant, test)] = test_pk
+            if candidate_pk is not None:
+                candidates[(test_pk, user)] = candidate_pk
+    return tests, candidates
 
 
 @lru_cache(maxsize=64)
