@@ -93,12 +93,13 @@ class EventsRequest:
 
 def record_single_events(session: Session, units: Sequence[tuple[Any, Context]]) -> list[Outcome | None]:
     """The group-commit runner of :class:`EventsRequest` units of one event on PostgreSQL:
-    the tests and candidates in one query, the events in one ``INSERT … ON CONFLICT DO NOTHING
-    RETURNING``, the re-sent ones compared in one query, the audit entries in one insert
-    (each with its request's id and address): three round trips for the whole group (four
-    with re-sent events) instead of three per request. Each unit gets its own answer (201, 200, 404, 409); one refused
-    writes nothing. The same event twice in the group, or a request of several: run on their
-    own after (None). SQLite (one writer, in-process statements) runs each alone."""
+    the tests and candidates in one query, the events in one ``INSERT … ON CONFLICT DO
+    NOTHING RETURNING``, the re-sent ones compared in one query, the audit entries in one
+    insert (each with its request's id and address): three round trips for the whole group
+    (four with re-sent events) instead of three per request. Each unit gets its own answer
+    (201, 200, 404, 409); one refused writes nothing. The same event twice in the group, or a
+    request of several: run on their own after (None). SQLite (one writer, in-process
+    statements) runs each alone."""
     if session.get_bind().dialect.name != "postgresql":
         return [None] * len(units)
     outcomes: list[Outcome | None] = [None] * len(units)
