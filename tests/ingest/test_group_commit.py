@@ -4,9 +4,10 @@ answered before the commit that stored it, and a stopping writer commits what it
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -21,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from examtrail.audit.models import AuditEntry
-from examtrail.core.batching import GroupCommitWriter, WriterStopped
+from examtrail.core.batching import GroupCommitWriter, Outcome, WriterStopped
 from examtrail.ingest.api import GROUP_COMMIT_MAX_EVENTS
 from examtrail.ingest.models import Event
 from examtrail.runtime import Runtime
@@ -81,7 +82,7 @@ def held(writer: GroupCommitWriter) -> Iterator[threading.Event]:
 
 
 def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entries(
-    http: TestClient, headers: dict[str, str], runtime: Runtime
+    http: TestClient, headers: dict[str, str], other_headers: dict[str, str], runtime: Runtime
 ) -> None:
     seed_test(http, headers, test_id=42, candidates=2, events_per_candidate=0)
     first = http.post("/v1/test/42/candidates/100/events", json=_single("taken"), headers=headers)
@@ -95,11 +96,17 @@ def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entrie
         "rid-ok-2": ("/v1/test/42/candidates/101/events", _single("new-2")),
         "rid-no-test": ("/v1/test/4242/candidates/100/events", _single("lost-2")),
         "rid-repeat": ("/v1/test/42/candidates/100/events", _single("taken")),
+        "rid-tenant": ("/v1/test/42/candidates/100/events", _single("lost-3")),  # another tenant's
     }
     groups_before = writer.groups
     with held(writer) as release, ThreadPoolExecutor(len(sends)) as pool:
         answers: dict[str, Future[httpx.Response]] = {
-            rid: pool.submit(http.post, path, json=body, headers={**headers, "X-Request-ID": rid})
+            rid: pool.submit(
+                http.post,
+                path,
+                json=body,
+                headers={**(other_headers if rid == "rid-tenant" else headers), "X-Request-ID": rid},
+            )
             for rid, (path, body) in sends.items()
         }
         _wait_for(lambda: writer.pending() == len(sends), "the requests to queue behind the blocker")
@@ -118,6 +125,8 @@ def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entrie
     assert got["rid-no-candidate"].json()["error"] == "candidate_not_found"
     assert got["rid-no-test"].status_code == 404
     assert got["rid-no-test"].json()["error"] == "test_not_found"
+    assert got["rid-tenant"].status_code == 404
+    assert got["rid-tenant"].json()["error"] == "test_not_found"
     assert got["rid-conflict"].status_code == 409
     assert got["rid-conflict"].json()["error"] == "event_conflict"
     for rid, answer in got.items():
@@ -125,13 +134,14 @@ def test_requests_of_one_group_keep_their_own_answers_rollbacks_and_audit_entrie
 
     assert _stored(runtime, "new-1") is not None and _stored(runtime, "new-2") is not None
     assert _stored(runtime, "lost-1") is None and _stored(runtime, "lost-2") is None
+    assert _stored(runtime, "lost-3") is None
     taken = _stored(runtime, "taken")
     assert taken is not None and taken.event == "network_lost"  # the conflicting one changed nothing
 
     audit = _audit_by_request(runtime)
     # One entry per successful request, under its own request id and address; none for the failures.
     assert {"rid-ok-1", "rid-ok-2", "rid-repeat"} <= set(audit)
-    assert not {"rid-no-candidate", "rid-conflict", "rid-no-test"} & set(audit)
+    assert not {"rid-no-candidate", "rid-conflict", "rid-no-test", "rid-tenant"} & set(audit)
     for rid, created in (("rid-ok-1", 1), ("rid-ok-2", 1), ("rid-repeat", 0)):
         entry = audit[rid]
         assert entry.test_id == 42 and entry.source_ip == "testclient"
@@ -302,3 +312,108 @@ def test_other_writes_take_turns_with_the_writer_under_a_flood_of_single_events(
     with runtime.sessions() as session:
         stored = session.scalar(select(func.count()).select_from(Event).where(Event.event_id.like("f-%")))
     assert stored == 20 * 15
+
+
+def test_single_events_stored_together_keep_their_own_answers_when_a_group_repeats_an_event(
+    http: TestClient, headers: dict[str, str], other_headers: dict[str, str], runtime: Runtime
+) -> None:
+    # PostgreSQL stores a group's single events in one INSERT; the same event twice in one
+    # group, or a request of several events, runs on its own after it, in the same commit.
+    seed_test(http, headers, test_id=48, candidates=2, events_per_candidate=0)
+    writer = _writer(http)
+    path = "/v1/test/48/candidates/100/events"
+    sends = [
+        ("rid-first", path, _single("twice")),
+        ("rid-again", path, _single("twice")),
+        ("rid-other", path, _single("twice", "new_seb_login")),
+        ("rid-several", path, [_single("s-1"), _single("s-2")]),
+        ("rid-elsewhere", "/v1/test/48/candidates/101/events", _single("twice")),  # same test: taken
+        ("rid-solo", "/v1/test/48/candidates/101/events", _single("solo")),
+        ("rid-tenant", path, _single("intruder")),  # another tenant: not its test
+    ]
+    groups_before = writer.groups
+    with held(writer) as release, ThreadPoolExecutor(len(sends)) as pool:
+        answers: dict[str, Future[httpx.Response]] = {}
+        for rid, target, body in sends:  # one at a time: the group keeps this order
+            auth = other_headers if rid == "rid-tenant" else headers
+            answers[rid] = pool.submit(http.post, target, json=body, headers={**auth, "X-Request-ID": rid})
+            _wait_for(lambda: writer.pending() == len(answers), f"{rid} to queue")
+        release.set()
+        got = {rid: answer.result(timeout=60) for rid, answer in answers.items()}
+        assert writer.groups - groups_before == 2
+
+    assert {rid: answer.status_code for rid, answer in got.items()} == {
+        "rid-first": 201,
+        "rid-again": 200,
+        "rid-other": 409,
+        "rid-several": 201,
+        "rid-elsewhere": 409,
+        "rid-solo": 201,
+        "rid-tenant": 404,
+    }
+    assert got["rid-tenant"].json()["error"] == "test_not_found"
+    assert got["rid-again"].json() == {"received": 1, "created": 0, "duplicates": 1, "eventIds": ["twice"]}
+    twice = _stored(runtime, "twice")
+    assert twice is not None and twice.event == "network_lost"
+    assert all(_stored(runtime, e) is not None for e in ("s-1", "s-2", "solo"))
+    assert _stored(runtime, "intruder") is None
+    audit = _audit_by_request(runtime)
+    assert {"rid-first", "rid-again", "rid-several", "rid-solo"} <= set(audit)
+    assert not {"rid-other", "rid-elsewhere", "rid-tenant"} & set(audit)
+    assert audit["rid-several"].details is not None
+    assert orjson.loads(audit["rid-several"].details)["created"] == 2
+
+
+_REQUEST = contextvars.ContextVar[str]("request", default="-")
+
+
+def test_a_runner_stores_its_units_together_and_a_failing_one_sends_each_unit_alone(
+    runtime: Runtime,
+) -> None:
+    writer = GroupCommitWriter(runtime.sessions, name="test-writer", threads=1)
+    writer.start()
+    seen: list[list[str]] = []
+
+    def alone(name: str, session: Session) -> str:
+        if name == "bad":
+            raise ValueError(name)
+        return f"alone {name} {_REQUEST.get()}"
+
+    def together(session: Session, units: Sequence[tuple[Any, contextvars.Context]]) -> list[Outcome | None]:
+        names = [context.run(_REQUEST.get) for _, context in units]
+        seen.append(names)
+        if "rid-bad" in names:
+            raise RuntimeError("the runner's statement failed")
+        # The last one is left to run on its own, after the others.
+        return [(f"together {name}", None) for name in names[:-1]] + [None]
+
+    def send(name: str) -> Future[str]:
+        _REQUEST.set(f"rid-{name}")
+        return writer.submit(partial(alone, name), together=together)
+
+    try:
+        release, started = threading.Event(), threading.Event()
+        blocker = writer.submit(partial(_block, release, started))
+        assert started.wait(60)
+        plain = writer.submit(partial(alone, "plain"))
+        first = [contextvars.copy_context().run(send, name) for name in ("a", "b", "c")]
+        release.set()
+        assert blocker.result(timeout=60) is True
+        assert plain.result(timeout=60) == "alone plain -"
+        assert [f.result(timeout=60) for f in first] == ["together rid-a", "together rid-b", "alone c rid-c"]
+        assert seen == [["rid-a", "rid-b", "rid-c"]]
+
+        release, started = threading.Event(), threading.Event()
+        blocker = writer.submit(partial(_block, release, started))
+        assert started.wait(60)
+        second = [contextvars.copy_context().run(send, name) for name in ("d", "bad", "e")]
+        release.set()
+        assert blocker.result(timeout=60) is True
+        # The runner failed: the group ran again with each unit on its own, in its savepoint.
+        assert second[0].result(timeout=60) == "alone d rid-d"
+        with pytest.raises(ValueError, match="bad"):
+            second[1].result(timeout=60)
+        assert second[2].result(timeout=60) == "alone e rid-e"
+        assert seen[-1] == ["rid-d", "rid-bad", "rid-e"]
+    finally:
+        writer.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
+from contextvars import Context
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,12 @@ def record(
 def record_many(session: Session, entries: Sequence[Entry]) -> None:
     """Several entries in one statement (e.g. every link of a page of jobs)."""
     repository.insert_entries(session, entry_rows(entries))
+
+
+def record_each(session: Session, entries: Sequence[tuple[Entry, Context]]) -> None:
+    """Several requests' entries in one statement, each stamped in its request's context
+    (its own request id and address): a group commit's units, recorded together."""
+    repository.insert_entries(session, [context.run(entry_rows, [entry])[0] for entry, context in entries])
 
 
 async def record_committed(engine: AsyncEngine, entry: Entry) -> None:

@@ -15,6 +15,12 @@ groups too, until one runs without a failure).
 Each unit runs in a copy of the submitting request's context variables (request id,
 client address), so what it logs or audits is its own request's.
 
+Units of one kind may also come with a *runner* (``together``) that stores all of a group's
+units of that kind at once (one statement per table instead of a few per unit). A runner
+answers each unit it took (a unit it refuses, e.g. a 404 or 409, wrote nothing) and may
+leave some to run on their own after it. If the runner raises, the group runs again with a
+SAVEPOINT per unit, each unit on its own: one bad request never fails the others.
+
 If the group's transaction itself fails (the commit, or the connection), each unit is run
 again alone in its own transaction, so one unit never takes the others down with it.
 """
@@ -27,7 +33,7 @@ import contextvars
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -39,6 +45,13 @@ from examtrail.core.db import begin_write
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A unit's outcome: (its value, None), or (None, the exception it answers with).
+Outcome = tuple[Any, BaseException | None]
+# Runs a group's units of one kind together (each with its request's context variables) in
+# the group's transaction: the outcome of each, or None for a unit left to run on its own.
+# A unit with an error outcome must have written nothing.
+GroupRunner = Callable[[Session, Sequence[tuple[Any, contextvars.Context]]], list[Outcome | None]]
 
 # Units per group: bounds the time the write lock is held and a group's retry cost.
 DEFAULT_MAX_UNITS = 64
@@ -52,6 +65,7 @@ class WriterStopped(RuntimeError):
 class _Item(Generic[T]):
     unit: Callable[[Session], T]
     context: contextvars.Context
+    together: GroupRunner | None = None
     future: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
 
 
@@ -129,19 +143,22 @@ class GroupCommitWriter:
         """Units waiting for a thread (approximate)."""
         return self._queue.qsize()
 
-    def submit(self, unit: Callable[[Session], T]) -> concurrent.futures.Future[T]:
+    def submit(
+        self, unit: Callable[[Session], T], *, together: GroupRunner | None = None
+    ) -> concurrent.futures.Future[T]:
         """Queue ``unit`` (with the caller's context variables); its future resolves after the
-        commit that stored it, or with the exception it raised (its part rolled back)."""
-        item: _Item[T] = _Item(unit, contextvars.copy_context())
+        commit that stored it, or with the exception it raised (its part rolled back).
+        ``together``: how the group's units of this kind run at once (see the module)."""
+        item: _Item[T] = _Item(unit, contextvars.copy_context(), together)
         with self._lock:
             if not self._accepting:
                 raise WriterStopped(f"{self.name} is not running")
             self._queue.put(item)
         return item.future
 
-    async def run(self, unit: Callable[[Session], T]) -> T:
+    async def run(self, unit: Callable[[Session], T], *, together: GroupRunner | None = None) -> T:
         """:meth:`submit` from the event loop, awaiting the answer."""
-        return await asyncio.wrap_future(self.submit(unit))
+        return await asyncio.wrap_future(self.submit(unit, together=together))
 
     # --- the writer threads -----------------------------------------------------------
 
@@ -196,7 +213,7 @@ class GroupCommitWriter:
             else:
                 item.future.set_result(value)
 
-    def _run_group(self, group: list[_Item[Any]]) -> list[tuple[Any, BaseException | None]]:
+    def _run_group(self, group: list[_Item[Any]]) -> list[Outcome]:
         # Optimistic first: no SAVEPOINT round trips while every unit succeeds. A unit that
         # fails rolls the whole group back, and the group runs again with savepoints.
         if not self._careful:
@@ -209,29 +226,14 @@ class GroupCommitWriter:
             self._careful = False
         return outcomes
 
-    def _run_in_one_transaction(
-        self, group: list[_Item[Any]], *, savepoints: bool
-    ) -> list[tuple[Any, BaseException | None]]:
-        outcomes: list[tuple[Any, BaseException | None]] = []
+    def _run_in_one_transaction(self, group: list[_Item[Any]], *, savepoints: bool) -> list[Outcome]:
         session = self.sessions()
         try:
             begin_write(session)
-            for item in group:
-                if not savepoints:
-                    try:
-                        outcomes.append((item.context.run(item.unit, session), None))
-                    except Exception as exc:
-                        raise _UnitFailed from exc
-                    continue
-                savepoint = session.begin_nested()
-                try:
-                    value = item.context.run(item.unit, session)
-                except Exception as exc:
-                    savepoint.rollback()
-                    outcomes.append((None, exc))
-                else:
-                    savepoint.commit()
-                    outcomes.append((value, None))
+            if savepoints:
+                outcomes = [_run_in_savepoint(session, item) for item in group]
+            else:
+                outcomes = _run_together(session, group)
             session.commit()
         except BaseException:
             session.rollback()
@@ -240,7 +242,7 @@ class GroupCommitWriter:
             session.close()
         return outcomes
 
-    def _run_alone(self, item: _Item[Any]) -> tuple[Any, BaseException | None]:
+    def _run_alone(self, item: _Item[Any]) -> Outcome:
         session = self.sessions()
         try:
             begin_write(session)
@@ -252,6 +254,44 @@ class GroupCommitWriter:
         finally:
             session.close()
         return value, None
+
+
+def _run_in_savepoint(session: Session, item: _Item[Any]) -> Outcome:
+    """The unit on its own (never through a runner), rolled back alone if it fails."""
+    savepoint = session.begin_nested()
+    try:
+        value = item.context.run(item.unit, session)
+    except Exception as exc:
+        savepoint.rollback()
+        return None, exc
+    savepoint.commit()
+    return value, None
+
+
+def _run_together(session: Session, group: list[_Item[Any]]) -> list[Outcome]:
+    """The group without savepoints: each runner's units at once, then the other units one by
+    one; any exception (a unit's, a runner's) is :class:`_UnitFailed`."""
+    outcomes: list[Outcome | None] = [None] * len(group)
+    kinds: dict[GroupRunner, list[int]] = {}
+    for index, item in enumerate(group):
+        if item.together is not None:
+            kinds.setdefault(item.together, []).append(index)
+    for runner, indexes in kinds.items():
+        try:
+            answers = runner(session, [(group[i].unit, group[i].context) for i in indexes])
+        except Exception as exc:
+            raise _UnitFailed from exc
+        for index, answer in zip(indexes, answers, strict=True):
+            outcomes[index] = answer
+    done: list[Outcome] = []
+    for item, outcome in zip(group, outcomes, strict=True):
+        if outcome is None:
+            try:
+                outcome = (item.context.run(item.unit, session), None)
+            except Exception as exc:
+                raise _UnitFailed from exc
+        done.append(outcome)
+    return done
 
 
 class _UnitFailed(Exception):

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import asynccontextmanager
 from functools import lru_cache, partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import Field, TypeAdapter
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal
 from examtrail.core.batching import GroupCommitWriter, WriterStopped
 from examtrail.core.body import read_limited, validate_json
 from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from examtrail.core.media import require_json
-from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, get_write_session
+from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, in_write_session
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
     INT64_MAX,
@@ -182,9 +180,6 @@ _EVENTS_BODY: dict[str, Any] = {
 GROUP_COMMIT_MAX_EVENTS = 100
 
 
-_write_session = asynccontextmanager(get_write_session)
-
-
 @router.post(
     "/{testId}/candidates/{userId}/events",
     response_model=EventsResult,
@@ -207,23 +202,17 @@ async def post_events(
     # From the app's state, not dependencies: each one costs the framework a resolution step.
     runtime: Runtime = request.app.state.runtime
     writer: GroupCommitWriter = request.app.state.ingest_writer
-    store = partial(
-        service.record_events,
-        tenant_id=principal.tenant_id,
-        test_id=test_id,
-        user_id=user_id,
-        events=events,
-        actor=principal.client_id,
-    )
+    store = service.EventsRequest(principal.tenant_id, test_id, user_id, events, principal.client_id)
     if len(events) <= GROUP_COMMIT_MAX_EVENTS:
-        # Answered only once the group's commit has stored it (or with its own error).
+        # Answered only once the group's commit has stored it (or with its own error). One
+        # event (live exam clients): stored together with the group's other single events.
+        together = service.record_single_events if len(events) == 1 else None
         try:
-            result = await writer.run(store)
+            result = await writer.run(store, together=together)
         except WriterStopped:
             raise ServiceUnavailable("The server is shutting down; send the events again.") from None
     else:
-        async with _write_session(runtime) as session:
-            result = await run_in_threadpool(_commit, session, store)
+        result = await in_write_session(runtime, partial(_commit, unit=store))
     if result.created == 0:
         response.status_code = status.HTTP_200_OK
     return result

@@ -385,6 +385,89 @@ def insert_events(session: Session, test_pk: int, candidate_pk: int, rows: Seque
     return _events_of(session).insert(session, test_pk, candidate_pk, rows, utcnow())
 
 
+# --- single events of many requests at once (the group-commit writer's runner, PostgreSQL) ------
+
+# One event of one request: (test pk, candidate pk, *EventRow).
+KeyedEventRow = tuple[int, int, str, str, int, int | None, str | None, str]
+
+_TESTS_AND_CANDIDATES = text(
+    "SELECT t.tenant_id, t.external_id, t.id, c.user_id, c.id FROM tests t "
+    "LEFT JOIN candidates c ON c.test_pk = t.id AND c.user_id = ANY(:users) "
+    "WHERE t.external_id = ANY(:tests) AND t.tenant_id = ANY(:tenants)"
+)
+_STORED_EVENTS = text(
+    "SELECT test_pk, event_id, candidate_pk, doc FROM events "
+    "WHERE test_pk = ANY(:tests) AND event_id = ANY(:ids)"
+)
+
+
+def tests_and_candidates(
+    session: Session, wanted: Sequence[tuple[int, int, int]]
+) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
+    """For ``(tenant id, test id, user id)`` triples, in one query: (tenant id, test id) ->
+    test pk of the tests that exist, and (test pk, user id) -> candidate pk of the candidates."""
+    if not wanted:
+        return {}, {}
+    rows = session.execute(
+        _TESTS_AND_CANDIDATES,
+        {
+            "tenants": sorted({tenant for tenant, _, _ in wanted}),
+            "tests": sorted({test for _, test, _ in wanted}),
+            "users": sorted({user for _, _, user in wanted}),
+        },
+    )
+    # A test of another tenant with the same id is never matched: pairs are compared whole.
+    pairs = {(tenant, test) for tenant, test, _ in wanted}
+    tests: dict[tuple[int, int], int] = {}
+    candidates: dict[tuple[int, int], int] = {}
+    for tenant, test, test_pk, user, candidate_pk in rows:
+        if (tenant, test) in pairs:
+            tests[(tenant, test)] = test_pk
+            if candidate_pk is not None:
+                candidates[(test_pk, user)] = candidate_pk
+    return tests, candidates
+
+
+@lru_cache(maxsize=64)
+def _insert_keyed_values(count: int) -> str:
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, 0, %s, %s)"] * count)
+    return (
+        f"INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, "  # noqa: S608
+        f"received_at) VALUES {values} ON CONFLICT (test_pk, event_id) DO NOTHING RETURNING test_pk, event_id"
+    )
+
+
+def insert_keyed_events(session: Session, rows: Sequence[KeyedEventRow]) -> set[tuple[int, str]]:
+    """Insert the rows (distinct (test pk, event id)) in one multi-row INSERT; returns the keys
+    actually inserted (the others already existed). PostgreSQL only. Nothing is committed."""
+    if not rows:
+        return set()
+    now = utcnow()
+    created_at, received_at = now.replace(tzinfo=None), to_epoch_ms(now)
+    # In key order: concurrent groups take the unique index's entries in the same order.
+    params = [
+        value for row in sorted(rows, key=lambda r: (r[0], r[2])) for value in (*row, created_at, received_at)
+    ]
+    session.flush()
+    driver: Any = session.connection().connection.driver_connection
+    with driver.cursor() as cursor:
+        cursor.execute(_insert_keyed_values(len(rows)), params)
+        return {(int(test_pk), str(event_id)) for test_pk, event_id in cursor.fetchall()}
+
+
+def stored_events(
+    session: Session, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], tuple[int, str]]:
+    """(test pk, event id) -> (candidate pk, doc) of the stored events among ``keys``."""
+    if not keys:
+        return {}
+    rows = session.execute(
+        _STORED_EVENTS, {"tests": sorted({t for t, _ in keys}), "ids": sorted({e for _, e in keys})}
+    )
+    wanted = set(keys)
+    return {(t, e): (pk, doc) for t, e, pk, doc in rows if (t, e) in wanted}
+
+
 def existing_events(session: Session, test_pk: int, event_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
     """event_id -> (candidate pk, doc) for ids already stored in this test."""
     return _events_of(session).existing(session, test_pk, event_ids)
