@@ -50,7 +50,7 @@ _PG_MAX_EVENTS_PER_ROW = 2000
 # PostgreSQL: candidate rows read ahead of the writer (an average row is ~100 KB; a single
 # larger row is still taken, alone).
 _PG_READ_AHEAD_ROWS = 32
-_PG_READ_AHEAD_BYTES = 1024 * 1024
+_PG_READ_AHEAD_BYTES = 512 * 1024
 # SQLite: the most events of one candidate built as one body by the database, and the
 # bodies read ahead of the writer.
 _SQLITE_MAX_EVENTS_PER_ROW = 2000
