@@ -153,19 +153,6 @@ def test_long_candidates_stream_in_pieces(
         assert fast == generic
 
 
-def test_read_ahead_of_one_row_gives_the_same_bytes(
-    runtime: Runtime, tricky: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """PostgreSQL's reader thread (rows signed ahead) with room for a single row: same
-    bytes and counts as the generic path (on SQLite the budget is unused)."""
-    monkeypatch.setattr(pipeline, "_PG_READ_AHEAD_ROWS", 1)
-    monkeypatch.setattr(pipeline, "_PG_READ_AHEAD_BYTES", 1)
-    generic, fast, progress = _both(runtime, tricky, NO_FILTER)
-    assert fast == generic
-    assert progress.files == 4
-    assert progress.done == len(PEOPLE)
-
-
 def _fast_path(runtime: Runtime) -> Any:
     if runtime.engine.dialect.name == "postgresql":
         return pipeline._write_candidates_postgres
@@ -216,28 +203,3 @@ def test_read_ahead_stops_its_thread_when_closed_early() -> None:
     assert next(iter(reader)) == 0
     reader.close()
     assert not reader._thread.is_alive()
-
-
-def test_read_ahead_bounds_the_bytes_waiting() -> None:
-    """With ``weigh``, the items waiting stay within ``max_bytes``; a larger one still passes alone."""
-    produced: list[bytes] = []
-    sizes = [300, 300, 300, 300, 5000, 10, 10]
-
-    def produce() -> Any:
-        for size in sizes:
-            item = b"x" * size
-            produced.append(item)
-            yield item
-
-    reader = pipeline._ReadAhead(produce, 100, weigh=len, max_bytes=1000)
-    try:
-        items = iter(reader)
-        assert next(items) == b"x" * 300
-        time.sleep(0.2)
-        # Waiting: at most 1,000 bytes (three of 300), plus the one in the producer's hand.
-        assert len(produced) <= 5
-        assert reader._bytes <= 1000
-        rest = list(items)
-    finally:
-        reader.close()
-    assert [len(item) for item in rest] == sizes[1:]

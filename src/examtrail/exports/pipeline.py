@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -47,10 +46,6 @@ _QUEUED_CHUNKS = 2
 # travel as one row; a candidate with more is streamed event by event.
 _PG_READERS = 2
 _PG_MAX_EVENTS_PER_ROW = 2000
-# PostgreSQL: candidate rows read ahead of the writer (an average row is ~100 KB; a single
-# larger row is still taken, alone).
-_PG_READ_AHEAD_ROWS = 32
-_PG_READ_AHEAD_BYTES = 512 * 1024
 # SQLite: the most events of one candidate built as one body by the database, and the
 # bodies read ahead of the writer.
 _SQLITE_MAX_EVENTS_PER_ROW = 2000
@@ -258,12 +253,7 @@ def _write_candidates_postgres(
     lines: bool = False,
 ) -> None:
     """The candidates of the JSON file; ``lines``: the events as JSON Lines instead (no
-    candidate envelopes, one line per event).
-
-    The COPY streams are read on a thread (``_ReadAhead``, bounded by ``_PG_READ_AHEAD_BYTES``)
-    so that PostgreSQL keeps building the next candidates while this thread waits for an
-    upload slot or signs links: without it both backends stall as soon as the socket
-    buffers fill."""
+    candidate envelopes, one line per event)."""
     engine = connection.engine
     snapshot_id = export_snapshot(connection)
     with ExitStack() as stack:
@@ -278,35 +268,19 @@ def _write_candidates_postgres(
             )
             for part, reader in enumerate(readers)
         ]
-
-        def produce() -> Iterator[tuple[read_model.CandidateRow, list[bytes], int]]:
-            # (row, its body's pieces, links signed). Parts are dealt round-robin: the first
-            # exhausted one ends the list. The links are signed here too: that CPU then
-            # overlaps the writer's waits for an upload slot instead of delaying the next
-            # part. They are counted apart and added on the writer's thread (one writer).
-            signed = Progress()
-            turn = 0
-            while (row := next(streams[turn], None)) is not None:
-                body = row.body
-                if body is None or row.events > _PG_MAX_EVENTS_PER_ROW:
-                    yield row, [], 0
-                elif FILES_MARK in body:  # events with attached files
-                    signed.files = 0
-                    yield row, _splice_files(body, sign, signed), signed.files
-                else:
-                    yield row, [body], 0
-                turn = (turn + 1) % len(streams)
-            for rest in streams:
-                if next(rest, None) is not None:
-                    raise RuntimeError("snapshot readers disagree on the candidates")
-
-        rows = _ReadAhead(produce, _PG_READ_AHEAD_ROWS, weigh=_pieces_size, max_bytes=_PG_READ_AHEAD_BYTES)
-        # Registered after the streams, so it runs first: the thread stops before they close.
-        stack.callback(rows.close)
         long_reader: Connection | None = None
 
         first = True
-        for row, pieces, files in rows:
+        turn = 0
+        while True:
+            row = next(streams[turn], None)
+            if row is None:
+                # Parts are dealt round-robin: the first exhausted one ends the list.
+                for rest in streams:
+                    if next(rest, None) is not None:
+                        raise RuntimeError("snapshot readers disagree on the candidates")
+                break
+            turn = (turn + 1) % len(streams)
             if progress.stop.is_set():
                 raise ExportInterrupted
             if not lines:
@@ -318,19 +292,18 @@ def _write_candidates_postgres(
                     long_reader = stack.enter_context(snapshot_reader(engine, snapshot_id))
                 _write_long_candidate(long_reader, row.candidate_pk, flt, sink, sign, progress, lines=lines)
             elif row.body is not None:
-                for piece in pieces:
-                    sink.add(piece)
-                progress.files += files
+                body = row.body
+                if FILES_MARK in body:  # events with attached files
+                    for piece in _splice_files(bytes(body), sign, progress):
+                        sink.add(piece)
+                else:
+                    sink.add(body)
                 if lines:
                     sink.add(b"\n")
                 progress.events += row.events
             if not lines:
                 sink.add(b"]}")
             progress.done += 1
-
-
-def _pieces_size(item: tuple[read_model.CandidateRow, list[bytes], int]) -> int:
-    return sum(map(len, item[1]))
 
 
 def _write_long_candidate(
@@ -366,49 +339,27 @@ def _write_long_candidate(
 class _ReadAhead(Generic[T]):
     """Runs ``produce`` (an iterator over the database) on a thread, at most ``depth``
     items ahead of the consumer, so that reading overlaps formatting and writing while
-    memory stays bounded. With ``weigh``, the items waiting also stay within ``max_bytes``
-    (one item always fits, however large). The consumer must call ``close()`` (also on
-    errors) before it uses the connection again: it stops the thread and waits for it."""
+    memory stays bounded. The consumer must call ``close()`` (also on errors) before it
+    uses the connection again: it stops the thread and waits for it."""
 
-    def __init__(
-        self,
-        produce: Callable[[], Iterator[T]],
-        depth: int,
-        *,
-        weigh: Callable[[T], int] | None = None,
-        max_bytes: int = 0,
-    ) -> None:
+    _DONE = object()
+
+    def __init__(self, produce: Callable[[], Iterator[T]], depth: int) -> None:
         self._produce = produce
-        self._depth = max(1, depth)
-        self._weigh = weigh
-        self._max_bytes = max_bytes
-        self._items: deque[tuple[T, int]] = deque()
-        self._bytes = 0
-        self._done = False
-        self._changed = threading.Condition()
-        self._stop = False
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="export-reader", daemon=True)
         self._thread.start()
 
-    def _full(self, size: int) -> bool:
-        if not self._items:
-            return False
-        if len(self._items) >= self._depth:
-            return True
-        return self._weigh is not None and self._bytes + size > self._max_bytes
-
-    def _offer(self, item: T) -> bool:
-        size = self._weigh(item) if self._weigh is not None else 0
-        with self._changed:
-            while not self._stop and self._full(size):
-                self._changed.wait()
-            if self._stop:
-                return False
-            self._items.append((item, size))
-            self._bytes += size
-            self._changed.notify_all()
-            return True
+    def _offer(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _run(self) -> None:
         try:
@@ -417,30 +368,17 @@ class _ReadAhead(Generic[T]):
                     return
         except BaseException as exc:
             self._error = exc
-        with self._changed:
-            self._done = True
-            self._changed.notify_all()
+        self._offer(self._DONE)
 
     def __iter__(self) -> Iterator[T]:
-        while True:
-            with self._changed:
-                while not self._items and not self._done:
-                    self._changed.wait()
-                if not self._items:
-                    break
-                item, size = self._items.popleft()
-                self._bytes -= size
-                self._changed.notify_all()
-            yield item
+        while (item := self._queue.get()) is not self._DONE:
+            yield item  # type: ignore[misc]
         if self._error is not None:
             raise self._error
 
     def close(self) -> None:
-        with self._changed:
-            self._stop = True
-            self._changed.notify_all()
+        self._stop.set()
         self._thread.join()
-        self._items.clear()
 
 
 def _splice_sqlite_files(body: bytes, sign: Signer, progress: Progress) -> list[bytes]:
