@@ -7,15 +7,22 @@ this checkout's code, and each ``--variant NAME=SRC`` (another checkout's ``src`
 the server's ``PYTHONPATH``). Each round sends the same 200,000 events through the batch API of
 every variant in turn (5,000-event batches, 4 clients, a new test each) and COPYs them into
 the events table; the ratios to that round's COPY are printed, then their medians.
+
+On a shared machine the rates mislead (4 clients, 2 API processes and 4 backends take a larger
+share of loaded cores than COPY's one client and one backend), so each variant's CPU time per
+event is printed too: its API processes, the database backends serving them, and this
+process's clients. Those are what a quiet machine's rate depends on.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 from statistics import median
 
+import psycopg
 from tests.support.processes import ExamtrailProcess, free_port
 
 from bench import deploy, measure
@@ -33,6 +40,42 @@ def _start_api(server: deploy.Deployment) -> None:
     server.processes.append(proc)
     server.api = proc
     proc.start(timeout=300)
+
+
+def _cpu_of(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each live process of ``pids``."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def _cpu_snapshot(server: deploy.Deployment, dsn: str) -> tuple[dict[int, float], dict[int, float], float]:
+    """CPU seconds so far of the API processes, of the database's backends, and of this process."""
+    assert server.api is not None and server.api.proc is not None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return (
+        _cpu_of(deploy.process_tree_pids(server.api.proc.pid)),
+        _cpu_of([int(pid) for (pid,) in rows]),
+        time.process_time(),
+    )
+
+
+def _cpu_used(
+    before: tuple[dict[int, float], dict[int, float], float],
+    after: tuple[dict[int, float], dict[int, float], float],
+) -> tuple[float, float, float]:
+    """Seconds used between two snapshots: API, backends (new ones from zero), clients."""
+    api = sum(cpu - before[0].get(pid, 0.0) for pid, cpu in after[0].items())
+    backends = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items())
+    return api, backends, after[2] - before[2]
 
 
 def main() -> None:
@@ -58,6 +101,8 @@ def main() -> None:
     logs = work / "logs"
     servers = {name: deploy.Deployment(f"ingest-{name}", env, logs) for name, env in variants.items()}
     ratios: dict[str, list[float]] = {name: [] for name in servers}
+    # Per variant and round: CPU microseconds per event of the API, backends and clients.
+    cpu: dict[str, list[tuple[float, float, float]]] = {name: [] for name in servers}
     try:
         next(iter(servers.values())).migrate()
         tokens = {}
@@ -80,7 +125,10 @@ def main() -> None:
             # Every other round in the opposite order: neither variant always runs first.
             for name, server in list(servers.items())[:: 1 if rnd % 2 == 0 else -1]:
                 test_id += 1
+                before = _cpu_snapshot(server, dsn)
                 api = measure.ingest_via_api(server, tokens[name], test_id, people, bodies, args.clients)
+                used = _cpu_used(before, _cpu_snapshot(server, dsn))
+                cpu[name].append(tuple(seconds * 1e6 / api["events"] for seconds in used))
                 rates[name] = api["events_per_s"]
             test_id += 1
             copy = measure.copy_rows(dsn, TENANT, test_id, people, rows)
@@ -88,9 +136,20 @@ def main() -> None:
             for name in servers:
                 rate = rates[name]
                 ratios[name].append(rate / copy["events_per_s"])
-                parts.append(f"{name} {rate:,.0f}/s = {ratios[name][-1]:.2f}x")
+                api_us, backend_us, client_us = cpu[name][-1]
+                parts.append(
+                    f"{name} {rate:,.0f}/s = {ratios[name][-1]:.2f}x (CPU us/event: API {api_us:.1f}, "
+                    f"backends {backend_us:.1f}, clients {client_us:.1f})"
+                )
             print(f"round {rnd + 1}: COPY {copy['events_per_s']:,.0f}/s; " + "; ".join(parts), flush=True)
         print("median x COPY: " + "; ".join(f"{name} {median(r):.2f}" for name, r in ratios.items()))
+        print(
+            "median CPU us/event (API, backends, clients): "
+            + "; ".join(
+                f"{name} " + ", ".join(f"{median(part):.1f}" for part in zip(*rows, strict=True))
+                for name, rows in cpu.items()
+            )
+        )
     finally:
         for server in servers.values():
             server.stop()

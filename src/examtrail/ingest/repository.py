@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -191,29 +190,6 @@ EventRow = tuple[str, str, int, int | None, str | None, str]
 _ROW_COLUMNS = "event_id, event, occurred_at_ms, creator_user_id, flag_type, doc"
 
 
-# COPY's text format: a backslash, tab, newline or carriage return in a value is escaped.
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_NULL = "\\N"
-
-
-def _copy_value(value: str) -> str:
-    return value.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(value) else value
-
-
-def _copy_text(head: str, rows: Sequence[EventRow], tail: str) -> str:
-    """The rows as COPY text lines, each between ``head`` and ``tail`` (already formatted):
-    one string built in one pass, cheaper than formatting row by row through the driver."""
-    esc, null = _copy_value, _COPY_NULL
-    return "".join(
-        [
-            f"{head}{esc(event_id)}\t{esc(event)}\t{occurred}\t{null if creator is None else creator}\t"
-            f"{null if flag is None else esc(flag)}\t{esc(doc)}{tail}"
-            for event_id, event, occurred, creator, flag, doc in rows
-        ]
-    )
-
-
 class _EventWriter(Protocol):
     """How one dialect inserts a batch of events and reads back those that exist."""
 
@@ -238,8 +214,24 @@ class _PostgresEvents:
             flag_type varchar(200), doc text
         ) ON COMMIT DELETE ROWS
     """
+    # Binary: psycopg's C dumpers write each row, with nothing to escape (a third of the API
+    # process's CPU of the text built in Python, for ~5% more of the backend's).
     _COPY_EVENTS = (
-        f"COPY events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at) FROM STDIN"
+        f"COPY events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at) "
+        "FROM STDIN (FORMAT BINARY)"
+    )
+    _COPY_TYPES = (
+        "int8",
+        "int8",
+        "text",
+        "text",
+        "int8",
+        "int8",
+        "text",
+        "text",
+        "int4",
+        "timestamp",
+        "int8",
     )
     _MOVE_STAGED = f"""
         INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at)
@@ -286,9 +278,10 @@ class _PostgresEvents:
         driver = session.connection().connection.driver_connection
         try:
             with driver.cursor() as cursor, cursor.copy(self._COPY_EVENTS) as copy:
-                copy.write(
-                    _copy_text(f"{test_pk}\t{candidate_pk}\t", rows, f"\t0\t{created_at}\t{received_at}\n")
-                )
+                copy.set_types(self._COPY_TYPES)
+                write = copy.write_row
+                for row in rows:
+                    write((test_pk, candidate_pk, *row, 0, created_at, received_at))
         except UniqueViolation:
             savepoint.rollback()
         else:
