@@ -22,7 +22,7 @@ from examtrail.core import metrics
 from examtrail.core.access import AccessLogMiddleware
 from examtrail.core.batching import GroupCommitWriter, writer_threads
 from examtrail.core.context import RequestContextMiddleware
-from examtrail.core.db import build_async_engine, utcnow
+from examtrail.core.db import build_async_engine, build_pg_pool, utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
 from examtrail.core.responses import JSONResponse
@@ -88,6 +88,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # PostgreSQL: the async engine of the status and token calls, bound to this event loop.
         async_engine = build_async_engine(rt.settings)
         app.state.async_engine = async_engine
+        # PostgreSQL: plain psycopg connections of the status call (the hottest polled path).
+        pg_pool = build_pg_pool(rt.settings)
+        app.state.pg_pool = pg_pool
         app.state.download_hook = download_auditor(rt)
         # Single events of this process go through one group-commit writer (ingest/api.py).
         ingest_writer = GroupCommitWriter(
@@ -107,6 +110,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 worker.stop()
             if async_engine is not None:
                 await async_engine.dispose()
+            if pg_pool is not None:
+                await pg_pool.close()
             if runtime is None:
                 rt.close()
 

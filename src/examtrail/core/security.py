@@ -140,7 +140,9 @@ class TokenCache:
             principal, expires = entry
             if time.time() < expires:
                 return principal
-            self._entries.pop(token, None)  # expired: decoded again below, which refuses it
+            # Verified, now expired: what decode_token would say (and it is not kept).
+            self._entries.pop(token, None)
+            raise jwt.ExpiredSignatureError("Signature has expired")
         principal = decode_token(ring, token)
         if len(self._entries) >= self.size:
             self._entries = {}

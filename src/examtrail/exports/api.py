@@ -8,18 +8,19 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.routing import APIRoute
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from examtrail.auth.deps import ExportPrincipal, authenticate, check_scope
+from examtrail.core.db import PgPool
 from examtrail.core.errors import Unprocessable
 from examtrail.core.responses import model_response
 from examtrail.core.security import Principal
 from examtrail.deps import (
-    AsyncEngineDep,
+    PgPoolDep,
     RuntimeDep,
     SessionDep,
     WriteSessionDep,
+    get_pg_pool,
     in_session,
     in_write_session,
 )
@@ -93,8 +94,7 @@ async def _plain_status(request: Request) -> Response | None:
     runtime: Runtime = request.app.state.runtime
     # As ExportPrincipal: the token (revocation included), then the scope.
     principal = check_scope(await authenticate(runtime, request.headers.get("authorization", "")), "export")
-    database: AsyncEngine | None = getattr(request.app.state, "async_engine", None)
-    return await _status(test_id, principal, runtime, database, job_id)
+    return await _status(test_id, principal, runtime, await get_pg_pool(request), job_id)
 
 
 def _order(
@@ -160,7 +160,7 @@ async def get_events(
     test_id: TestId,
     principal: ExportPrincipal,
     runtime: RuntimeDep,
-    database: AsyncEngineDep,
+    database: PgPoolDep,
     request: Request,
     options: OptionsDep,
     job_id: JobId = None,
@@ -179,10 +179,10 @@ async def get_events(
 
 
 async def _status(
-    test_id: int, principal: Principal, runtime: Runtime, database: AsyncEngine | None, job_id: str
+    test_id: int, principal: Principal, runtime: Runtime, pool: PgPool | None, job_id: str
 ) -> Response:
-    if database is not None:
-        out = await service.issued_status_async(database, principal, test_id, job_id, runtime.store)
+    if pool is not None:
+        out = await service.issued_status_async(pool, principal, test_id, job_id, runtime.store)
     else:
         out = await in_session(runtime, partial(_issued_status, test_id, principal, runtime, job_id))
     return model_response(out, headers=_NO_STORE)
@@ -248,7 +248,7 @@ async def get_events_job(
     job_id: JobIdPath,
     principal: ExportPrincipal,
     runtime: RuntimeDep,
-    database: AsyncEngineDep,
+    database: PgPoolDep,
 ) -> Response:
     return await _status(test_id, principal, runtime, database, job_id)
 
