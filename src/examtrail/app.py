@@ -19,9 +19,8 @@ from examtrail.audit.api import build_router as audit_router
 from examtrail.auth.api import router as auth_router
 from examtrail.auth.deps import require_scope
 from examtrail.core import metrics
-from examtrail.core.access import AccessLogMiddleware
+from examtrail.core.access import RequestMiddleware
 from examtrail.core.batching import GroupCommitWriter, writer_threads
-from examtrail.core.context import RequestContextMiddleware
 from examtrail.core.db import build_async_engine, build_pg_pool, utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
@@ -126,10 +125,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
-    # Inside the request context: the access line carries the request id.
-    app.add_middleware(AccessLogMiddleware)
-    # Outermost: even an error answer carries the request id it was logged under.
-    app.add_middleware(RequestContextMiddleware)
+    # Outermost, one layer: the request context, then the access line and metrics (core.access).
+    app.add_middleware(RequestMiddleware)
     install_redaction()
     app.include_router(auth_router)
     app.include_router(tests_router)
