@@ -14,8 +14,9 @@ from sqlalchemy import select
 from examtrail.audit.models import AuditEntry
 from examtrail.audit.repository import insert_entry_grouped
 from examtrail.auth.models import Tenant
-from examtrail.core.db import PgPool, build_pg_pool, utcnow
+from examtrail.core.db import PgPool, build_pg_pool
 from examtrail.runtime import Runtime
+from tests.support.db import audit_row
 
 
 @pytest.fixture
@@ -37,18 +38,13 @@ def tenant_id(runtime: Runtime, pool: PgPool) -> int:
 
 
 def _row(tenant_id: int, n: int) -> dict[str, Any]:
-    return {
-        "at": utcnow(),
-        "tenant_id": tenant_id,
-        "client_id": "c",
-        "action": "export.link_issued",
-        "object_type": "export",
-        "object_id": f"job-{n}",
-        "test_id": n if n % 2 else None,
-        "request_id": f"r-{n}",
-        "source_ip": None,
-        "details": '{"n": 1}' if n % 3 == 0 else None,
-    }
+    return audit_row(
+        tenant_id,
+        n,
+        test_id=n if n % 2 else None,
+        request_id=f"r-{n}",
+        details='{"n": 1}' if n % 3 == 0 else None,
+    )
 
 
 def _stored(runtime: Runtime) -> dict[str, AuditEntry]:
