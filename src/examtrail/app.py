@@ -19,10 +19,9 @@ from examtrail.audit.api import build_router as audit_router
 from examtrail.auth.api import router as auth_router
 from examtrail.auth.deps import require_scope
 from examtrail.core import metrics
-from examtrail.core.access import AccessLogMiddleware
+from examtrail.core.access import RequestMiddleware
 from examtrail.core.batching import GroupCommitWriter, writer_threads
-from examtrail.core.context import RequestContextMiddleware
-from examtrail.core.db import build_async_engine, utcnow
+from examtrail.core.db import build_async_engine, build_pg_pool, utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
 from examtrail.core.responses import JSONResponse
@@ -88,6 +87,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # PostgreSQL: the async engine of the status and token calls, bound to this event loop.
         async_engine = build_async_engine(rt.settings)
         app.state.async_engine = async_engine
+        # PostgreSQL: plain psycopg connections of the status call (the hottest polled path).
+        pg_pool = build_pg_pool(rt.settings)
+        app.state.pg_pool = pg_pool
         app.state.download_hook = download_auditor(rt)
         # Single events of this process go through one group-commit writer (ingest/api.py).
         ingest_writer = GroupCommitWriter(
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 worker.stop()
             if async_engine is not None:
                 await async_engine.dispose()
+            if pg_pool is not None:
+                await pg_pool.close()
             if runtime is None:
                 rt.close()
 
@@ -121,10 +125,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
-    # Inside the request context: the access line carries the request id.
-    app.add_middleware(AccessLogMiddleware)
-    # Outermost: even an error answer carries the request id it was logged under.
-    app.add_middleware(RequestContextMiddleware)
+    # Outermost, one layer: the request context, then the access line and metrics (core.access).
+    app.add_middleware(RequestMiddleware)
     install_redaction()
     app.include_router(auth_router)
     app.include_router(tests_router)

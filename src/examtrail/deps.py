@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from examtrail.core.db import begin_write
+from examtrail.core.db import PgPool, begin_write
 from examtrail.runtime import Runtime
 
 T = TypeVar("T")
@@ -122,3 +122,13 @@ async def get_async_engine(request: Request) -> AsyncEngine | None:
 
 
 AsyncEngineDep = Annotated[AsyncEngine | None, Depends(get_async_engine)]
+
+
+# PostgreSQL: plain psycopg connections for the status call (``core.db.PgPool``), made by the app
+# at start in its event loop; None on SQLite.
+async def get_pg_pool(request: Request) -> PgPool | None:
+    pool: PgPool | None = getattr(request.app.state, "pg_pool", None)
+    return pool
+
+
+PgPoolDep = Annotated[PgPool | None, Depends(get_pg_pool)]

@@ -4,7 +4,6 @@ SQLite has no async engine)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -12,24 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from examtrail.audit.models import AuditEntry
 from examtrail.auth.models import Tenant
-from examtrail.core.db import build_async_engine, group_insert, utcnow
+from examtrail.core.db import build_async_engine, group_insert
 from examtrail.runtime import Runtime
-
-
-def _row(tenant_id: int, n: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "at": utcnow(),
-        "tenant_id": tenant_id,
-        "client_id": "c",
-        "action": "export.link_issued",
-        "object_type": "export",
-        "object_id": f"job-{n}",
-        "test_id": 1,
-        "request_id": None,
-        "source_ip": None,
-        "details": None,
-        **extra,
-    }
+from tests.support.db import audit_row
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def test_concurrent_rows_are_all_committed_when_each_call_returns(runtime: Runti
         assert group_insert(engine, statement) is grouped
 
         async def one(n: int) -> bool:
-            await grouped.insert(_row(tenant_id, n))
+            await grouped.insert(audit_row(tenant_id, n))
             # Committed: another connection sees it as soon as the call returns.
             return f"job-{n}" in await asyncio.to_thread(_stored, runtime)
 
@@ -82,11 +66,11 @@ def test_a_failed_flush_fails_its_callers_and_the_next_ones_go_on(runtime: Runti
             # One row breaks the foreign key: the batch it is in is one statement, so none
             # of that batch is committed and each of its callers gets the error.
             results = await asyncio.gather(
-                grouped.insert(_row(tenant_id, 100)),
-                grouped.insert(_row(tenant_id + 10_000, 101)),
+                grouped.insert(audit_row(tenant_id, 100)),
+                grouped.insert(audit_row(tenant_id + 10_000, 101)),
                 return_exceptions=True,
             )
-            await grouped.insert(_row(tenant_id, 102))  # a later flush is unaffected
+            await grouped.insert(audit_row(tenant_id, 102))  # a later flush is unaffected
             return [r if isinstance(r, BaseException) else None for r in results]
         finally:
             await engine.dispose()

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from examtrail.audit.models import AuditEntry
 from examtrail.core.db import ASYNC_POOL_SIZE
+from examtrail.deps import get_runtime_dep
 from examtrail.runtime import Runtime
 from tests.support.api import bearer, create_client, get_token, seed_test, wait_for_job
 
@@ -140,3 +141,53 @@ def test_the_token_call_commits_its_entry_and_refuses_wrong_keys(http: TestClien
     )
     assert oauth.status_code == 200 and oauth.headers["cache-control"] == "no-store"
     assert set(oauth.json()) == {"access_token", "token_type", "expires_in"}
+
+
+def test_a_plain_status_call_refuses_what_the_routes_dependencies_refuse(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    ingest_id, ingest_key = create_client(runtime, "uni-a", scopes="ingest")
+    ingest_only = bearer(get_token(http, ingest_id, ingest_key))
+    for path in ("/v1/test/35/events?jobId=x", "/v1/test/35/events/x"):
+        response = http.get(path)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == 'Bearer realm="examtrail"'
+        response = http.get(path, headers={"Authorization": "Bearer not.a.token"})
+        assert response.status_code == 401 and response.json()["error"] == "invalid_token"
+        response = http.get(path, headers=ingest_only)
+        assert response.status_code == 403 and response.json()["error"] == "insufficient_scope"
+        assert http.get(path, headers=headers).status_code == 404
+    # Input the fast path leaves to the route's own validation: the same 422s as before.
+    for path in (
+        "/v1/test/abc/events?jobId=x",
+        "/v1/test/-1/events?jobId=x",
+        f"/v1/test/{2**63}/events?jobId=x",
+        f"/v1/test/35/events?jobId={'x' * 65}",
+        "/v1/test/35/events?jobId=",
+        "/v1/test/35/events?jobId=x&format=csv",
+        f"/v1/test/35/events/{'x' * 65}",
+    ):
+        response = http.get(path, headers=headers)
+        assert response.status_code == 422, (path, response.text)
+
+
+def test_the_fast_and_the_regular_status_path_answer_alike(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    status = _finished(http, headers, 36)
+    url = f"/v1/test/36/events?jobId={status['jobId']}"
+    before = len(_link_entries(runtime, status["jobId"]))
+    fast = http.get(url, headers=headers)
+    app = getattr(http, "app")  # noqa: B009 (TestClient's app is untyped)
+    # Any dependency override sends the call through FastAPI's dependency solving.
+    app.dependency_overrides[get_runtime_dep] = lambda: runtime
+    try:
+        regular = http.get(url, headers=headers)
+    finally:
+        app.dependency_overrides.clear()
+    assert fast.status_code == regular.status_code == 200
+    assert fast.headers["cache-control"] == regular.headers["cache-control"] == "no-store"
+    assert {k: v for k, v in fast.json().items() if k != "downloadUrl"} == {
+        k: v for k, v in regular.json().items() if k != "downloadUrl"
+    }
+    assert len(_link_entries(runtime, status["jobId"])) == before + 2

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy import create_engine, text
 
-from examtrail.core.db import Base
+from examtrail.core.db import Base, utcnow
 from examtrail.core.migrate import upgrade
 from examtrail.core.settings import Settings
 
@@ -59,3 +60,20 @@ def truncate_all(url: str) -> None:
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+def audit_row(tenant_id: int, n: int, **extra: Any) -> dict[str, Any]:
+    """An ``audit_log`` row as the audit service makes them (object id ``job-<n>``)."""
+    return {
+        "at": utcnow(),
+        "tenant_id": tenant_id,
+        "client_id": "c",
+        "action": "export.link_issued",
+        "object_type": "export",
+        "object_id": f"job-{n}",
+        "test_id": 1,
+        "request_id": None,
+        "source_ip": None,
+        "details": None,
+        **extra,
+    }

@@ -23,7 +23,7 @@ from examtrail.audit.actions import Action
 from examtrail.audit.models import AuditEntry
 from examtrail.audit.schemas import AuditEntryOut, AuditPage
 from examtrail.core.context import current_client_ip, current_request_id
-from examtrail.core.db import WRITE_OPTIONS, utcnow
+from examtrail.core.db import WRITE_OPTIONS, PgPool, utcnow
 from examtrail.core.errors import Unprocessable
 from examtrail.core.timeutil import format_dt
 
@@ -73,10 +73,10 @@ def record_each(session: Session, entries: Sequence[tuple[Entry, Context]]) -> N
     repository.insert_entries(session, [context.run(entry_rows, [entry])[0] for entry, context in entries])
 
 
-async def record_committed(engine: AsyncEngine, entry: Entry) -> None:
+async def record_committed(database: AsyncEngine | PgPool, entry: Entry) -> None:
     """One entry, committed when this returns, in a group commit with concurrent requests'
     entries (the request paths that answer from the event loop: a status call's link, a token)."""
-    await repository.insert_entry_grouped(engine, entry_rows([entry])[0])
+    await repository.insert_entry_grouped(database, entry_rows([entry])[0])
 
 
 def entry_rows(entries: Sequence[Entry]) -> list[dict[str, Any]]:

@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from examtrail.auth.revocation import is_revoked, known_revocation
 from examtrail.core.errors import Forbidden, Unauthorized
-from examtrail.core.security import Principal, decode_token
+from examtrail.core.security import Principal, TokenCache
 from examtrail.deps import RuntimeDep
+from examtrail.runtime import Runtime
 
 SCOPES = {
     "ingest": "Create tests and candidates, record events and attach files",
@@ -52,6 +53,10 @@ def _invalid(description: str) -> dict[str, str]:
     }
 
 
+# Tokens verified by this process (one verification per token, not per call).
+_tokens = TokenCache()
+
+
 # async: the token check is CPU only; the revocation read (every few seconds per client and
 # process) is the one part that goes to a thread.
 async def current_principal(
@@ -60,12 +65,17 @@ async def current_principal(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     _oauth2: Annotated[str | None, Security(oauth2_scheme)],
 ) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    return await authenticate(runtime, request.headers.get("authorization", ""))
+
+
+async def authenticate(runtime: Runtime, authorization: str) -> Principal:
+    """The caller of an ``Authorization`` header value: its token verified (or known verified
+    and unexpired) and its client not revoked; else :class:`Unauthorized`."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("A bearer access token is required.", headers=_CHALLENGE)
     try:
-        principal = decode_token(runtime.settings.secret_keyring(), token.strip())
+        principal = _tokens.decode(runtime.settings.secret_keyring(), token.strip())
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
             "The access token has expired.",
@@ -78,7 +88,8 @@ async def current_principal(
             code="invalid_token",
             headers=_invalid("The access token is not valid"),
         ) from None
-    # A token outlives its client's revocation unless looked up (cached a few seconds).
+    # A token outlives its client's revocation unless looked up (cached a few seconds): checked
+    # on every call, cached token or not.
     revoked = known_revocation(runtime, principal.client_id)
     if revoked is None:
         revoked = await run_in_threadpool(is_revoked, runtime, principal.client_id)
@@ -91,12 +102,16 @@ async def current_principal(
     return principal
 
 
+def check_scope(principal: Principal, scope: str) -> Principal:
+    if scope not in principal.scopes:
+        raise Forbidden(f"This call needs the '{scope}' scope.", code="insufficient_scope")
+    return principal
+
+
 def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     # async: a pure check, no threadpool hop for it on every request.
     async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if scope not in principal.scopes:
-            raise Forbidden(f"This call needs the '{scope}' scope.", code="insufficient_scope")
-        return principal
+        return check_scope(principal, scope)
 
     return check
 

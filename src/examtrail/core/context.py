@@ -1,8 +1,8 @@
 """Who and what the current request is, for logs and the audit trail.
 
-A pure ASGI middleware sets the request id (the caller's ``X-Request-ID`` when it is
-sane, else a new one) and the client address in context variables, and echoes the id
-in the response. Context variables follow the request into the thread pool that runs
+The request middleware (``core.access``) sets the request id (the caller's ``X-Request-ID``
+when it is sane, else a new one) and the client address in context variables, and echoes the
+id in the response. Context variables follow the request into the thread pool that runs
 synchronous routes, so services read them without threading them through every call.
 """
 
@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
 # Ids from callers are logged and stored: short, printable, no separators that break log lines.
@@ -79,31 +77,3 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
                 return candidate
             break
     return new_request_id()
-
-
-class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = request_id_from(scope.get("headers") or [])
-        client = scope.get("client")
-        id_token = request_id_var.set(request_id)
-        ip_token = client_ip_var.set(client[0] if client else None)
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(id_token)
-            client_ip_var.reset(ip_token)

@@ -11,6 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from weakref import WeakKeyDictionary
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -25,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -246,11 +247,13 @@ class GroupInsert:
     one WAL flush for many requests instead of one each (a durable commit costs milliseconds,
     far more than the rest of a status call). One flush at a time per engine and statement.
     A failed flush fails every request in it (nothing of it was committed).
+
+    ``write`` commits a list of rows in one transaction (:func:`group_insert` builds it for a
+    statement on the async engine, :func:`pg_group_insert` for SQL on a :class:`PgPool`).
     """
 
-    def __init__(self, engine: AsyncEngine, statement: Executable) -> None:
-        self.engine = engine
-        self.statement = statement
+    def __init__(self, write: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
+        self.write = write
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -266,7 +269,7 @@ class GroupInsert:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await on_async_connection(self.engine, partial(self._write, [row for row, _ in batch]))
+                await self.write([row for row, _ in batch])
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
@@ -276,8 +279,12 @@ class GroupInsert:
                     if not done.done():
                         done.set_result(None)
 
-    async def _write(self, rows: list[dict[str, Any]], connection: AsyncConnection) -> None:
-        await connection.execute(self.statement, rows[0] if len(rows) == 1 else rows)
+
+async def _engine_write(engine: AsyncEngine, statement: Executable, rows: list[dict[str, Any]]) -> None:
+    async def write(connection: AsyncConnection) -> None:
+        await connection.execute(statement, rows[0] if len(rows) == 1 else rows)
+
+    await on_async_connection(engine, write)
 
 
 _group_inserts: WeakKeyDictionary[AsyncEngine, dict[Executable, GroupInsert]] = WeakKeyDictionary()
@@ -288,7 +295,112 @@ def group_insert(engine: AsyncEngine, statement: Executable) -> GroupInsert:
     per_engine = _group_inserts.setdefault(engine, {})
     grouped = per_engine.get(statement)
     if grouped is None:
-        grouped = per_engine[statement] = GroupInsert(engine, statement)
+        grouped = per_engine[statement] = GroupInsert(partial(_engine_write, engine, statement))
+    return grouped
+
+
+# --- plain psycopg on the event loop (PostgreSQL) ----------------------------------------------
+
+# Connections of a PgPool per API process (besides the async engine's): a fixed bound, opened on
+# first need and kept; requests beyond it wait in the event loop for one.
+PG_POOL_SIZE = 8
+
+
+class PgPool:
+    """A small pool of psycopg async connections in autocommit mode, for the hottest request path
+    (the export status call): its two statements run on the driver directly, without
+    SQLAlchemy's async adaptation (a greenlet hop, result processing, a rollback per checkout).
+
+    Autocommit: each statement commits on its own, so a checkout needs no reset. Statements are
+    prepared on a connection after a few runs (psycopg's ``prepare_threshold``). No pre-ping: a
+    pooled connection found dead (the server restarted) is dropped and the work runs once more
+    on a fresh one, as :func:`on_async_connection` does on the engine.
+    """
+
+    def __init__(self, conninfo: str, size: int = PG_POOL_SIZE) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(size)
+        self._closed = False
+
+    async def run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """``work`` on a pooled connection (its statements autocommit)."""
+        async with self._slots:
+            pooled = bool(self._idle)
+            connection = self._idle.pop() if pooled else await self._connect()
+            try:
+                result = await work(connection)
+            except psycopg.OperationalError:
+                await self._release(connection)
+                if not pooled or not (connection.closed or connection.broken):
+                    raise
+                # The connection died in the pool (the server restarted): so did its idle
+                # neighbours. They go, and the work runs once more on a fresh connection.
+                await self._discard_idle()
+                connection = await self._connect()
+                try:
+                    result = await work(connection)
+                except BaseException:
+                    await self._release(connection)
+                    raise
+            except BaseException:
+                await self._release(connection)
+                raise
+            await self._release(connection)
+            return result
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+
+    async def _discard_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.close()
+
+    async def _release(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        # Back to the pool only when idle (an interrupted statement leaves it busy: closed).
+        if (
+            not self._closed
+            and not connection.closed
+            and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        ):
+            self._idle.append(connection)
+        else:
+            await connection.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._discard_idle()
+
+
+def build_pg_pool(settings: Settings) -> PgPool | None:
+    """PostgreSQL: the :class:`PgPool` of an API process; None on SQLite."""
+    url = settings.resolved_database_url
+    if not url.startswith("postgresql+psycopg"):
+        return None
+    return PgPool(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+async def _pool_write(pool: PgPool, sql: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    async def write(connection: psycopg.AsyncConnection[Any]) -> None:
+        # One statement whatever the group's size: each column's values as one array.
+        await connection.execute(sql, [[row[name] for row in rows] for name in columns])
+
+    await pool.run(write)
+
+
+_pool_inserts: WeakKeyDictionary[PgPool, dict[str, GroupInsert]] = WeakKeyDictionary()
+
+
+def pg_group_insert(pool: PgPool, sql: str, columns: tuple[str, ...]) -> GroupInsert:
+    """The :class:`GroupInsert` of ``sql`` on ``pool``: ``sql`` takes one array parameter per
+    name in ``columns`` (``INSERT … SELECT * FROM unnest(%s::type[], …)``), a group in one
+    statement and one commit."""
+    per_pool = _pool_inserts.setdefault(pool, {})
+    grouped = per_pool.get(sql)
+    if grouped is None:
+        grouped = per_pool[sql] = GroupInsert(partial(_pool_write, pool, sql, columns))
     return grouped
 
 

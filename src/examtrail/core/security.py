@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -106,3 +107,44 @@ def decode_token(keys: bytes | Sequence[bytes], token: str) -> Principal:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Verified tokens remembered per process: polled calls (export status) present the same token
+# for its whole lifetime, and verifying it (HMAC + claim checks) each time is pure CPU.
+TOKEN_CACHE_SIZE = 4096
+
+
+class TokenCache:
+    """Access token string → its :class:`Principal`, for tokens that passed :func:`decode_token`.
+
+    Only successes are remembered, and only under the exact keyring that verified them (a key
+    removed from the ring makes its tokens fail again). An entry is dropped at the token's
+    ``exp``: from then on the token is decoded again and refused as expired. Bounded: when full,
+    it is emptied (tokens are simply verified again). Revocation is not decided here; callers
+    check it on every request as before."""
+
+    def __init__(self, size: int = TOKEN_CACHE_SIZE) -> None:
+        self.size = size
+        self._ring: tuple[bytes, ...] = ()
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def decode(self, keys: Sequence[bytes], token: str) -> Principal:
+        """:func:`decode_token`, answered from the cache for a token verified before."""
+        ring = tuple(keys)
+        if ring != self._ring:
+            # Another (rotated) keyring: nothing verified under the old one counts.
+            self._entries = {}
+            self._ring = ring
+        entry = self._entries.get(token)
+        if entry is not None:
+            principal, expires = entry
+            if time.time() < expires:
+                return principal
+            # Verified, now expired: what decode_token would say (and it is not kept).
+            self._entries.pop(token, None)
+            raise jwt.ExpiredSignatureError("Signature has expired")
+        principal = decode_token(ring, token)
+        if len(self._entries) >= self.size:
+            self._entries = {}
+        self._entries[token] = (principal, principal.expires_at.timestamp())
+        return principal

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncEngine
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from examtrail.auth.deps import ExportPrincipal
+from examtrail.auth.deps import ExportPrincipal, authenticate, check_scope
+from examtrail.core.db import PgPool
 from examtrail.core.errors import Unprocessable
 from examtrail.core.responses import model_response
 from examtrail.core.security import Principal
 from examtrail.deps import (
-    AsyncEngineDep,
+    PgPoolDep,
     RuntimeDep,
     SessionDep,
     WriteSessionDep,
+    get_pg_pool,
     in_session,
     in_write_session,
 )
@@ -26,6 +29,7 @@ from examtrail.exports.models import JobStatus
 from examtrail.exports.options import ExportOptions, has_options, order_options
 from examtrail.exports.schemas import ExportJobList, ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
+from examtrail.ingest.schemas import INT64_MAX
 from examtrail.runtime import Runtime
 
 router = APIRouter(prefix="/v1/test", tags=["export"])
@@ -35,6 +39,62 @@ _JOB_ID = "The export job's id, as answered when the export was ordered"
 JobId = Annotated[str | None, Query(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)]
 JobIdPath = Annotated[str, Path(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)]
 OptionsDep = Annotated[ExportOptions, Depends(order_options)]
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+class _StatusRoute(APIRoute):
+    """A status route: a plain status call (a valid testId and jobId, no other query parameter)
+    is answered without FastAPI's dependency solving, which costs more than the rest of the call;
+    anything else (no jobId, export options, input FastAPI would refuse, dependency overrides)
+    goes to the route's regular handler. The route's signature stays what the OpenAPI document
+    is made from; the fast path raises the same errors its dependencies would."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        regular = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            fast = await _plain_status(request)
+            return fast if fast is not None else await regular(request)
+
+        return handler
+
+
+def _status_route(path: str, **kwargs: Any) -> Callable[[Endpoint], Endpoint]:
+    """``@router.get(path, **kwargs)`` with :class:`_StatusRoute` as the route class."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        router.add_api_route(path, endpoint, methods=["GET"], route_class_override=_StatusRoute, **kwargs)
+        return endpoint
+
+    return register
+
+
+def _job_id_of(request: Request) -> str | None:
+    """The jobId of a plain status call (path or sole query parameter), else None."""
+    job_id = request.path_params.get("jobId")
+    if job_id is None:
+        query = request.query_params
+        if len(query) != 1:
+            return None
+        job_id = query.get("jobId")
+    return job_id if isinstance(job_id, str) and 0 < len(job_id) <= 64 else None
+
+
+async def _plain_status(request: Request) -> Response | None:
+    if request.app.dependency_overrides:
+        return None
+    raw_test_id = request.path_params.get("testId")
+    if not isinstance(raw_test_id, str) or not (raw_test_id.isascii() and raw_test_id.isdigit()):
+        return None
+    test_id = int(raw_test_id)
+    job_id = _job_id_of(request)
+    if test_id > INT64_MAX or job_id is None:
+        return None
+    runtime: Runtime = request.app.state.runtime
+    # As ExportPrincipal: the token (revocation included), then the scope.
+    principal = check_scope(await authenticate(runtime, request.headers.get("authorization", "")), "export")
+    return await _status(test_id, principal, runtime, await get_pg_pool(request), job_id)
 
 
 def _order(
@@ -84,8 +144,9 @@ def order_events(
 
 
 # The status call is polled: it answers from the event loop (PostgreSQL: the async driver; SQLite:
-# the whole unit of work on one threadpool thread), no thread hop per dependency.
-@router.get(
+# the whole unit of work on one threadpool thread), no thread hop per dependency; a plain status
+# call does not even solve the dependencies (``_StatusRoute``).
+@_status_route(
     "/{testId}/events",
     response_model=ExportJobOut,
     summary="Export status and download URL (getevents); without jobId, orders an export (getTestEvents)",
@@ -99,7 +160,7 @@ async def get_events(
     test_id: TestId,
     principal: ExportPrincipal,
     runtime: RuntimeDep,
-    database: AsyncEngineDep,
+    database: PgPoolDep,
     request: Request,
     options: OptionsDep,
     job_id: JobId = None,
@@ -118,10 +179,10 @@ async def get_events(
 
 
 async def _status(
-    test_id: int, principal: Principal, runtime: Runtime, database: AsyncEngine | None, job_id: str
+    test_id: int, principal: Principal, runtime: Runtime, pool: PgPool | None, job_id: str
 ) -> Response:
-    if database is not None:
-        out = await service.issued_status_async(database, principal, test_id, job_id, runtime.store)
+    if pool is not None:
+        out = await service.issued_status_async(pool, principal, test_id, job_id, runtime.store)
     else:
         out = await in_session(runtime, partial(_issued_status, test_id, principal, runtime, job_id))
     return model_response(out, headers=_NO_STORE)
@@ -176,7 +237,7 @@ def list_jobs(
     return page
 
 
-@router.get(
+@_status_route(
     "/{testId}/events/{jobId}",
     response_model=ExportJobOut,
     summary="Export status and download URL",
@@ -187,7 +248,7 @@ async def get_events_job(
     job_id: JobIdPath,
     principal: ExportPrincipal,
     runtime: RuntimeDep,
-    database: AsyncEngineDep,
+    database: PgPoolDep,
 ) -> Response:
     return await _status(test_id, principal, runtime, database, job_id)
 

@@ -9,16 +9,18 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+import psycopg
+from psycopg import sql as pgsql
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from examtrail.core import leases
-from examtrail.core.db import update_rows, utcnow
+from examtrail.core.db import UTCDateTime, update_rows, utcnow
 from examtrail.exports.models import ACTIVE_STATUSES, ExportJob, JobStatus, PseudonymKey
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    pass
 
 
 def get_job(session: Session, tenant_id: int, job_id: str) -> ExportJob | None:
@@ -27,19 +29,33 @@ def get_job(session: Session, tenant_id: int, job_id: str) -> ExportJob | None:
     ).one_or_none()
 
 
-# The status call's read: one Core SELECT of the job's columns (no session, no identity map),
-# built once; the columns are named as the model's attributes.
+# The status call's read (PostgreSQL, plain psycopg on the event loop): one SELECT of the job's
+# columns, tenant-scoped; the columns are named as the model's attributes.
 _JOB_TABLE = cast(Table, ExportJob.__table__)
-_JOB_ROW = select(_JOB_TABLE).where(
-    _JOB_TABLE.c.id == bindparam("job_id"), _JOB_TABLE.c.tenant_id == bindparam("tenant_id")
+_JOB_COLUMNS = tuple(column.name for column in _JOB_TABLE.c)
+# Stored naive UTC (``UTCDateTime``): made aware again, as the engine's result processing does.
+_UTC_COLUMNS = frozenset(column.name for column in _JOB_TABLE.c if isinstance(column.type, UTCDateTime))
+_PG_JOB_ROW = (
+    pgsql.SQL("SELECT {} FROM export_jobs WHERE id = %s AND tenant_id = %s")
+    .format(pgsql.SQL(", ").join(map(pgsql.Identifier, _JOB_COLUMNS)))
+    .as_string()
 )
 
 
-async def read_job_async(connection: AsyncConnection, tenant_id: int, job_id: str) -> ExportJob | None:
+async def read_job_pg(
+    connection: psycopg.AsyncConnection[Any], tenant_id: int, job_id: str
+) -> ExportJob | None:
     """The tenant's job ``job_id``, if any, as a transient :class:`ExportJob` (in no session)."""
-    result = await connection.execute(_JOB_ROW, {"job_id": job_id, "tenant_id": tenant_id})
-    row = result.one_or_none()
-    return None if row is None else ExportJob(**row._mapping)
+    cursor = await connection.execute(_PG_JOB_ROW, (job_id, tenant_id))
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    values = dict(zip(_JOB_COLUMNS, row, strict=True))
+    for name in _UTC_COLUMNS:
+        value = values[name]
+        if value is not None:
+            values[name] = value.replace(tzinfo=UTC)
+    return ExportJob(**values)
 
 
 def load_job(session: Session, job_id: str) -> ExportJob | None:

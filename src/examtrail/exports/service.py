@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import partial
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -19,7 +19,7 @@ from examtrail.audit.service import Entry, become_writer, record, record_committ
 from examtrail.core import leases
 from examtrail.core.context import job_context
 from examtrail.core.crypto import SecretUnavailableError
-from examtrail.core.db import on_async_connection, snapshot, transaction, utcnow
+from examtrail.core.db import PgPool, snapshot, transaction, utcnow
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.metrics import metrics
 from examtrail.core.security import Principal
@@ -47,9 +47,6 @@ from examtrail.runtime import Runtime
 from examtrail.signing import service as signing
 from examtrail.signing.service import ExportClaims
 from examtrail.storage.base import ObjectStore, ObjectWriter, StorageError, StoredObject
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -170,16 +167,14 @@ def _link_issued(principal: Principal, job: ExportJob) -> Entry:
 
 
 async def issued_status_async(
-    engine: AsyncEngine, principal: Principal, test_id: int, job_id: str, store: ObjectStore
+    pool: PgPool, principal: Principal, test_id: int, job_id: str, store: ObjectStore
 ) -> ExportJobOut:
-    """The status call on the async engine (PostgreSQL): the job read with one SELECT; when the
+    """The status call on plain psycopg (PostgreSQL): the job read with one SELECT; when the
     answer carries a download link, its audit entry is committed before the link is signed."""
-    job = await on_async_connection(
-        engine, lambda connection: repository.read_job_async(connection, principal.tenant_id, job_id)
-    )
+    job = await pool.run(partial(repository.read_job_pg, tenant_id=principal.tenant_id, job_id=job_id))
     job = _found(job, test_id, job_id)
     if _links(job, principal.expires_at):
-        await record_committed(engine, _link_issued(principal, job))
+        await record_committed(pool, _link_issued(principal, job))
     return job_status(job, store, principal.expires_at)
 
 
