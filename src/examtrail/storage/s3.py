@@ -5,28 +5,29 @@ object only appears at its key when the upload is completed on ``commit()``. Sma
 objects (less than one part) are sent with a single ``PutObject``. Download links are
 pre-signed ``GetObject`` URLs, signed against the public endpoint when one is set.
 
-Every botocore failure surfaces as :class:`StorageError` with a short message (the
-operation, the key and the S3 error code); credentials never appear in it.
+Two clients speak to S3 (``EXAMTRAIL_S3_CLIENT``): with static credentials our own light
+client (``storage/s3http.py``, ~20 MB less per process than boto3), otherwise boto3, which
+finds credentials on its own chain (environment, profile, instance role, SSO) and is only
+imported then. Every client failure surfaces as :class:`StorageError` with a short message
+(the operation, the key and the S3 error code); credentials never appear in it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import quote
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from examtrail.core.settings import Settings
 from examtrail.storage.base import ObjectTooLarge, StorageError, StoredObject
+from examtrail.storage.s3http import LightS3Client, S3Error, S3ResponseError
 from examtrail.storage.sigv4 import S3Presigner
 
 if TYPE_CHECKING:
@@ -39,20 +40,44 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 _READ_CHUNK = 1024 * 1024
 _DELETE_BATCH = 1000
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+# Retries (botocore's standard mode on both clients) and timeouts.
+_MAX_ATTEMPTS = 4
+_CONNECT_TIMEOUT = 5
+_READ_TIMEOUT = 60
+
+
+def _client_errors() -> tuple[type[Exception], ...]:
+    """The exceptions a client raises for a failed request. botocore's only matter once
+    botocore is loaded (the boto3 client), and looking them up must not load it."""
+    boto = sys.modules.get("botocore.exceptions")
+    if boto is None:
+        return (S3Error,)
+    return (S3Error, boto.BotoCoreError, boto.ClientError)
+
+
+def _response_code(exc: Exception) -> str | None:
+    """The S3 error code when S3 answered with an error; None when there was no answer."""
+    if isinstance(exc, S3ResponseError):
+        return exc.code
+    response = getattr(exc, "response", None)  # botocore's ClientError
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or "unknown error")
+    return None
 
 
 def _error_code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "unknown error")
-    return type(exc).__name__
+    code = _response_code(exc)
+    if code is not None:
+        return code
+    return exc.code if isinstance(exc, S3Error) else type(exc).__name__
 
 
 @contextmanager
 def _translate(action: str) -> Iterator[None]:
-    """Re-raise botocore failures as StorageError with a short, credential-free message."""
+    """Re-raise client failures as StorageError with a short, credential-free message."""
     try:
         yield
-    except (BotoCoreError, ClientError) as exc:
+    except _client_errors() as exc:
         raise StorageError(f"S3 {action} failed: {_error_code(exc)}") from exc
 
 
@@ -63,6 +88,38 @@ def content_disposition(filename: str) -> str:
     if fallback != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"
     return value
+
+
+def _boto3_client(settings: Settings, endpoint_url: str | None) -> S3Client:
+    """A boto3 client: credentials from settings, or boto's default chain (env, profile,
+    instance role, SSO) when they are not set. Imported here, only when used (~20 MB)."""
+    import boto3
+    from botocore.config import Config
+
+    secret = settings.s3_secret_access_key
+    config = Config(
+        signature_version="s3v4",
+        # UNSIGNED-PAYLOAD: SigV4 would otherwise hash every part a second time on plain
+        # HTTP endpoints; integrity is still checked (Content-Length, our SHA-256).
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
+        retries={"mode": "standard", "max_attempts": _MAX_ATTEMPTS},
+        connect_timeout=_CONNECT_TIMEOUT,
+        read_timeout=_READ_TIMEOUT,
+        max_pool_connections=max(10, settings.worker_threads * 2 + 4),
+        # Checksums only where S3 requires them: several S3-compatible servers reject
+        # the newer flexible-checksum headers and trailers.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=config,
+        region_name=settings.s3_region,
+        # None falls back to boto's default chain (env, profile, instance role, ...).
+        aws_access_key_id=settings.s3_access_key_id or None,
+        aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
+    )
 
 
 class S3ObjectWriter:
@@ -256,7 +313,8 @@ class S3ObjectWriter:
                     )
             except StorageError as exc:
                 cause = exc.__cause__
-                if not (isinstance(cause, ClientError) and _error_code(cause) in ("NoSuchUpload", "404")):
+                gone = isinstance(cause, Exception) and _response_code(cause) in ("NoSuchUpload", "404")
+                if not gone:
                     self._upload_id = upload_id  # keep it so that a later abort() can retry
                     self._state = "failed"
                     raise
@@ -291,37 +349,41 @@ class S3ObjectStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
         secret = settings.s3_secret_access_key
-        credentials: dict[str, Any] = {
-            "region_name": settings.s3_region,
-            # None falls back to boto's default chain (env, profile, instance role, ...).
-            "aws_access_key_id": settings.s3_access_key_id or None,
-            "aws_secret_access_key": secret.get_secret_value() if secret is not None else None,
-        }
-        config = Config(
-            signature_version="s3v4",
-            # UNSIGNED-PAYLOAD: SigV4 would otherwise hash every part a second time on plain
-            # HTTP endpoints; integrity is still checked (Content-Length, our SHA-256).
-            s3={"addressing_style": "path", "payload_signing_enabled": False},
-            retries={"mode": "standard", "max_attempts": 4},
-            connect_timeout=5,
-            read_timeout=60,
-            max_pool_connections=max(10, settings.worker_threads * 2 + 4),
-            # Checksums only where S3 requires them: several S3-compatible servers reject
-            # the newer flexible-checksum headers and trailers.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config, **credentials)
+        access_key = settings.s3_access_key_id or None
+        secret_key = secret.get_secret_value() if secret is not None else None
         public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
-        presign_client = boto3.client("s3", endpoint_url=public, config=config, **credentials)
-        presigner = None
-        if credentials["aws_access_key_id"] and credentials["aws_secret_access_key"]:
-            presigner = S3Presigner(
-                presign_client.meta.endpoint_url,
-                settings.s3_bucket,
+        static = bool(access_key and secret_key)
+        client: S3Client
+        if settings.s3_client == "light" or (settings.s3_client == "auto" and static):
+            if not (access_key and secret_key):
+                raise StorageError(
+                    "EXAMTRAIL_S3_CLIENT=light needs static credentials: "
+                    "EXAMTRAIL_S3_ACCESS_KEY_ID and EXAMTRAIL_S3_SECRET_ACCESS_KEY"
+                )
+            # No endpoint: AWS's regional one, path-style as the boto3 client is configured.
+            endpoint = settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
+            light_client = LightS3Client(
+                endpoint,
                 settings.s3_region,
-                credentials["aws_access_key_id"],
-                credentials["aws_secret_access_key"],
+                access_key,
+                secret_key,
+                max_pool_connections=max(10, settings.worker_threads * 2 + 4),
+                connect_timeout=_CONNECT_TIMEOUT,
+                read_timeout=_READ_TIMEOUT,
+                max_attempts=_MAX_ATTEMPTS,
+            )
+            # Same methods, arguments and answers as boto3's for what the store calls.
+            client = cast("S3Client", light_client)
+            presign_client = None
+            presign_endpoint = public or endpoint
+        else:
+            client = _boto3_client(settings, settings.s3_endpoint_url)
+            presign_client = _boto3_client(settings, public)
+            presign_endpoint = presign_client.meta.endpoint_url
+        presigner = None
+        if access_key and secret_key and presign_endpoint:
+            presigner = S3Presigner(
+                presign_endpoint, settings.s3_bucket, settings.s3_region, access_key, secret_key
             )
         return cls(
             client,
@@ -351,13 +413,12 @@ class S3ObjectStore:
         try:
             self.client.head_bucket(Bucket=self.bucket)
             return
-        except ClientError as exc:
-            if _error_code(exc) not in _MISSING_CODES:
-                raise StorageError(
-                    f"S3 bucket {self.bucket!r} is not accessible: {_error_code(exc)}"
-                ) from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 bucket {self.bucket!r} is not reachable: {_error_code(exc)}") from exc
+        except _client_errors() as exc:
+            code = _response_code(exc)
+            if code is None:
+                raise StorageError(f"S3 bucket {self.bucket!r} is not reachable: {_error_code(exc)}") from exc
+            if code not in _MISSING_CODES:
+                raise StorageError(f"S3 bucket {self.bucket!r} is not accessible: {code}") from exc
         try:
             if self.region == "us-east-1":
                 self.client.create_bucket(Bucket=self.bucket)
@@ -368,7 +429,7 @@ class S3ObjectStore:
                         "LocationConstraint": cast("BucketLocationConstraintType", self.region)
                     },
                 )
-        except ClientError as exc:
+        except _client_errors() as exc:
             code = _error_code(exc)
             if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 # Someone else created it meanwhile; usable if we can see it.
@@ -379,8 +440,6 @@ class S3ObjectStore:
                     f"S3 bucket {self.bucket!r} does not exist and these credentials may not create it"
                 ) from exc
             raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {_error_code(exc)}") from exc
 
     def sweep_temporaries(self, older_than_seconds: float) -> int:
         """Abort multipart uploads under this store's prefix started more than
@@ -446,11 +505,9 @@ class S3ObjectStore:
     def open_read(self, key: str) -> Iterator[bytes]:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
+        except _client_errors() as exc:
+            if _response_code(exc) in _MISSING_CODES:
                 raise StorageError(f"no object at {key!r}") from exc
-            raise StorageError(f"S3 read of {key!r} failed: {_error_code(exc)}") from exc
-        except BotoCoreError as exc:
             raise StorageError(f"S3 read of {key!r} failed: {_error_code(exc)}") from exc
         body = response["Body"]
         try:
@@ -462,11 +519,9 @@ class S3ObjectStore:
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
+        except _client_errors() as exc:
+            if _response_code(exc) in _MISSING_CODES:
                 return False
-            raise StorageError(f"S3 lookup of {key!r} failed: {_error_code(exc)}") from exc
-        except BotoCoreError as exc:
             raise StorageError(f"S3 lookup of {key!r} failed: {_error_code(exc)}") from exc
         return True
 
