@@ -20,6 +20,7 @@ from botocore.stub import Stubber
 from examtrail.storage.base import ObjectStore, ObjectTooLarge, ObjectWriter, StorageError
 from examtrail.storage.local import LocalObjectStore
 from examtrail.storage.s3 import MAX_PRESIGN_SECONDS, MIN_PART_SIZE, S3ObjectStore, S3ObjectWriter
+from tests.storage.conftest import S3_CLIENTS
 from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
 
 MiB = 1024 * 1024
@@ -217,9 +218,9 @@ def test_presigned_url(store: ObjectStore) -> None:
 # -- S3 only ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def s3_store(make_s3_store: S3StoreFactory) -> S3ObjectStore:
-    store = make_s3_store()
+@pytest.fixture(params=S3_CLIENTS)
+def s3_store(request: pytest.FixtureRequest, make_s3_store: S3StoreFactory) -> S3ObjectStore:
+    store = make_s3_store(s3_client=request.param)
     store.ensure_ready()
     return store
 
@@ -397,10 +398,11 @@ def test_ensure_ready_creates_a_missing_bucket(make_s3_store: S3StoreFactory) ->
 
 
 @pytest.mark.s3
+@pytest.mark.parametrize("client", S3_CLIENTS)
 def test_wrong_credentials_are_reported_without_leaking(
-    seaweed: SeaweedS3, make_s3_store: S3StoreFactory
+    seaweed: SeaweedS3, make_s3_store: S3StoreFactory, client: str
 ) -> None:
-    store = make_s3_store(s3_secret_access_key="not-the-secret-0123456789")
+    store = make_s3_store(s3_secret_access_key="not-the-secret-0123456789", s3_client=client)
     with pytest.raises(StorageError) as raised:
         store.ensure_ready()
     assert "not-the-secret" not in str(raised.value)

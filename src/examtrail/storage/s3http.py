@@ -258,7 +258,8 @@ class LightS3Client:
             if response.status in expect:
                 return response
             try:
-                error_body = b"" if method == "HEAD" else response.read()
+                # Preloaded answers hold their body in .data; a stream is read now.
+                error_body = response.read() if stream else response.data
             except HTTPError:
                 error_body = b""
             finally:
