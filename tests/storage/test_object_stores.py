@@ -159,6 +159,23 @@ def test_missing_object(store: ObjectStore) -> None:
     store.delete("nope/missing.bin")  # deleting nothing is fine
 
 
+def test_a_read_stopped_early_leaves_the_store_usable(store: ObjectStore) -> None:
+    """A reader that stops after the first chunk: its connection (S3) must not be reused
+    with the rest of the body unread; the reads after it get their own bytes."""
+    first, second = payload(3 * MiB, seed=21), payload(2 * MiB + 7, seed=22)
+    write_chunks(store, "early/first.bin", first).commit()
+    write_chunks(store, "early/second.bin", second).commit()
+    for _ in range(3):
+        chunks = store.open_read("early/first.bin")
+        head = next(iter(chunks))
+        assert first.startswith(head)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        assert read_all(store, "early/second.bin") == second
+        assert store.exists("early/first.bin")
+
+
 def test_delete_and_delete_prefix_with_keep(store: ObjectStore) -> None:
     keys = [
         "exp/1/a.jsonl",

@@ -145,8 +145,10 @@ class StreamingBody:
         return b"".join(self.iter_chunks(1 << 20))
 
     def close(self) -> None:
-        self._response.release_conn()
+        # Closed first: a body left unread must not go back to the pool with its connection
+        # (the next request would read the rest); a read to the end has released it already.
         self._response.close()
+        self._response.release_conn()
 
 
 class _Paginator:
