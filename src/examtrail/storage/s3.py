@@ -127,8 +127,10 @@ class S3ObjectWriter:
 
     Parts are uploaded on a small thread pool, at most ``concurrency`` at once, while the
     caller keeps writing: memory stays within ``part_size x (concurrency + 1)`` (the
-    parts in flight and the buffer being filled; a part is copied out only once a slot is
-    free). The
+    parts in flight and the buffer being filled). A full buffer is handed over as the part
+    itself, not copied, and once uploaded and hashed it is filled again with a later part:
+    an object of many parts takes ``concurrency + 1`` buffers, not one new one per part
+    (each new one costs its page faults and its unmapping). The
     SHA-256 is computed on its own thread, part by part in order (hashlib releases the
     GIL), so neither the caller nor the uploads wait for it. The upload is completed only
     when every part succeeded; any failure aborts it.
@@ -160,12 +162,16 @@ class S3ObjectWriter:
         self._max_size = max_size
         self._size = 0
         self._hash = hashlib.sha256()
+        # The part being filled: grows by appends up to a part (a small object never takes
+        # a whole one); a recycled buffer is a part long and filled in place up to _filled.
         self._buffer = bytearray()
+        self._filled = 0
+        self._free: list[bytearray] = []
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
         self._next_part = 1
         # Uploads and hashing of the parts handed over, oldest first.
-        self._in_flight: deque[tuple[Future[CompletedPartTypeDef], Future[None]]] = deque()
+        self._in_flight: deque[tuple[Future[CompletedPartTypeDef], Future[None], bytearray | bytes]] = deque()
         self._uploads: ThreadPoolExecutor | None = None
         self._hasher: ThreadPoolExecutor | None = None
         # open -> committed | aborted; "failed" refuses writes but still allows abort().
@@ -189,20 +195,32 @@ class S3ObjectWriter:
             with suppress(StorageError):
                 self.abort()
             raise ObjectTooLarge(f"object exceeds the limit of {self._max_size} bytes")
-        self._buffer += data
+        view = memoryview(data).cast("B")
         try:
-            while len(self._buffer) >= self._part_size:
-                # Wait for an upload slot before copying the part out: the copy would
-                # otherwise sit beside the full buffer and every part in flight.
-                self._wait_for_slot()
-                part = bytes(memoryview(self._buffer)[: self._part_size])  # one copy, not two
-                del self._buffer[: self._part_size]
-                self._send_part(part)
+            while view:
+                piece = view[: self._part_size - self._filled]
+                end = self._filled + len(piece)
+                if len(self._buffer) == self._part_size:
+                    self._buffer[self._filled : end] = piece
+                else:
+                    self._buffer += piece
+                self._filled = end
+                view = view[len(piece) :]
+                if end == self._part_size:
+                    # The full buffer goes as the part (bytearray: both clients take it);
+                    # _send_part waits for a slot, which returns a buffer to the pool.
+                    self._send_part(self._buffer)
+                    self._buffer = self._free.pop() if self._free else bytearray(self._part_size)
+                    self._filled = 0
         except StorageError:
             self._state = "failed"
             raise
 
-    def _send_part(self, body: bytes) -> None:
+    def _pending(self) -> bytes:
+        """The bytes written since the last part (a copy: the last part or a small object)."""
+        return bytes(memoryview(self._buffer)[: self._filled])
+
+    def _send_part(self, body: bytearray | bytes) -> None:
         if self._upload_id is None:
             with _translate(f"create multipart upload for {self._key!r}"):
                 created = self._client.create_multipart_upload(
@@ -218,8 +236,14 @@ class S3ObjectWriter:
             (
                 self._uploads.submit(self._upload_part, self._upload_id, number, body),
                 self._hasher.submit(self._hash.update, body),
+                body,
             )
         )
+
+    def _release_buffers(self) -> None:
+        self._buffer = bytearray()
+        self._filled = 0
+        self._free.clear()
 
     def _wait_for_slot(self) -> None:
         # Bounded memory: wait for the oldest part before handing over one more.
@@ -227,18 +251,20 @@ class S3ObjectWriter:
             self._finish_oldest()
 
     def _finish_oldest(self) -> None:
-        upload, hashing = self._in_flight.popleft()
+        upload, hashing, body = self._in_flight.popleft()
         hashing.result()
         self._parts.append(upload.result())
+        if isinstance(body, bytearray) and len(body) == self._part_size:
+            self._free.append(body)  # uploaded and hashed: free to take a later part
 
-    def _upload_part(self, upload_id: str, number: int, body: bytes) -> CompletedPartTypeDef:
+    def _upload_part(self, upload_id: str, number: int, body: bytearray | bytes) -> CompletedPartTypeDef:
         with _translate(f"upload of part {number} of {self._key!r}"):
             response = self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._full_key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=body,
+                Body=cast("bytes", body),  # botocore takes a bytearray too (its stubs say not)
             )
         return {"ETag": response["ETag"], "PartNumber": number}
 
@@ -263,7 +289,7 @@ class S3ObjectWriter:
         self._ensure_open()
         try:
             if self._upload_id is None:
-                body = bytes(self._buffer)
+                body = self._pending()
                 self._hash.update(body)
                 with _translate(f"upload of {self._key!r}"):
                     self._client.put_object(
@@ -273,9 +299,9 @@ class S3ObjectWriter:
                         ContentType=self._content_type,
                     )
             else:
-                if self._buffer:
-                    self._send_part(bytes(self._buffer))
-                    self._buffer = bytearray()
+                if self._filled:
+                    self._send_part(self._pending())
+                self._release_buffers()
                 self._drain()
                 with _translate(f"completion of {self._key!r}"):
                     self._client.complete_multipart_upload(
@@ -289,16 +315,16 @@ class S3ObjectWriter:
             raise
         finally:
             self._shutdown()
-        self._buffer = bytearray()
+            self._release_buffers()
         self._state = "committed"
         return StoredObject(key=self._key, size=self._size, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
         if self._state in ("committed", "aborted"):
             return
-        self._buffer = bytearray()
+        self._release_buffers()
         # Parts still uploading would otherwise land after the abort and stay behind.
-        for upload, hashing in self._in_flight:
+        for upload, hashing, _ in self._in_flight:
             upload.cancel()
             hashing.cancel()
         with suppress(BaseException):
