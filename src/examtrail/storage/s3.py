@@ -195,6 +195,15 @@ class S3ObjectWriter:
             with suppress(StorageError):
                 self.abort()
             raise ObjectTooLarge(f"object exceeds the limit of {self._max_size} bytes")
+        end = self._filled + len(data)
+        if end < self._part_size:
+            # The common case (many small writes): one copy into the part, nothing else.
+            if len(self._buffer) == self._part_size:
+                self._buffer[self._filled : end] = data
+            else:
+                self._buffer += data
+            self._filled = end
+            return
         view = memoryview(data).cast("B")
         try:
             while view:
