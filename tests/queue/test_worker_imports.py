@@ -71,11 +71,19 @@ def _assert_lean(modules: set[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("storage", "broker", "needed", "unneeded"),
+    ("storage", "broker", "client", "needed", "unneeded"),
     [
-        ("local", "redis", {"redis"}, {"boto3", "botocore", "pika"}),
-        ("s3", "redis", {"redis", "boto3"}, {"pika"}),
-        ("local", "rabbitmq", {"pika"}, {"redis", "boto3", "botocore"}),
+        ("local", "redis", None, {"redis"}, {"boto3", "botocore", "pika"}),
+        # Static credentials: the light S3 client, no boto3/botocore (~20 MB).
+        (
+            "s3",
+            "redis",
+            None,
+            {"redis", "urllib3", "examtrail.storage.s3http"},
+            {"boto3", "botocore", "pika"},
+        ),
+        ("s3", "redis", "boto3", {"redis", "boto3"}, {"pika"}),
+        ("local", "rabbitmq", None, {"pika"}, {"redis", "boto3", "botocore"}),
     ],
 )
 def test_the_worker_imports_only_what_its_deployment_needs(
@@ -84,6 +92,7 @@ def test_the_worker_imports_only_what_its_deployment_needs(
     tmp_path: Path,
     storage: str,
     broker: str,
+    client: str | None,
     needed: set[str],
     unneeded: set[str],
 ) -> None:
@@ -93,6 +102,8 @@ def test_the_worker_imports_only_what_its_deployment_needs(
         seaweed: SeaweedS3 = request.getfixturevalue("seaweed")
         bucket = seaweed.create_bucket()
         env.update(seaweed.env(bucket))
+        if client is not None:
+            env["EXAMTRAIL_S3_CLIENT"] = client
     try:
         modules = _worker_modules(settings, tmp_path, env)
     finally:

@@ -43,14 +43,21 @@ def make_s3_store(seaweed: SeaweedS3) -> Iterator[S3StoreFactory]:
         seaweed.delete_bucket(bucket)
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+# Both S3 clients: our light one (the default with static credentials) and boto3's.
+S3_CLIENTS = ["light", "boto3"]
+
+
+@pytest.fixture(
+    params=["local", *(pytest.param(f"s3-{client}", marks=pytest.mark.s3) for client in S3_CLIENTS)]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    """The same contract on every backend: a local directory or a fresh S3 bucket."""
+    """The same contract on every backend: a local directory or a fresh S3 bucket (through
+    either S3 client)."""
     backend: ObjectStore
     if request.param == "local":
         backend = LocalObjectStore(tmp_path / "objects", LOCAL_PUBLIC_URL, LOCAL_SIGNING_KEY)
     else:
         make: S3StoreFactory = request.getfixturevalue("make_s3_store")
-        backend = make()
+        backend = make(s3_client=request.param.removeprefix("s3-"))
     backend.ensure_ready()
     return backend

@@ -20,6 +20,7 @@ from botocore.stub import Stubber
 from examtrail.storage.base import ObjectStore, ObjectTooLarge, ObjectWriter, StorageError
 from examtrail.storage.local import LocalObjectStore
 from examtrail.storage.s3 import MAX_PRESIGN_SECONDS, MIN_PART_SIZE, S3ObjectStore, S3ObjectWriter
+from tests.storage.conftest import S3_CLIENTS
 from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
 
 MiB = 1024 * 1024
@@ -158,6 +159,23 @@ def test_missing_object(store: ObjectStore) -> None:
     store.delete("nope/missing.bin")  # deleting nothing is fine
 
 
+def test_a_read_stopped_early_leaves_the_store_usable(store: ObjectStore) -> None:
+    """A reader that stops after the first chunk: its connection (S3) must not be reused
+    with the rest of the body unread; the reads after it get their own bytes."""
+    first, second = payload(3 * MiB, seed=21), payload(2 * MiB + 7, seed=22)
+    write_chunks(store, "early/first.bin", first).commit()
+    write_chunks(store, "early/second.bin", second).commit()
+    for _ in range(3):
+        chunks = store.open_read("early/first.bin")
+        head = next(iter(chunks))
+        assert first.startswith(head)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        assert read_all(store, "early/second.bin") == second
+        assert store.exists("early/first.bin")
+
+
 def test_delete_and_delete_prefix_with_keep(store: ObjectStore) -> None:
     keys = [
         "exp/1/a.jsonl",
@@ -217,9 +235,9 @@ def test_presigned_url(store: ObjectStore) -> None:
 # -- S3 only ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def s3_store(make_s3_store: S3StoreFactory) -> S3ObjectStore:
-    store = make_s3_store()
+@pytest.fixture(params=S3_CLIENTS)
+def s3_store(request: pytest.FixtureRequest, make_s3_store: S3StoreFactory) -> S3ObjectStore:
+    store = make_s3_store(s3_client=request.param)
     store.ensure_ready()
     return store
 
@@ -397,10 +415,11 @@ def test_ensure_ready_creates_a_missing_bucket(make_s3_store: S3StoreFactory) ->
 
 
 @pytest.mark.s3
+@pytest.mark.parametrize("client", S3_CLIENTS)
 def test_wrong_credentials_are_reported_without_leaking(
-    seaweed: SeaweedS3, make_s3_store: S3StoreFactory
+    seaweed: SeaweedS3, make_s3_store: S3StoreFactory, client: str
 ) -> None:
-    store = make_s3_store(s3_secret_access_key="not-the-secret-0123456789")
+    store = make_s3_store(s3_secret_access_key="not-the-secret-0123456789", s3_client=client)
     with pytest.raises(StorageError) as raised:
         store.ensure_ready()
     assert "not-the-secret" not in str(raised.value)

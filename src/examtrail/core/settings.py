@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
+    # Which S3 client: "light" (our own, storage/s3http.py: ~20 MB less per process) needs
+    # static credentials; "boto3" finds them on boto's chain too; "auto": light when static.
+    s3_client: Literal["auto", "light", "boto3"] = "auto"
     # S3's smallest part: each running export holds a few parts in memory (bench/notes.md:
     # 5 MiB parts upload as fast as 8 MiB ones on SeaweedFS and cut the worker's peak ~12 MB).
     s3_part_size: int = Field(default=5 * 1024 * 1024, ge=5 * 1024 * 1024)

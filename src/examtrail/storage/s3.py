@@ -5,28 +5,29 @@ object only appears at its key when the upload is completed on ``commit()``. Sma
 objects (less than one part) are sent with a single ``PutObject``. Download links are
 pre-signed ``GetObject`` URLs, signed against the public endpoint when one is set.
 
-Every botocore failure surfaces as :class:`StorageError` with a short message (the
-operation, the key and the S3 error code); credentials never appear in it.
+Two clients speak to S3 (``EXAMTRAIL_S3_CLIENT``): with static credentials our own light
+client (``storage/s3http.py``, ~20 MB less per process than boto3), otherwise boto3, which
+finds credentials on its own chain (environment, profile, instance role, SSO) and is only
+imported then. Every client failure surfaces as :class:`StorageError` with a short message
+(the operation, the key and the S3 error code); credentials never appear in it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import quote
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from examtrail.core.settings import Settings
 from examtrail.storage.base import ObjectTooLarge, StorageError, StoredObject
+from examtrail.storage.s3http import LightS3Client, S3Error, S3ResponseError
 from examtrail.storage.sigv4 import S3Presigner
 
 if TYPE_CHECKING:
@@ -39,20 +40,44 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 _READ_CHUNK = 1024 * 1024
 _DELETE_BATCH = 1000
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+# Retries (botocore's standard mode on both clients) and timeouts.
+_MAX_ATTEMPTS = 4
+_CONNECT_TIMEOUT = 5
+_READ_TIMEOUT = 60
+
+
+def _client_errors() -> tuple[type[Exception], ...]:
+    """The exceptions a client raises for a failed request. botocore's only matter once
+    botocore is loaded (the boto3 client), and looking them up must not load it."""
+    boto = sys.modules.get("botocore.exceptions")
+    if boto is None:
+        return (S3Error,)
+    return (S3Error, boto.BotoCoreError, boto.ClientError)
+
+
+def _response_code(exc: Exception) -> str | None:
+    """The S3 error code when S3 answered with an error; None when there was no answer."""
+    if isinstance(exc, S3ResponseError):
+        return exc.code
+    response = getattr(exc, "response", None)  # botocore's ClientError
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or "unknown error")
+    return None
 
 
 def _error_code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "unknown error")
-    return type(exc).__name__
+    code = _response_code(exc)
+    if code is not None:
+        return code
+    return exc.code if isinstance(exc, S3Error) else type(exc).__name__
 
 
 @contextmanager
 def _translate(action: str) -> Iterator[None]:
-    """Re-raise botocore failures as StorageError with a short, credential-free message."""
+    """Re-raise client failures as StorageError with a short, credential-free message."""
     try:
         yield
-    except (BotoCoreError, ClientError) as exc:
+    except _client_errors() as exc:
         raise StorageError(f"S3 {action} failed: {_error_code(exc)}") from exc
 
 
@@ -65,13 +90,47 @@ def content_disposition(filename: str) -> str:
     return value
 
 
+def _boto3_client(settings: Settings, endpoint_url: str | None) -> S3Client:
+    """A boto3 client: credentials from settings, or boto's default chain (env, profile,
+    instance role, SSO) when they are not set. Imported here, only when used (~20 MB)."""
+    import boto3
+    from botocore.config import Config
+
+    secret = settings.s3_secret_access_key
+    config = Config(
+        signature_version="s3v4",
+        # UNSIGNED-PAYLOAD: SigV4 would otherwise hash every part a second time on plain
+        # HTTP endpoints; integrity is still checked (Content-Length, our SHA-256).
+        s3={"addressing_style": "path", "payload_signing_enabled": False},
+        retries={"mode": "standard", "max_attempts": _MAX_ATTEMPTS},
+        connect_timeout=_CONNECT_TIMEOUT,
+        read_timeout=_READ_TIMEOUT,
+        max_pool_connections=max(10, settings.worker_threads * 2 + 4),
+        # Checksums only where S3 requires them: several S3-compatible servers reject
+        # the newer flexible-checksum headers and trailers.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=config,
+        region_name=settings.s3_region,
+        # None falls back to boto's default chain (env, profile, instance role, ...).
+        aws_access_key_id=settings.s3_access_key_id or None,
+        aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
+    )
+
+
 class S3ObjectWriter:
     """Streams one object into S3; see the module docstring.
 
     Parts are uploaded on a small thread pool, at most ``concurrency`` at once, while the
     caller keeps writing: memory stays within ``part_size x (concurrency + 1)`` (the
-    parts in flight and the buffer being filled; a part is copied out only once a slot is
-    free). The
+    parts in flight and the buffer being filled). A full buffer is handed over as the part
+    itself, not copied, and once uploaded and hashed it is filled again with a later part:
+    an object of many parts takes ``concurrency + 1`` buffers, not one new one per part
+    (each new one costs its page faults and its unmapping). The
     SHA-256 is computed on its own thread, part by part in order (hashlib releases the
     GIL), so neither the caller nor the uploads wait for it. The upload is completed only
     when every part succeeded; any failure aborts it.
@@ -103,12 +162,16 @@ class S3ObjectWriter:
         self._max_size = max_size
         self._size = 0
         self._hash = hashlib.sha256()
+        # The part being filled: grows by appends up to a part (a small object never takes
+        # a whole one); a recycled buffer is a part long and filled in place up to _filled.
         self._buffer = bytearray()
+        self._filled = 0
+        self._free: list[bytearray] = []
         self._upload_id: str | None = None
         self._parts: list[CompletedPartTypeDef] = []
         self._next_part = 1
         # Uploads and hashing of the parts handed over, oldest first.
-        self._in_flight: deque[tuple[Future[CompletedPartTypeDef], Future[None]]] = deque()
+        self._in_flight: deque[tuple[Future[CompletedPartTypeDef], Future[None], bytearray | bytes]] = deque()
         self._uploads: ThreadPoolExecutor | None = None
         self._hasher: ThreadPoolExecutor | None = None
         # open -> committed | aborted; "failed" refuses writes but still allows abort().
@@ -132,20 +195,41 @@ class S3ObjectWriter:
             with suppress(StorageError):
                 self.abort()
             raise ObjectTooLarge(f"object exceeds the limit of {self._max_size} bytes")
-        self._buffer += data
+        end = self._filled + len(data)
+        if end < self._part_size:
+            # The common case (many small writes): one copy into the part, nothing else.
+            if len(self._buffer) == self._part_size:
+                self._buffer[self._filled : end] = data
+            else:
+                self._buffer += data
+            self._filled = end
+            return
+        view = memoryview(data).cast("B")
         try:
-            while len(self._buffer) >= self._part_size:
-                # Wait for an upload slot before copying the part out: the copy would
-                # otherwise sit beside the full buffer and every part in flight.
-                self._wait_for_slot()
-                part = bytes(memoryview(self._buffer)[: self._part_size])  # one copy, not two
-                del self._buffer[: self._part_size]
-                self._send_part(part)
+            while view:
+                piece = view[: self._part_size - self._filled]
+                end = self._filled + len(piece)
+                if len(self._buffer) == self._part_size:
+                    self._buffer[self._filled : end] = piece
+                else:
+                    self._buffer += piece
+                self._filled = end
+                view = view[len(piece) :]
+                if end == self._part_size:
+                    # The full buffer goes as the part (bytearray: both clients take it);
+                    # _send_part waits for a slot, which returns a buffer to the pool.
+                    self._send_part(self._buffer)
+                    self._buffer = self._free.pop() if self._free else bytearray(self._part_size)
+                    self._filled = 0
         except StorageError:
             self._state = "failed"
             raise
 
-    def _send_part(self, body: bytes) -> None:
+    def _pending(self) -> bytes:
+        """The bytes written since the last part (a copy: the last part or a small object)."""
+        return bytes(memoryview(self._buffer)[: self._filled])
+
+    def _send_part(self, body: bytearray | bytes) -> None:
         if self._upload_id is None:
             with _translate(f"create multipart upload for {self._key!r}"):
                 created = self._client.create_multipart_upload(
@@ -161,8 +245,14 @@ class S3ObjectWriter:
             (
                 self._uploads.submit(self._upload_part, self._upload_id, number, body),
                 self._hasher.submit(self._hash.update, body),
+                body,
             )
         )
+
+    def _release_buffers(self) -> None:
+        self._buffer = bytearray()
+        self._filled = 0
+        self._free.clear()
 
     def _wait_for_slot(self) -> None:
         # Bounded memory: wait for the oldest part before handing over one more.
@@ -170,18 +260,20 @@ class S3ObjectWriter:
             self._finish_oldest()
 
     def _finish_oldest(self) -> None:
-        upload, hashing = self._in_flight.popleft()
+        upload, hashing, body = self._in_flight.popleft()
         hashing.result()
         self._parts.append(upload.result())
+        if isinstance(body, bytearray) and len(body) == self._part_size:
+            self._free.append(body)  # uploaded and hashed: free to take a later part
 
-    def _upload_part(self, upload_id: str, number: int, body: bytes) -> CompletedPartTypeDef:
+    def _upload_part(self, upload_id: str, number: int, body: bytearray | bytes) -> CompletedPartTypeDef:
         with _translate(f"upload of part {number} of {self._key!r}"):
             response = self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._full_key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=body,
+                Body=cast("bytes", body),  # botocore takes a bytearray too (its stubs say not)
             )
         return {"ETag": response["ETag"], "PartNumber": number}
 
@@ -206,7 +298,7 @@ class S3ObjectWriter:
         self._ensure_open()
         try:
             if self._upload_id is None:
-                body = bytes(self._buffer)
+                body = self._pending()
                 self._hash.update(body)
                 with _translate(f"upload of {self._key!r}"):
                     self._client.put_object(
@@ -216,9 +308,9 @@ class S3ObjectWriter:
                         ContentType=self._content_type,
                     )
             else:
-                if self._buffer:
-                    self._send_part(bytes(self._buffer))
-                    self._buffer = bytearray()
+                if self._filled:
+                    self._send_part(self._pending())
+                self._release_buffers()
                 self._drain()
                 with _translate(f"completion of {self._key!r}"):
                     self._client.complete_multipart_upload(
@@ -232,16 +324,16 @@ class S3ObjectWriter:
             raise
         finally:
             self._shutdown()
-        self._buffer = bytearray()
+            self._release_buffers()
         self._state = "committed"
         return StoredObject(key=self._key, size=self._size, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
         if self._state in ("committed", "aborted"):
             return
-        self._buffer = bytearray()
+        self._release_buffers()
         # Parts still uploading would otherwise land after the abort and stay behind.
-        for upload, hashing in self._in_flight:
+        for upload, hashing, _ in self._in_flight:
             upload.cancel()
             hashing.cancel()
         with suppress(BaseException):
@@ -256,7 +348,8 @@ class S3ObjectWriter:
                     )
             except StorageError as exc:
                 cause = exc.__cause__
-                if not (isinstance(cause, ClientError) and _error_code(cause) in ("NoSuchUpload", "404")):
+                gone = isinstance(cause, Exception) and _response_code(cause) in ("NoSuchUpload", "404")
+                if not gone:
                     self._upload_id = upload_id  # keep it so that a later abort() can retry
                     self._state = "failed"
                     raise
@@ -291,37 +384,41 @@ class S3ObjectStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
         secret = settings.s3_secret_access_key
-        credentials: dict[str, Any] = {
-            "region_name": settings.s3_region,
-            # None falls back to boto's default chain (env, profile, instance role, ...).
-            "aws_access_key_id": settings.s3_access_key_id or None,
-            "aws_secret_access_key": secret.get_secret_value() if secret is not None else None,
-        }
-        config = Config(
-            signature_version="s3v4",
-            # UNSIGNED-PAYLOAD: SigV4 would otherwise hash every part a second time on plain
-            # HTTP endpoints; integrity is still checked (Content-Length, our SHA-256).
-            s3={"addressing_style": "path", "payload_signing_enabled": False},
-            retries={"mode": "standard", "max_attempts": 4},
-            connect_timeout=5,
-            read_timeout=60,
-            max_pool_connections=max(10, settings.worker_threads * 2 + 4),
-            # Checksums only where S3 requires them: several S3-compatible servers reject
-            # the newer flexible-checksum headers and trailers.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, config=config, **credentials)
+        access_key = settings.s3_access_key_id or None
+        secret_key = secret.get_secret_value() if secret is not None else None
         public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
-        presign_client = boto3.client("s3", endpoint_url=public, config=config, **credentials)
-        presigner = None
-        if credentials["aws_access_key_id"] and credentials["aws_secret_access_key"]:
-            presigner = S3Presigner(
-                presign_client.meta.endpoint_url,
-                settings.s3_bucket,
+        static = bool(access_key and secret_key)
+        client: S3Client
+        if settings.s3_client == "light" or (settings.s3_client == "auto" and static):
+            if not (access_key and secret_key):
+                raise StorageError(
+                    "EXAMTRAIL_S3_CLIENT=light needs static credentials: "
+                    "EXAMTRAIL_S3_ACCESS_KEY_ID and EXAMTRAIL_S3_SECRET_ACCESS_KEY"
+                )
+            # No endpoint: AWS's regional one, path-style as the boto3 client is configured.
+            endpoint = settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
+            light_client = LightS3Client(
+                endpoint,
                 settings.s3_region,
-                credentials["aws_access_key_id"],
-                credentials["aws_secret_access_key"],
+                access_key,
+                secret_key,
+                max_pool_connections=max(10, settings.worker_threads * 2 + 4),
+                connect_timeout=_CONNECT_TIMEOUT,
+                read_timeout=_READ_TIMEOUT,
+                max_attempts=_MAX_ATTEMPTS,
+            )
+            # Same methods, arguments and answers as boto3's for what the store calls.
+            client = cast("S3Client", light_client)
+            presign_client = None
+            presign_endpoint = public or endpoint
+        else:
+            client = _boto3_client(settings, settings.s3_endpoint_url)
+            presign_client = _boto3_client(settings, public)
+            presign_endpoint = presign_client.meta.endpoint_url
+        presigner = None
+        if access_key and secret_key and presign_endpoint:
+            presigner = S3Presigner(
+                presign_endpoint, settings.s3_bucket, settings.s3_region, access_key, secret_key
             )
         return cls(
             client,
@@ -351,13 +448,12 @@ class S3ObjectStore:
         try:
             self.client.head_bucket(Bucket=self.bucket)
             return
-        except ClientError as exc:
-            if _error_code(exc) not in _MISSING_CODES:
-                raise StorageError(
-                    f"S3 bucket {self.bucket!r} is not accessible: {_error_code(exc)}"
-                ) from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 bucket {self.bucket!r} is not reachable: {_error_code(exc)}") from exc
+        except _client_errors() as exc:
+            code = _response_code(exc)
+            if code is None:
+                raise StorageError(f"S3 bucket {self.bucket!r} is not reachable: {_error_code(exc)}") from exc
+            if code not in _MISSING_CODES:
+                raise StorageError(f"S3 bucket {self.bucket!r} is not accessible: {code}") from exc
         try:
             if self.region == "us-east-1":
                 self.client.create_bucket(Bucket=self.bucket)
@@ -368,7 +464,7 @@ class S3ObjectStore:
                         "LocationConstraint": cast("BucketLocationConstraintType", self.region)
                     },
                 )
-        except ClientError as exc:
+        except _client_errors() as exc:
             code = _error_code(exc)
             if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 # Someone else created it meanwhile; usable if we can see it.
@@ -379,8 +475,6 @@ class S3ObjectStore:
                     f"S3 bucket {self.bucket!r} does not exist and these credentials may not create it"
                 ) from exc
             raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {_error_code(exc)}") from exc
 
     def sweep_temporaries(self, older_than_seconds: float) -> int:
         """Abort multipart uploads under this store's prefix started more than
@@ -446,11 +540,9 @@ class S3ObjectStore:
     def open_read(self, key: str) -> Iterator[bytes]:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
+        except _client_errors() as exc:
+            if _response_code(exc) in _MISSING_CODES:
                 raise StorageError(f"no object at {key!r}") from exc
-            raise StorageError(f"S3 read of {key!r} failed: {_error_code(exc)}") from exc
-        except BotoCoreError as exc:
             raise StorageError(f"S3 read of {key!r} failed: {_error_code(exc)}") from exc
         body = response["Body"]
         try:
@@ -462,11 +554,9 @@ class S3ObjectStore:
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_CODES:
+        except _client_errors() as exc:
+            if _response_code(exc) in _MISSING_CODES:
                 return False
-            raise StorageError(f"S3 lookup of {key!r} failed: {_error_code(exc)}") from exc
-        except BotoCoreError as exc:
             raise StorageError(f"S3 lookup of {key!r} failed: {_error_code(exc)}") from exc
         return True
 
