@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import boto3
+import botocore.auth
 import httpx
 import pytest
 from botocore.config import Config
 
+from examtrail.storage import s3 as s3_module
 from examtrail.storage import sigv4
+from examtrail.storage.s3 import S3ObjectStore, content_disposition
 from examtrail.storage.sigv4 import S3Presigner
 from tests.support.seaweedfs import SeaweedS3
 
@@ -81,3 +86,60 @@ def test_uri_encode_matches_quote_for_every_character(safe: str) -> None:
     samples.append("".join(chr(code) for code in range(128)))
     for value in samples:
         assert sigv4._uri_encode(value, safe) == quote(value, safe=safe)
+
+
+def _frozen_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
+    """Both signers read ``moment`` as the current time (ours: one ``time_ns`` read)."""
+    micros = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    monkeypatch.setattr(s3_module, "time", SimpleNamespace(time_ns=lambda: micros * 1000))
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: moment.replace(tzinfo=None))
+
+
+def test_store_links_same_as_botocore_across_the_per_second_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One store signs in sequence, so its per-second state, per-expiry conversion and
+    # per-file-name query cache are reused and renewed: second rollovers, an expiry whose
+    # whole seconds change within one clock second, another expiry, naive expiries,
+    # non-ASCII and quoted file names, keys that need escaping and keys that do not.
+    client = boto3.client(
+        "s3",
+        endpoint_url="http://minio.local:9000/base",
+        region_name="eu-west-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="wJalr/XUtnFEMI+K7MDENG",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    presigner = S3Presigner(
+        "http://minio.local:9000/base", "my-bucket", "eu-west-1", "AKIDEXAMPLE", "wJalr/XUtnFEMI+K7MDENG"
+    )
+    store = S3ObjectStore(client, "my-bucket", prefix="t1", presigner=presigner)
+    base = datetime(2026, 11, 27, 13, 59, 58, tzinfo=UTC)
+    expiry = base + timedelta(hours=2, microseconds=500_000)
+    other = base + timedelta(days=3)
+    cases = [
+        (base + timedelta(microseconds=200_000), expiry, "photo.jpg", "image/jpeg", "a/plain-key_1.jpg"),
+        (base + timedelta(microseconds=700_000), expiry, "photo.jpg", "image/jpeg", "a/plain-key_1.jpg"),
+        (base + timedelta(microseconds=999_999), expiry, "Übung ñ.pdf", None, "a/b c/ü+=&.pdf"),
+        (base + timedelta(seconds=1), expiry, "Übung ñ.pdf", None, "a/b c/ü+=&.pdf"),
+        (base + timedelta(seconds=1, microseconds=1), other, 'r "A"\n.csv', "text/csv", "x~y.csv"),
+        (base + timedelta(seconds=1, microseconds=2), expiry, None, None, "we!rd'(*)key"),
+        (base + timedelta(seconds=2), other.replace(tzinfo=None), "photo.jpg", "image/jpeg", "k"),
+        (base + timedelta(days=1), expiry, "photo.jpg", "image/jpeg", "k"),
+    ]
+    for moment, expires_at, filename, content_type, key in cases:
+        _frozen_clock(monkeypatch, moment)
+        aware = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        params = {"Bucket": "my-bucket", "Key": f"t1/{key}"}
+        if filename:
+            params["ResponseContentDisposition"] = content_disposition(filename)
+        if content_type:
+            params["ResponseContentType"] = content_type
+        expires_in = max(math.ceil((aware - moment).total_seconds()), 1)
+        theirs = client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        ours = store.presigned_get_url(
+            key, expires_at=expires_at, filename=filename, content_type=content_type
+        )
+        assert urlsplit(ours).path == urlsplit(theirs).path
+        assert dict(parse_qsl(urlsplit(ours).query)) == dict(parse_qsl(urlsplit(theirs).query))
+        # The query as sent is SigV4's canonical one: sorted, and escaped as signed.
+        query = urlsplit(ours).query.rsplit("&X-Amz-Signature=", 1)[0]
+        assert query == sigv4.canonical_query(dict(parse_qsl(query)))

@@ -230,12 +230,20 @@ def write_export(
 # --- PostgreSQL ------------------------------------------------------------------------
 
 
-def _splice_files(body: bytes, sign: Signer, progress: Progress) -> list[bytes]:
-    """The body's pieces with each marked attachment list replaced by its final JSON."""
-    pieces = body.split(FILES_MARK)
-    for index in range(1, len(pieces), 2):
-        pieces[index] = _attachments_json(read_model.decode_marked_files(pieces[index]), sign, progress)
-    return pieces
+def _splice_files(body: bytes, sign: Signer, progress: Progress) -> Iterator[bytes | memoryview]:
+    """The body's pieces with each marked attachment list replaced by its final JSON. The
+    text between the lists goes out as views of the body: the writer copies it once, where
+    ``split`` copied the whole body once more (~9% of the worker's GIL time)."""
+    view = memoryview(body)
+    find = body.find
+    start = 0
+    while (opened := find(FILES_MARK, start)) >= 0:
+        closed = find(FILES_MARK, opened + 1)
+        yield view[start:opened]
+        refs = read_model.decode_marked_files(body[opened + 1 : closed])
+        yield _attachments_json(refs, sign, progress)
+        start = closed + 1
+    yield view[start:]
 
 
 class _Output(Protocol):
@@ -294,7 +302,7 @@ def _write_candidates_postgres(
             elif row.body is not None:
                 body = row.body
                 if FILES_MARK in body:  # events with attached files
-                    for piece in _splice_files(bytes(body), sign, progress):
+                    for piece in _splice_files(body, sign, progress):
                         sink.add(piece)
                 else:
                     sink.add(body)

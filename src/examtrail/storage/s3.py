@@ -17,18 +17,20 @@ from __future__ import annotations
 import hashlib
 import math
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 from urllib.parse import quote
 
 from examtrail.core.settings import Settings
 from examtrail.storage.base import ObjectTooLarge, StorageError, StoredObject
 from examtrail.storage.s3http import LightS3Client, S3Error, S3ResponseError
-from examtrail.storage.sigv4 import S3Presigner
+from examtrail.storage.sigv4 import S3Presigner, response_query
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _READ_CHUNK = 1024 * 1024
 _DELETE_BATCH = 1000
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
@@ -88,6 +92,18 @@ def content_disposition(filename: str) -> str:
     if fallback != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"
     return value
+
+
+@lru_cache(maxsize=1024)
+def _response_query(filename: str, content_type: str) -> str:
+    """The encoded ``&response-…`` part of a link: the same for every link to a file of
+    that name and type (an export's names repeat: report.pdf, photo.jpg…)."""
+    params: list[tuple[str, str]] = []
+    if filename:
+        params.append(("response-content-disposition", content_disposition(filename)))
+    if content_type:
+        params.append(("response-content-type", content_type))
+    return response_query(params)
 
 
 def _boto3_client(settings: Settings, endpoint_url: str | None) -> S3Client:
@@ -380,6 +396,7 @@ class S3ObjectStore:
         self.part_size = max(part_size, MIN_PART_SIZE)
         self.upload_concurrency = upload_concurrency
         self.region = region
+        self._last_expiry: tuple[datetime, int] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
@@ -514,17 +531,19 @@ class S3ObjectStore:
         self, key: str, *, expires_at: datetime, filename: str | None = None, content_type: str | None = None
     ) -> str:
         """A pre-signed GetObject URL; a naive ``expires_at`` is taken as UTC."""
+        if self.presigner is not None:
+            # One clock read per link, in whole microseconds (as datetime.now reads it):
+            # the expiry and the signing second come from the same moment, no datetime.
+            now_us = time.time_ns() // 1000
+            expires_in = min(
+                max(-((now_us - self._expiry_us(expires_at)) // 1_000_000), 1), MAX_PRESIGN_SECONDS
+            )
+            response = _response_query(filename or "", content_type or "")
+            return self.presigner.link(self.full_key(key), expires_in, response, now_us // 1_000_000)
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)
         seconds = math.ceil((expires_at - datetime.now(UTC)).total_seconds())
         expires_in = min(max(seconds, 1), MAX_PRESIGN_SECONDS)
-        if self.presigner is not None:
-            response: dict[str, str] = {}
-            if filename:
-                response["response-content-disposition"] = content_disposition(filename)
-            if content_type:
-                response["response-content-type"] = content_type
-            return self.presigner.url(self.full_key(key), expires_in, response_params=response)
         params: dict[str, str] = {"Bucket": self.bucket, "Key": self.full_key(key)}
         if filename:
             params["ResponseContentDisposition"] = content_disposition(filename)
@@ -536,6 +555,16 @@ class S3ObjectStore:
                 Params=params,
                 ExpiresIn=expires_in,
             )
+
+    def _expiry_us(self, expires_at: datetime) -> int:
+        # An export signs every link with one expiry: converted once (a one-entry cache).
+        cached = self._last_expiry
+        if cached is not None and cached[0] is expires_at:
+            return cached[1]
+        aware = expires_at.replace(tzinfo=UTC) if expires_at.tzinfo is None else expires_at
+        micros = (aware - _EPOCH) // _MICROSECOND
+        self._last_expiry = (expires_at, micros)
+        return micros
 
     def open_read(self, key: str) -> Iterator[bytes]:
         try:
