@@ -4,6 +4,7 @@ answered before the commit that stored it, and a stopping writer commits what it
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 import time
@@ -417,3 +418,52 @@ def test_a_runner_stores_its_units_together_and_a_failing_one_sends_each_unit_al
         assert seen[-1] == ["rid-d", "rid-bad", "rid-e"]
     finally:
         writer.stop()
+
+
+def test_awaited_units_are_answered_per_group_with_their_own_outcomes(runtime: Runtime) -> None:
+    """``run`` from an event loop: a group's answers reach the loop in one wake-up, each with
+    its own value or exception; a unit whose caller was cancelled before it ran is not run."""
+    writer = GroupCommitWriter(runtime.sessions, name="test-writer", threads=1)
+    writer.start()
+    ran: list[str] = []
+
+    def unit(name: str, session: Session) -> str:
+        ran.append(name)
+        if name == "bad":
+            raise ValueError(name)
+        return f"stored {name}"
+
+    async def scenario() -> tuple[list[str | BaseException], int]:
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        plain_call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakeups
+            wakeups += 1
+            return plain_call_soon_threadsafe(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
+        release, started = threading.Event(), threading.Event()
+        blocker = writer.submit(partial(_block, release, started))
+        assert await asyncio.to_thread(started.wait, 60)
+        tasks = [asyncio.ensure_future(writer.run(partial(unit, name))) for name in ("a", "bad", "gone", "b")]
+        await asyncio.sleep(0)  # each task has queued its unit
+        tasks[2].cancel()
+        wakeups = 0  # not the one that answered ``to_thread``
+        release.set()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        assert blocker.result(timeout=60) is True  # a plain future: no wake-up of the loop
+        return outcomes, wakeups
+
+    try:
+        outcomes, wakeups = asyncio.run(scenario())
+    finally:
+        writer.stop()
+    assert outcomes[0] == "stored a"
+    assert isinstance(outcomes[1], ValueError)
+    assert isinstance(outcomes[2], asyncio.CancelledError)
+    assert outcomes[3] == "stored b"
+    assert "gone" not in ran
+    # The group of three (the cancelled unit left out) reached the loop in one wake-up.
+    assert wakeups == 1

