@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
+from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -253,6 +254,13 @@ def download_name(job: ExportJob) -> str:
     return f"test-{job.test_external_id}-events-{job.id}{file_suffix(job.format, job.compression)}"
 
 
+@lru_cache(maxsize=256)
+def _public_options(stored: str | None) -> dict[str, Any]:
+    """A stored options text as the status shows it: parsed and validated once per distinct text
+    (a polled status repeats it; each answer gets its own copy of the top-level dict)."""
+    return ExportOptions.from_stored(stored or "").public()
+
+
 def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | None) -> ExportJobOut:
     """The status body; the download URL expires at ``url_expires_at`` (the caller's token)."""
     url = None
@@ -282,7 +290,7 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
         fileSize=job.file_size if job.status == JobStatus.FINISHED else None,
         sha256=job.sha256 if job.status == JobStatus.FINISHED else None,
         error=ExportError(code=job.error_code or "", message=job.error_message or "") if failed else None,
-        options=ExportOptions.from_stored(job.options).public(),
+        options=dict(_public_options(job.options)),
         format=job.format,
         compression=job.compression,
         contentType=ctype,
@@ -299,7 +307,7 @@ def export_claims(job: ExportJob) -> ExportClaims:
         testId=job.test_external_id,
         tenant=job.tenant_id,
         created=format_dt(job.created_at) or "",
-        options=ExportOptions.from_stored(job.options).public(),
+        options=dict(_public_options(job.options)),
         fileSize=job.file_size,
         sha256=job.sha256,
     )
