@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from examtrail.cli.errors import CliError, output_console
-from examtrail.cli.jobs import JobView, cli_principal, follow, open_runtime, tenant_id_of
-from examtrail.core.db import transaction, utcnow
+from examtrail.cli.jobs import JobView, cli_principal, follow, is_due, open_runtime, tenant_id_of
+from examtrail.core.db import transaction
 from examtrail.core.errors import AppError
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository, service
@@ -39,7 +39,7 @@ console = output_console()
 
 def _runnable(job: ExportJob) -> bool:
     """Waiting, and its retry delay (if any) is over: this process may run it now."""
-    return job.status == JobStatus.QUEUED and (job.not_before is None or job.not_before <= utcnow())
+    return job.status == JobStatus.QUEUED and is_due(job.not_before)
 
 
 @exports_app.command("run")

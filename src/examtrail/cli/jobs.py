@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -56,6 +56,11 @@ class JobView:
     runnable: bool  # waiting, and any retry delay is over: this process may run it
     completed: int
     total: int | None
+
+
+def is_due(not_before: datetime | None) -> bool:
+    """Whether a waiting job's retry delay (if any) is over: this process may run it now."""
+    return not_before is None or not_before <= utcnow()
 
 
 def follow(console: Console, description: str, poll: Callable[[], JobView], run: Callable[[], None]) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from examtrail.cli.errors import CliError, output_console
 from examtrail.cli.exports import TYPER_OPTIONS
-from examtrail.cli.jobs import JobView, cli_principal, follow, open_runtime, tenant_id_of
-from examtrail.core.db import transaction, utcnow
+from examtrail.cli.jobs import JobView, cli_principal, follow, is_due, open_runtime, tenant_id_of
+from examtrail.core.db import transaction
 from examtrail.core.errors import AppError
 from examtrail.core.security import Principal
 from examtrail.lifecycle import repository, service
@@ -118,12 +118,9 @@ def _accept_and_run(runtime: Runtime, tenant_id: int, accept: Accept) -> Erasure
         with runtime.sessions() as session:
             job = repository.load_job(session, job_id)
             assert job is not None
-            runnable = job.status == ErasureStatus.QUEUED and (
-                job.not_before is None or job.not_before <= utcnow()
-            )
             return JobView(
                 done=job.status not in _ACTIVE,
-                runnable=runnable,
+                runnable=job.status == ErasureStatus.QUEUED and is_due(job.not_before),
                 completed=job.events_deleted,
                 total=job.events_total,
             )
