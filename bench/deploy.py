@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from tests.support.processes import ExamtrailProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import ExamtrailProcess
 from tests.support.seaweedfs import SeaweedS3
 
 from examtrail.auth import service as auth_service

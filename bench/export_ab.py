@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import ExamtrailProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import ExamtrailProcess
 
 from bench import deploy, measure
 from bench.generate import GenerateSpec, generate

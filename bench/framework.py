@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.support.processes import ExamtrailProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import ExamtrailProcess
 
 from bench import deploy, measure
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from statistics import median
 
 import psycopg
-from tests.support.processes import ExamtrailProcess, free_port
+from tests.support.ports import free_port
+from tests.support.processes import ExamtrailProcess
 
 from bench import deploy, measure
 from bench.generate import GenerateSpec

@@ -39,7 +39,7 @@ from tests.clients.support import (
     start_servers,
     write_jsonl,
 )
-from tests.support.processes import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 from examtrail.exports.schemas import export_file_schema
-from tests.support.processes import ExamtrailProcess, free_port, run_cli
+from tests.support.ports import free_port
+from tests.support.processes import ExamtrailProcess, run_cli
 
 pytestmark = pytest.mark.slow
 

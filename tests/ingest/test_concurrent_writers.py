@@ -21,7 +21,7 @@ from examtrail.core.server import uvicorn_options
 from examtrail.ingest.models import Event
 from examtrail.runtime import Runtime
 from tests.support.api import seed_test
-from tests.support.processes import free_port
+from tests.support.ports import free_port
 
 CLIENTS = 100
 EVENTS_PER_CLIENT = 3

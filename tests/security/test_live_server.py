@@ -21,7 +21,7 @@ from examtrail.app import create_app
 from examtrail.core.server import HeaderTimeoutH11Protocol, HeaderTimeoutHttpToolsProtocol, uvicorn_options
 from examtrail.runtime import Runtime
 from tests.support.api import create_client
-from tests.support.processes import free_port
+from tests.support.ports import free_port
 
 HEADER_TIMEOUT = 1.0
 

@@ -207,7 +207,7 @@ class Receiver:
     """Starts the receiver program on a port and drives it."""
 
     def __init__(self, log_path: Path, port: int | None = None) -> None:
-        from tests.support.processes import free_port
+        from tests.support.ports import free_port
 
         self.port = port or free_port()
         self.log_path = log_path

@@ -51,6 +51,8 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from tests.support.ports import free_ports
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -80,17 +82,9 @@ class SeaweedPorts:
 
     @classmethod
     def free(cls) -> SeaweedPorts:
-        """Distinct free loopback ports (all held open together while they are picked)."""
-        held: list[socket.socket] = []
-        try:
-            for _ in fields(cls):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.bind((HOST, 0))
-                held.append(sock)
-            return cls(*(sock.getsockname()[1] for sock in held))
-        finally:
-            for sock in held:
-                sock.close()
+        """Distinct free loopback ports, below the ephemeral range (see ``ports``) so a
+        restart on the same ports does not meet a client socket that took one meanwhile."""
+        return cls(*free_ports(len(fields(cls))))
 
     def all(self) -> list[int]:
         return [getattr(self, field.name) for field in fields(self)]

@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 
-from tests.support.processes import free_port
+from tests.support.ports import free_port
 
 _CHUNK = 16 * 1024
 

@@ -188,7 +188,7 @@ def test_post_refuses_a_private_address_without_sending() -> None:
 
 
 def test_post_reports_a_refused_connection() -> None:
-    from tests.support.processes import free_port
+    from tests.support.ports import free_port
 
     result = sender.post(f"http://127.0.0.1:{free_port()}/x", b"{}", {}, timeout=1, allow_private=True)
     assert result.status_code is None
