@@ -141,6 +141,20 @@ def postgres_deployment(name: str, database: str, s3: SeaweedS3, bucket: str, wo
     return Deployment(name, env, work / "logs")
 
 
+def postgres_local_deployment(name: str, database: str, work: Path) -> Deployment:
+    """PostgreSQL + the local store (the default ``storage``) + Redis on a queue of its own."""
+    data = work / name
+    if data.exists():  # a previous run's export files
+        shutil.rmtree(data)
+    env = common_env(
+        data,
+        EXAMTRAIL_DATABASE_URL=sqlalchemy_url(pg_url(database)),
+        EXAMTRAIL_BROKER_URL=REDIS_URL,
+        EXAMTRAIL_QUEUE_NAME="examtrail-bench-local",
+    )
+    return Deployment(name, env, work / "logs")
+
+
 def sqlite_deployment(name: str, work: Path) -> Deployment:
     data = work / name
     if data.exists():

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import deploy, measure, trust
-from bench.generate import GenerateSpec, generate
+from bench.generate import GenerateSpec, derive_postgres, generate
 from bench.report import history_row, render_markdown
 
 TENANT = "bench"
@@ -195,7 +195,7 @@ def _warm_up(deployment: deploy.Deployment, token: str, config: Config) -> None:
 
 
 def run_postgres(config: Config, results: dict[str, Any]) -> Path:
-    """Baseline, PG+S3+Redis export, scale, ingestion and polling; returns the baseline file."""
+    """Baseline, PG+S3+Redis export, ingestion, polling and scale; returns the baseline file."""
     work = config.work
     dsn = deploy.recreate_pg_database(config.database)
     deploy.flush_redis_db()
@@ -245,47 +245,6 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
             results["upload_floor"] = run_upload_floor(config, pg, exports[0]["file_bytes"])
             results["formats"] = run_formats(config, pg, token, dsn, section["median_s"])
 
-            scale_points = [
-                {
-                    "events": config.main_events,
-                    "baseline_s": results["baseline"]["median_s"],
-                    "export_s": section["median_s"],
-                    "peak_rss_mb": section["peak_rss_mb"],
-                    **{
-                        f"{row['variant']}{suffix}": row[key]
-                        for row in results["formats"]["rows"]
-                        if row["variant"] in dict(SCALE_FORMATS)
-                        for suffix, key in (("_s", "median_s"), ("_peak_rss_mb", "peak_rss_mb"))
-                    },
-                }
-            ]
-            for n, size in enumerate(s for s in config.scale if s != config.main_events):
-                test_id = 100 + n
-                candidates = max(1, size // config.events)
-                _generate(pg.settings, _spec(test_id, candidates, config.events), config)
-                scale_file = files / f"baseline-{size}.jsonl"
-                base = measure.run_baseline(dsn, TENANT, test_id, scale_file)
-                say(f"baseline {size:,}: {base['seconds']:.3f} s")
-                scale_file.unlink(missing_ok=True)
-                export = _timed(f"export {size:,}", lambda: measure.export_via_api(pg, token, test_id))  # noqa: B023
-                point = {
-                    "events": candidates * config.events,
-                    "baseline_s": base["seconds"],
-                    "export_s": export["seconds"],
-                    "peak_rss_mb": export["peak_rss_mb"],
-                }
-                for label, params in SCALE_FORMATS:
-                    run = _timed(
-                        f"export {size:,} {label}",
-                        lambda params=params, test_id=test_id: measure.export_via_api(  # type: ignore[misc]
-                            pg, token, test_id, params=params
-                        ),
-                    )
-                    point[f"{label}_s"] = run["seconds"]
-                    point[f"{label}_peak_rss_mb"] = run["peak_rss_mb"]
-                scale_points.append(point)
-            results["scale"] = {"points": scale_points}
-
             # The multi-process deployment for ingestion and polling.
             pg.stop()
             pg.start_api(workers=config.api_workers)
@@ -327,11 +286,115 @@ def run_postgres(config: Config, results: dict[str, Any]) -> Path:
                 f"{t['audit_share_batches']:.2%} of batch ingestion, "
                 f"{t['sign_share_export']:.2%} of an export"
             )
+            # Last: the larger tests' rows would otherwise sit under ingestion and polling.
+            results["scale"] = run_scale(config, pg, token, dsn, results, (client_id, api_key))
         finally:
             pg.stop()
     if not config.keep:
         deploy.drop_pg_database(config.database)
     return baseline_file
+
+
+def run_scale(
+    config: Config,
+    pg: deploy.Deployment,
+    token: str,
+    dsn: str,
+    results: dict[str, Any],
+    client: tuple[str, str],
+) -> dict[str, Any]:
+    """The main test's figures and each larger size's: baseline, JSON and the streaming formats
+    to S3, then JSON to the local store (``run_local_store``); stops ``pg``."""
+    section = results["export_pg"]
+    scale_points = [
+        {
+            "events": config.main_events,
+            "baseline_s": results["baseline"]["median_s"],
+            "export_s": section["median_s"],
+            "peak_rss_mb": section["peak_rss_mb"],
+            **{
+                f"{row['variant']}{suffix}": row[key]
+                for row in results["formats"]["rows"]
+                if row["variant"] in dict(SCALE_FORMATS)
+                for suffix, key in (("_s", "median_s"), ("_peak_rss_mb", "peak_rss_mb"))
+            },
+        }
+    ]
+    scale_tests = [(MAIN_TEST_ID, scale_points[0])]
+    for n, size in enumerate(s for s in config.scale if s != config.main_events):
+        test_id = 100 + n
+        candidates = max(1, size // config.events)
+        made = _generate_scale(pg.settings, _spec(test_id, candidates, config.events), config)
+        scale_file = config.work / "files" / f"baseline-{size}.jsonl"
+        base = measure.run_baseline(dsn, TENANT, test_id, scale_file)
+        say(f"baseline {size:,}: {base['seconds']:.3f} s")
+        scale_file.unlink(missing_ok=True)
+        export = _timed(f"export {size:,}", lambda: measure.export_via_api(pg, token, test_id))  # noqa: B023
+        point = {
+            "events": candidates * config.events,
+            "generated_by": made["backend"],
+            "generate_s": made["seconds"],
+            "baseline_s": base["seconds"],
+            "export_s": export["seconds"],
+            "peak_rss_mb": export["peak_rss_mb"],
+        }
+        for label, params in SCALE_FORMATS:
+            run = _timed(
+                f"export {size:,} {label}",
+                lambda params=params, test_id=test_id: measure.export_via_api(  # type: ignore[misc]
+                    pg, token, test_id, params=params
+                ),
+            )
+            point[f"{label}_s"] = run["seconds"]
+            point[f"{label}_peak_rss_mb"] = run["peak_rss_mb"]
+        scale_points.append(point)
+        scale_tests.append((test_id, point))
+    pg.stop()  # one deployment at a time on the database
+    run_local_store(config, *client, scale_tests)
+    return {"points": scale_points}
+
+
+def _generate_scale(settings: Any, spec: GenerateSpec, config: Config) -> dict[str, Any]:
+    """A scale test: copies of the main test made inside PostgreSQL when its size is a multiple
+    of the main size (10M: minutes, not the quarter hour the generator takes), else generated."""
+    if spec.candidates % config.candidates or spec.events_per_candidate != config.events:
+        return _generate(settings, spec, config)
+    result = derive_postgres(settings, MAIN_TEST_ID, spec, replace=True)
+    say(
+        f"derived test {spec.test_id} from test {MAIN_TEST_ID} ({spec.candidates // config.candidates} "
+        f"copies): {result.events:,} events, {result.candidates:,} candidates in {result.seconds:.1f} s"
+    )
+    return asdict(result)
+
+
+# The label of the JSON export to the local store in the scale points (issue 15: "local store too").
+LOCAL_STORE = "json, local store"
+
+
+def run_local_store(
+    config: Config, client_id: str, api_key: str, tests: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """JSON exports of the scale tests to the local store (same database, ``examtrail worker``),
+    added to each point: the main size ``repeats`` times (median), larger sizes once."""
+    local = deploy.postgres_local_deployment("pg-local", config.database, config.work)
+    local.start_api(workers=1)
+    local.start_worker(threads=2)
+    try:
+        token = local.token(client_id, api_key)
+        measure.export_via_api(local, token, WARMUP_TEST_ID)
+        for test_id, point in tests:
+            repeats = config.repeats if test_id == MAIN_TEST_ID else 1
+            runs = [
+                _timed(
+                    f"export {point['events']:,} {LOCAL_STORE} {rep + 1}",
+                    lambda test_id=test_id: measure.export_via_api(local, token, test_id),  # type: ignore[misc]
+                )
+                for rep in range(repeats)
+            ]
+            point[f"{LOCAL_STORE}_s"] = median([r["seconds"] for r in runs])
+            point[f"{LOCAL_STORE}_peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    finally:
+        local.stop()
 
 
 def run_upload_floor(config: Config, pg: deploy.Deployment, size: int) -> dict[str, Any]:
@@ -505,6 +568,16 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     if len(points) > 1:
         small, large = points[0], points[-1]
         growth = large["events"] / small["events"]
+        size = f"{large['events']:,} events"
+        target(
+            f"export wall / PostgreSQL baseline ({size})",
+            large["export_s"] / large["baseline_s"],
+            1.0,
+            unit="x",
+        )
+        if f"{LOCAL_STORE}_s" in large:
+            ratio = large[f"{LOCAL_STORE}_s"] / large["baseline_s"]
+            target(f"local-store export wall / PostgreSQL baseline ({size})", ratio, 1.0, unit="x")
         target("worker peak RSS (largest size)", large["peak_rss_mb"], 150.0, unit="MB")
         target(
             f"time growth for {growth:.0f}x events",

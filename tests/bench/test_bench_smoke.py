@@ -111,7 +111,11 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         assert content["equal"], content
         assert content["events"] == 10_000
         assert content["candidates"] == results["dataset"]["candidates"]
-    assert [p["events"] for p in results["scale"]["points"]] == [10_000, 20_000]
+    points = results["scale"]["points"]
+    assert [p["events"] for p in points] == [10_000, 20_000]
+    assert points[1]["generated_by"] == "postgresql (derived)"  # two copies of the main test
+    assert all(f"{run.LOCAL_STORE}_peak_rss_mb" in p for p in points)
+    assert "| 20,000 | json, local store |" in markdown
     assert results["ingestion"]["api"]["events"] == results["ingestion"]["copy"]["events"] == 10_000
     variants = {row["variant"]: row for row in results["formats"]["rows"]}
     assert {"jsonl", "csv", "json+gzip", "jsonl+gzip", "flagged only (json)"} <= set(variants)
@@ -126,4 +130,6 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
         "export wall / PostgreSQL baseline",
         "ingestion API / COPY rate",
         "worker peak RSS, every format and size",
+        "export wall / PostgreSQL baseline (20,000 events)",
+        "local-store export wall / PostgreSQL baseline (20,000 events)",
     }
