@@ -13,17 +13,23 @@ commit before a change); ``name=`` is the checkout's own code.
         --env c4:EXAMTRAIL_S3_UPLOAD_CONCURRENCY=4   # a settings sweep on one checkout
 
 Prints each run and the medians with their ratio to the baseline, and the worker's peak RSS.
+PG + S3 runs also print the CPU seconds each export took of the worker, of the database's
+backends and of SeaweedFS (``weed``): on a shared machine wall times swing with the load,
+these far less (bench/notes.md, export3).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from tests.support.ports import free_port
 from tests.support.processes import ExamtrailProcess
 
@@ -47,6 +53,39 @@ def _start_api(deployment: deploy.Deployment) -> None:
     proc.start(timeout=240)
     deployment.processes.append(proc)
     deployment.api = proc
+
+
+def _cpu_of(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each live process of ``pids``."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
+def _with_cpu(dsn: str, worker: int, weed: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s result plus the CPU seconds it took of the worker, of the database's backends
+    (the worker's pooled connections; new ones count from zero) and of SeaweedFS."""
+
+    def backends() -> dict[int, float]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return _cpu_of([int(pid) for (pid,) in rows])
+
+    pg0, own0 = backends(), _cpu_of([worker, weed])
+    result = run()
+    pg1, own1 = backends(), _cpu_of([worker, weed])
+    result["cpu_worker_s"] = own1.get(worker, 0.0) - own0.get(worker, 0.0)
+    result["cpu_weed_s"] = own1.get(weed, 0.0) - own0.get(weed, 0.0)
+    result["cpu_pg_s"] = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
+    return result
 
 
 def _with_src(env: dict[str, str], src: str) -> dict[str, str]:
@@ -93,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     def record(deployment: str, name: str, run: dict[str, Any]) -> None:
         results.setdefault(deployment, {}).setdefault(name, []).append(run)
         rss = f", peak RSS {run['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in run else ""
+        if "cpu_weed_s" in run:
+            rss += ", CPU worker {cpu_worker_s:.2f} + PG {cpu_pg_s:.2f} + weed {cpu_weed_s:.2f} s".format(
+                **run
+            )
         _say(f"{deployment} {name}: {run['seconds']:.3f} s{rss}")
 
     if "pg" not in args.skip:
@@ -126,7 +169,13 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.rounds):
                     record("pg", "baseline", measure.run_baseline(dsn, TENANT, TEST_ID, baseline_file))
                     for name, d in deployments:
-                        record("pg", name, measure.export_via_api(d, tokens[name], TEST_ID, params=params))
+                        assert d.worker is not None and d.worker.proc is not None and s3.pid is not None
+
+                        def export(d: deploy.Deployment = d, token: str = tokens[name]) -> dict[str, Any]:
+                            return measure.export_via_api(d, token, TEST_ID, params=params)
+
+                        run = _with_cpu(dsn, d.worker.proc.pid, s3.pid, export)
+                        record("pg", name, run)
             finally:
                 for _, d in deployments:
                     d.stop()
@@ -179,7 +228,13 @@ def main(argv: list[str] | None = None) -> int:
             med = statistics.median(r["seconds"] for r in rows)
             ratio = f" = {med / base:.2f}x baseline" if base else ""
             rss = max((r.get("peak_rss_mb", 0.0) for r in rows), default=0.0)
-            _say(f"SUMMARY {deployment} {name}: median {med:.3f} s{ratio}, peak RSS {rss:.0f} MB")
+            cpu = ""
+            if all("cpu_weed_s" in r for r in rows):
+                parts = {
+                    k: statistics.median(r[f"cpu_{k}_s"] for r in rows) for k in ("worker", "pg", "weed")
+                }
+                cpu = ", CPU medians worker {worker:.2f} + PG {pg:.2f} + weed {weed:.2f} s".format(**parts)
+            _say(f"SUMMARY {deployment} {name}: median {med:.3f} s{ratio}, peak RSS {rss:.0f} MB{cpu}")
     return 0
 
 

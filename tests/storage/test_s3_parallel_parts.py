@@ -5,8 +5,10 @@ part that fails aborts the whole upload, leaving nothing behind. Against Seaweed
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from examtrail.storage.base import StorageError
 from examtrail.storage.s3 import S3ObjectStore, S3ObjectWriter
 from tests.storage.conftest import S3_CLIENTS, S3StoreFactory
 from tests.storage.test_object_stores import PART_SIZE, leftovers, payload, write_chunks
+from tests.support.seaweedfs import HOST, SeaweedS3
 
 pytestmark = pytest.mark.s3
 
@@ -89,3 +92,22 @@ def test_a_failed_part_aborts_the_upload(
     writer.abort()
     assert leftovers(store) == []
     assert not store.exists("broken.bin")
+
+
+def test_json_parts_are_stored_as_sent(make_s3_store: S3StoreFactory, seaweed: SeaweedS3) -> None:
+    """The light client sends the object's type with each part. Untyped, SeaweedFS sniffs a
+    JSON part as text, gzips it and unzips it again to hash it: ~15% of its CPU per export
+    (bench/notes.md, export3). The filer's metadata tells whether a chunk was compressed."""
+    store = make_s3_store()
+    store.ensure_ready()
+    events = (b'{"eventId":"%06d","payload":"%s"}' % (i, b"x" * 80) for i in range(70_000))
+    data = b"[" + b",".join(events) + b"]"
+    assert len(data) > PART_SIZE
+    write_chunks(store, "export.json", data, chunk=256 * 1024, content_type="application/json").commit()
+    assert b"".join(store.open_read("export.json")) == data
+    url = f"http://{HOST}:{seaweed.ports.filer}/buckets/{store.bucket}/export.json?metadata=true"
+    with urllib.request.urlopen(url) as response:
+        meta = json.load(response)
+    assert meta["Mime"] == "application/json"
+    assert len(meta["chunks"]) >= 2
+    assert not any(chunk.get("is_compressed") for chunk in meta["chunks"])

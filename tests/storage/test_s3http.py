@@ -181,6 +181,20 @@ def test_retries_5xx_and_throttling_then_succeeds(scripted: tuple[_Script, str])
     assert headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS}/")
 
 
+def test_upload_part_sends_the_content_type_it_is_given(scripted: tuple[_Script, str]) -> None:
+    # SeaweedFS sniffs an untyped part, and gzips (then unzips to hash) one that looks like text.
+    script, endpoint = scripted
+    client = LightS3Client(endpoint, "us-east-1", ACCESS, SECRET)
+    script.answers = [(200, b"", {"ETag": '"e1"'}), (200, b"", {"ETag": '"e2"'})]
+    client.upload_part(
+        Bucket="b", Key="k", UploadId="u", PartNumber=1, Body=b"{}", ContentType="application/json"
+    )
+    client.upload_part(Bucket="b", Key="k", UploadId="u", PartNumber=2, Body=b"{}")
+    typed, untyped = (headers for _, _, headers, _ in script.seen)
+    assert typed["Content-Type"] == "application/json"
+    assert "Content-Type" not in untyped
+
+
 def test_gives_up_after_four_attempts_and_reports_the_code(scripted: tuple[_Script, str]) -> None:
     script, endpoint = scripted
     client = LightS3Client(endpoint, "us-east-1", ACCESS, SECRET)

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from examtrail.core.settings import Settings
@@ -176,6 +176,11 @@ class S3ObjectWriter:
         self._part_size = max(part_size, MIN_PART_SIZE)
         self._concurrency = max(1, concurrency)
         self._max_size = max_size
+        # The light client sends the object's type with each part (boto3's UploadPart has
+        # no such field): SeaweedFS then stores a part as it stores a whole object of that
+        # type, instead of gzipping what it sniffs as text (~15% of its CPU per export).
+        light = isinstance(client, LightS3Client)
+        self._part_type: dict[str, Any] = {"ContentType": content_type} if light else {}
         self._size = 0
         self._hash = hashlib.sha256()
         # The part being filled: grows by appends up to a part (a small object never takes
@@ -290,6 +295,7 @@ class S3ObjectWriter:
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=cast("bytes", body),  # botocore takes a bytearray too (its stubs say not)
+                **self._part_type,
             )
         return {"ETag": response["ETag"], "PartNumber": number}
 

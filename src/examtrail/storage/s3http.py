@@ -416,7 +416,11 @@ class LightS3Client:
         UploadId: str,
         PartNumber: int,
         Body: bytes | bytearray | memoryview,
+        ContentType: str | None = None,
     ) -> dict[str, Any]:
+        """``ContentType`` (not in boto3's UploadPart): the object's type, sent with the part.
+        S3 ignores it; SeaweedFS otherwise sniffs an untyped part, gzips one that looks like
+        text before storing it and unzips it again to hash it (bench/notes.md, export3)."""
         response = self._request(
             "UploadPart",
             "PUT",
@@ -424,6 +428,7 @@ class LightS3Client:
             Key,
             query={"partNumber": str(PartNumber), "uploadId": UploadId},
             body=Body,
+            headers={"Content-Type": ContentType} if ContentType else None,
             sign_body=False,
         )
         etag = response.headers.get("ETag")
