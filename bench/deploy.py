@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -131,11 +132,24 @@ def common_env(data_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def queue_name(deployment: str) -> str:
+    """The deployment's own queue in the shared Redis database. With one queue for all, any
+    worker listening took any job: one variant's worker ran another's exports (A/B runs), and
+    a benchmark running beside ours took our jobs, found no such job in its database and
+    dropped the message; the job then waited 30 s or more for ``dispatch_due`` to send it
+    again (the "stalls" of the third pass's upload settings sweep, bench/notes.md)."""
+    return f"bench-{re.sub(r'[^A-Za-z0-9_.]', '_', deployment)}-{os.getpid()}"
+
+
+_QUEUE_PID = re.compile(r"bench-[A-Za-z0-9_.]*?-([0-9]+)(?:[.-]|$)")
+
+
 def postgres_deployment(name: str, database: str, s3: SeaweedS3, bucket: str, work: Path) -> Deployment:
     env = common_env(
         work / name,
         EXAMTRAIL_DATABASE_URL=sqlalchemy_url(pg_url(database)),
         EXAMTRAIL_BROKER_URL=REDIS_URL,
+        EXAMTRAIL_QUEUE_NAME=queue_name(name),
         **s3.env(bucket),
     )
     return Deployment(name, env, work / "logs")
@@ -175,12 +189,17 @@ def seaweedfs(work: Path) -> Iterator[SeaweedS3]:
 
 
 def flush_redis_db() -> None:
-    """Forget messages a previous (crashed) benchmark left in its Redis database."""
+    """Forget the queues that benchmarks no longer running left in the Redis database (a
+    crashed run's messages). The queues of live benchmarks (their pid is in the queue name,
+    see :func:`queue_name`) are theirs: flushing the whole database lost their messages."""
     import redis
 
     with contextlib.suppress(Exception):
         client: Any = redis.Redis.from_url(REDIS_URL)
-        client.flushdb()
+        for key in client.scan_iter(match="dramatiq:*bench-*"):
+            found = _QUEUE_PID.search(key.decode(errors="replace"))
+            if found is not None and not Path(f"/proc/{found.group(1)}").exists():
+                client.delete(key)
         client.close()
 
 
