@@ -219,6 +219,18 @@ def reset_peak_rss(pid: int) -> bool:
         return False
 
 
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each live process of ``pids``."""
+    found = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
     return read_status_kb(pid, "VmHWM") / 1024
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -55,18 +54,6 @@ def _start_api(deployment: deploy.Deployment) -> None:
     deployment.api = proc
 
 
-def _cpu_of(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each live process of ``pids``."""
-    found = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
-
-
 def _with_cpu(dsn: str, worker: int, weed: int, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``run()``'s result plus the CPU seconds it took of the worker, of the database's backends
     (the worker's pooled connections; new ones count from zero) and of SeaweedFS."""
@@ -77,11 +64,11 @@ def _with_cpu(dsn: str, worker: int, weed: int, run: Callable[[], dict[str, Any]
                 "SELECT pid FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).fetchall()
-        return _cpu_of([int(pid) for (pid,) in rows])
+        return deploy.cpu_of([int(pid) for (pid,) in rows])
 
-    pg0, own0 = backends(), _cpu_of([worker, weed])
+    pg0, own0 = backends(), deploy.cpu_of([worker, weed])
     result = run()
-    pg1, own1 = backends(), _cpu_of([worker, weed])
+    pg1, own1 = backends(), deploy.cpu_of([worker, weed])
     result["cpu_worker_s"] = own1.get(worker, 0.0) - own0.get(worker, 0.0)
     result["cpu_weed_s"] = own1.get(weed, 0.0) - own0.get(weed, 0.0)
     result["cpu_pg_s"] = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())

@@ -43,18 +43,6 @@ def _start_api(server: deploy.Deployment) -> None:
     proc.start(timeout=300)
 
 
-def _cpu_of(pids: list[int]) -> dict[int, float]:
-    """User + system CPU seconds of each live process of ``pids``."""
-    found = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return found
-
-
 def _cpu_snapshot(server: deploy.Deployment, dsn: str) -> tuple[dict[int, float], dict[int, float], float]:
     """CPU seconds so far of the API processes, of the database's backends, and of this process."""
     assert server.api is not None and server.api.proc is not None
@@ -63,8 +51,8 @@ def _cpu_snapshot(server: deploy.Deployment, dsn: str) -> tuple[dict[int, float]
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
     return (
-        _cpu_of(deploy.process_tree_pids(server.api.proc.pid)),
-        _cpu_of([int(pid) for (pid,) in rows]),
+        deploy.cpu_of(deploy.process_tree_pids(server.api.proc.pid)),
+        deploy.cpu_of([int(pid) for (pid,) in rows]),
         time.process_time(),
     )
 

@@ -419,8 +419,9 @@ class LightS3Client:
         ContentType: str | None = None,
     ) -> dict[str, Any]:
         """``ContentType`` (not in boto3's UploadPart): the object's type, sent with the part.
-        S3 ignores it; SeaweedFS otherwise sniffs an untyped part, gzips one that looks like
-        text before storing it and unzips it again to hash it (bench/notes.md, export3)."""
+        UploadPart's API defines no type (the object's comes from CreateMultipartUpload) and
+        the header is not signed; SeaweedFS otherwise sniffs an untyped part, gzips one that
+        looks like text before storing it and unzips it again to hash it (bench/notes.md)."""
         response = self._request(
             "UploadPart",
             "PUT",
