@@ -164,7 +164,7 @@ def postgres_local_deployment(name: str, database: str, work: Path) -> Deploymen
         data,
         EXAMTRAIL_DATABASE_URL=sqlalchemy_url(pg_url(database)),
         EXAMTRAIL_BROKER_URL=REDIS_URL,
-        EXAMTRAIL_QUEUE_NAME="examtrail-bench-local",
+        EXAMTRAIL_QUEUE_NAME=queue_name(name),
     )
     return Deployment(name, env, work / "logs")
 

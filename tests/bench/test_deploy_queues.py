@@ -30,8 +30,9 @@ def test_each_deployment_has_its_own_valid_queue(tmp_path: Path) -> None:
         deploy.postgres_deployment(name, "db", _S3(), "bucket", tmp_path)  # type: ignore[arg-type]
         for name in ("pg-main", "pg-new", "pg-c3=x")
     ]
+    made.append(deploy.postgres_local_deployment("pg-local", "db", tmp_path))
     queues = [d.env["EXAMTRAIL_QUEUE_NAME"] for d in made]
-    assert len(set(queues)) == 3
+    assert len(set(queues)) == 4
     for queue in queues:
         assert str(os.getpid()) in queue
         assert Settings(_env_file=None, queue_name=queue).queue_name == queue
