@@ -99,13 +99,19 @@ def test_bad_input_gets_the_regular_routes_error_byte_for_byte(
         (OK, auth, "/v1/test/abc/candidates/100/events", 422, VALIDATION),
         (OK, auth, f"/v1/test/{2**63}/candidates/1/events", 422, VALIDATION),
         (OK, auth, "/v1/test/42/candidates/-1/events", 422, VALIDATION),
+        (OK, auth, f"/v1/test/{'9' * 5000}/candidates/1/events", 422, VALIDATION),
     ]  # fmt: skip
     for body, sent, url, code, error in cases:
         response = _both(http, runtime, _post(http, body, sent, url))
         assert response.status_code == code, (body, url, response.text)
         assert response.json()["error"] == error, (body, url, response.text)
-    entries = _ingested(runtime)
-    assert entries == [], "a refused request writes no audit entry"
+    assert _ingested(runtime) == [], "a refused request writes no audit entry"
+    # Leading zeros are the same ids, on both paths.
+    send = _post(
+        http, b'{"eventId": "z", "event": "x", %s}' % T, auth, "/v1/test/0042/candidates/00100/events"
+    )
+    assert send().status_code == 201
+    assert _regular(http, runtime, send).status_code == 200
 
 
 def test_a_token_without_the_ingest_scope_is_403(http: TestClient, runtime: Runtime, seeded: None) -> None:

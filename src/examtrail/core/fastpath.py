@@ -17,6 +17,8 @@ from fastapi.routing import APIRoute
 
 from examtrail.core.schemas import INT64_MAX
 
+_INT64_DIGITS = len(str(INT64_MAX))
+
 FastPath = Callable[[Request], Awaitable[Response | None]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -57,7 +59,8 @@ def int64_param(request: Request, name: str) -> int | None:
     """The path parameter ``name`` when it is plainly a valid int64 id (ASCII digits), else None
     (then the regular handler validates it, with its own errors)."""
     raw = request.path_params.get(name)
-    if not isinstance(raw, str) or not (raw.isascii() and raw.isdigit()):
+    # At most int64's 19 digits: int() refuses (ValueError) past 4,300 digits.
+    if not isinstance(raw, str) or len(raw) > _INT64_DIGITS or not (raw.isascii() and raw.isdigit()):
         return None
     value = int(raw)
     return value if value <= INT64_MAX else None
