@@ -420,7 +420,8 @@ def _say_framework(name: str, section: dict[str, Any]) -> None:
         say(
             f"{name} {row['route']} ({row['connections']} conn): {r['requests_per_s'] or 0:,.0f} req/s, "
             f"p99 {r['p99_ms'] or 0:.1f} ms, non-2xx {r['non_2xx']} | "
-            f"/healthz {h['requests_per_s'] or 0:,.0f} req/s -> {row['ratio']:.2f}x"
+            f"{measure.healthz_floors(row)}: floor {h['requests_per_s'] or 0:,.0f} req/s "
+            f"-> {row['ratio']:.2f}x"
         )
 
 

@@ -3,7 +3,8 @@
 ``python -m bench.single_events [--rounds 3] [--seconds 8] [--only pg|sqlite] [--against SRC]``
 
 Each round on each deployment: wrk at 100 connections posting unique single events over
-100 candidates, then ``GET /healthz`` at 50 connections on the same server; the stored
+100 candidates, between two runs of ``GET /healthz`` at 50 connections on the same server
+(the floor is the higher of the two; both are printed); the stored
 events are counted before and after: every 2xx answer is a stored event (those still in
 flight when wrk stops are stored too, so at most 100 more). PostgreSQL runs
 ``examtrail serve --workers 2`` (broker: Redis); the embedded default is SQLite in one
@@ -100,7 +101,7 @@ def run_deployment(
                     f"{kind} {label} round {n + 1}: {r['requests_per_s'] or 0:,.0f} req/s, "
                     f"p50 {r['p50_ms'] or 0:.1f} ms, p99 {r['p99_ms'] or 0:.1f} ms, "
                     f"non-2xx {r['non_2xx']} {r['socket_errors']}| API CPU {r['cpu_ms']:.2f} ms/req "
-                    f"| /healthz {h['requests_per_s'] or 0:,.0f} "
+                    f"| {measure.healthz_floors(row)}: floor {h['requests_per_s'] or 0:,.0f} "
                     f"req/s -> {row['ratio']:.2f}x | "
                     f"stored {row['stored_events']}, 2xx {row['answered_2xx']}",
                     flush=True,

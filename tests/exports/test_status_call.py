@@ -162,6 +162,7 @@ def test_a_plain_status_call_refuses_what_the_routes_dependencies_refuse(
         "/v1/test/abc/events?jobId=x",
         "/v1/test/-1/events?jobId=x",
         f"/v1/test/{2**63}/events?jobId=x",
+        f"/v1/test/{'9' * 5000}/events?jobId=x",  # past int()'s digit limit: a 422, never a 500
         f"/v1/test/35/events?jobId={'x' * 65}",
         "/v1/test/35/events?jobId=",
         "/v1/test/35/events?jobId=x&format=csv",

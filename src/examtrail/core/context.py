@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -65,9 +66,21 @@ def current_client_ip() -> str | None:
     return client_ip_var.get()
 
 
+# Random bits are read ahead for this many ids at a time: one system call (which lets go of the
+# GIL, and under load waits to get it back from the writer threads) per batch, not per request.
+_IDS_PER_READ = 256
+_ids: deque[str] = deque()
+os.register_at_fork(after_in_child=_ids.clear)  # a forked process never repeats its parent's ids
+
+
 def new_request_id() -> str:
-    # 128 random bits as 32 hex digits (the form uuid4().hex had), ~3x cheaper than uuid4.
-    return os.urandom(16).hex()
+    """128 random bits as 32 hex digits (the form uuid4().hex had)."""
+    try:
+        return _ids.popleft()  # atomic: threads never get the same id
+    except IndexError:
+        block = os.urandom(16 * _IDS_PER_READ).hex()
+        _ids.extend(block[start : start + 32] for start in range(32, len(block), 32))
+        return block[:32]
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:

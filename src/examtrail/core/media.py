@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.message
+from functools import lru_cache
 
 # Starlette's request (what FastAPI re-exports): the services the worker runs use this
 # module's checks, and FastAPI itself costs the worker ~10 MB (tests/queue/test_worker_imports.py).
@@ -20,6 +21,12 @@ def media_type(value: str | None) -> str | None:
     """``type/subtype`` in lower case, without parameters; None when absent."""
     if not value or not value.strip():
         return None
+    return _parsed_media_type(value)
+
+
+# Clients send the same few content types on every request: parsed once each, not per request.
+@lru_cache(maxsize=256)
+def _parsed_media_type(value: str) -> str:
     message = email.message.Message()
     message["content-type"] = value
     return message.get_content_type().lower()

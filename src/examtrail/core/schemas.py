@@ -6,6 +6,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Ids that clients choose (testId, userId) are JSON integers within int64.
+INT64_MAX = 2**63 - 1
+
 # UTC RFC 3339 with milliseconds and ``Z`` (see ``core.timeutil.format_dt``), documented as such.
 Timestamp = Annotated[
     str,

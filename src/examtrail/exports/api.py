@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from examtrail.auth.deps import ExportPrincipal, authenticate, check_scope
 from examtrail.core.db import PgPool
 from examtrail.core.errors import Unprocessable
+from examtrail.core.fastpath import Endpoint, add_fast_route, int64_param
 from examtrail.core.responses import model_response
 from examtrail.core.security import Principal
 from examtrail.deps import (
@@ -29,7 +29,6 @@ from examtrail.exports.models import JobStatus
 from examtrail.exports.options import ExportOptions, has_options, order_options
 from examtrail.exports.schemas import ExportJobList, ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
-from examtrail.ingest.schemas import INT64_MAX
 from examtrail.runtime import Runtime
 
 router = APIRouter(prefix="/v1/test", tags=["export"])
@@ -40,34 +39,14 @@ JobId = Annotated[str | None, Query(alias="jobId", min_length=1, max_length=64, 
 JobIdPath = Annotated[str, Path(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)]
 OptionsDep = Annotated[ExportOptions, Depends(order_options)]
 
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
-
-
-class _StatusRoute(APIRoute):
-    """A status route: a plain status call (a valid testId and jobId, no other query parameter)
-    is answered without FastAPI's dependency solving, which costs more than the rest of the call;
-    anything else (no jobId, export options, input FastAPI would refuse, dependency overrides)
-    goes to the route's regular handler. The route's signature stays what the OpenAPI document
-    is made from; the fast path raises the same errors its dependencies would."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        regular = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            fast = await _plain_status(request)
-            return fast if fast is not None else await regular(request)
-
-        return handler
-
 
 def _status_route(path: str, **kwargs: Any) -> Callable[[Endpoint], Endpoint]:
-    """``@router.get(path, **kwargs)`` with :class:`_StatusRoute` as the route class."""
-
-    def register(endpoint: Endpoint) -> Endpoint:
-        router.add_api_route(path, endpoint, methods=["GET"], route_class_override=_StatusRoute, **kwargs)
-        return endpoint
-
-    return register
+    """``@router.get(path, **kwargs)`` with the status call's fast path: a plain status call (a
+    valid testId and jobId, no other query parameter) is answered without FastAPI's dependency
+    solving, which costs more than the rest of the call; anything else (no jobId, export
+    options, input FastAPI would refuse) goes to the route's regular handler. The fast path
+    raises the same errors its dependencies would."""
+    return add_fast_route(router, "GET", path, _plain_status, **kwargs)
 
 
 def _job_id_of(request: Request) -> str | None:
@@ -82,14 +61,9 @@ def _job_id_of(request: Request) -> str | None:
 
 
 async def _plain_status(request: Request) -> Response | None:
-    if request.app.dependency_overrides:
-        return None
-    raw_test_id = request.path_params.get("testId")
-    if not isinstance(raw_test_id, str) or not (raw_test_id.isascii() and raw_test_id.isdigit()):
-        return None
-    test_id = int(raw_test_id)
+    test_id = int64_param(request, "testId")
     job_id = _job_id_of(request)
-    if test_id > INT64_MAX or job_id is None:
+    if test_id is None or job_id is None:
         return None
     runtime: Runtime = request.app.state.runtime
     # As ExportPrincipal: the token (revocation included), then the scope.
@@ -145,7 +119,7 @@ def order_events(
 
 # The status call is polled: it answers from the event loop (PostgreSQL: the async driver; SQLite:
 # the whole unit of work on one threadpool thread), no thread hop per dependency; a plain status
-# call does not even solve the dependencies (``_StatusRoute``).
+# call does not even solve the dependencies (``_status_route``, ``core.fastpath``).
 @_status_route(
     "/{testId}/events",
     response_model=ExportJobOut,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
 from typing import Annotated, Any
 
@@ -10,11 +10,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import Field, TypeAdapter
 from sqlalchemy.orm import Session
 
-from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal
+from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal, authenticate, check_scope
 from examtrail.core.batching import GroupCommitWriter, WriterStopped
 from examtrail.core.body import read_limited, validate_json
 from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
+from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
+from examtrail.core.responses import model_response
+from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, in_write_session
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
@@ -30,6 +33,7 @@ from examtrail.ingest.schemas import (
     TestOut,
     TestsPage,
     parse_batch,
+    parse_event,
 )
 from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectTooLarge
@@ -132,7 +136,9 @@ async def _events_body(request: Request, runtime: RuntimeDep) -> list[EventIn] |
     settings = runtime.settings
     raw = await read_limited(request, settings.max_request_bytes)
     if raw.lstrip()[:1] != b"[":
-        return [_parse_one_event(raw)]
+        # One event: validated as a batch's are (no model objects), else by EventIn (its errors).
+        one = parse_event(raw)
+        return one if one is not None else [_parse_one_event(raw)]
     batch = parse_batch(raw, settings.max_batch_events)
     if batch is not None:
         return batch
@@ -180,8 +186,26 @@ _EVENTS_BODY: dict[str, Any] = {
 GROUP_COMMIT_MAX_EVENTS = 100
 
 
-@router.post(
+async def _plain_events(request: Request) -> Response | None:
+    """The fast path of ``post_events`` (``core.fastpath``): valid path ids, then what the route's
+    dependencies do, in their order (content type 415, body 400/413/422, token 401, scope 403)."""
+    test_id = int64_param(request, "testId")
+    user_id = int64_param(request, "userId")
+    if test_id is None or user_id is None:
+        return None
+    await require_json(request)
+    runtime: Runtime = request.app.state.runtime
+    events = await _events_body(request, runtime)
+    principal = check_scope(await authenticate(runtime, request.headers.get("authorization", "")), "ingest")
+    result = await _record(request, principal, test_id, user_id, events)
+    return model_response(result, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+@add_fast_route(
+    router,
+    "POST",
     "/{testId}/candidates/{userId}/events",
+    _plain_events,
     response_model=EventsResult,
     status_code=status.HTTP_201_CREATED,
     summary="Record events on a candidate",
@@ -199,6 +223,19 @@ async def post_events(
     principal: IngestPrincipal,
     response: Response,
 ) -> EventsResult:
+    result = await _record(request, principal, test_id, user_id, events)
+    if result.created == 0:
+        response.status_code = status.HTTP_200_OK
+    return result
+
+
+async def _record(
+    request: Request,
+    principal: Principal,
+    test_id: int,
+    user_id: int,
+    events: Sequence[EventIn] | EventBatch,
+) -> EventsResult:
     # From the app's state, not dependencies: each one costs the framework a resolution step.
     runtime: Runtime = request.app.state.runtime
     writer: GroupCommitWriter = request.app.state.ingest_writer
@@ -208,14 +245,10 @@ async def post_events(
         # event (live exam clients): stored together with the group's other single events.
         together = service.record_single_events if len(events) == 1 else None
         try:
-            result = await writer.run(store, together=together)
+            return await writer.run(store, together=together)
         except WriterStopped:
             raise ServiceUnavailable("The server is shutting down; send the events again.") from None
-    else:
-        result = await in_write_session(runtime, partial(_commit, unit=store))
-    if result.created == 0:
-        response.status_code = status.HTTP_200_OK
-    return result
+    return await in_write_session(runtime, partial(_commit, unit=store))
 
 
 def _commit(session: Session, unit: Callable[[Session], EventsResult]) -> EventsResult:

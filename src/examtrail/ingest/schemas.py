@@ -21,10 +21,9 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from examtrail.core.schemas import INT64_MAX as INT64_MAX  # re-exported for the ingest routes
 from examtrail.core.schemas import Timestamp
 from examtrail.core.timeutil import to_epoch_ms
-
-INT64_MAX = 2**63 - 1
 
 
 def _integral(value: object) -> object:
@@ -253,6 +252,24 @@ def parse_batch(raw: bytes, max_events: int) -> EventBatch | None:
         return None
     if not 1 <= len(events) <= max_events:
         return None
+    return _in_range(events)
+
+
+_fast_event = TypeAdapter(EventDict)
+
+
+def parse_event(raw: bytes) -> EventBatch | None:
+    """One valid event (a JSON object) as a batch of one, or None: then validate ``raw`` with
+    ``EventIn`` (as :func:`parse_batch`). Live exam clients send one event per request."""
+    try:
+        event = _fast_event.validate_json(raw)
+    except ValidationError:
+        return None
+    return _in_range([event])
+
+
+def _in_range(events: list[EventDict]) -> EventBatch | None:
+    """The batch of ``events`` with their times in ms, or None if one lies outside the years."""
     occurred: list[int] = []
     append = occurred.append
     try:
