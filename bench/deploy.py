@@ -183,7 +183,10 @@ def seaweedfs(work: Path) -> Iterator[SeaweedS3]:
     if base.exists():
         shutil.rmtree(base)
     base.mkdir(parents=True)
-    server = SeaweedS3(base, volume_size_limit_mb=1024)
+    # SeaweedFS's own default volume size (30 GB; volumes are not pre-allocated). With 1 GB
+    # volumes a volume filled every five 1M exports, and the upload that met it waited ~1 s
+    # for the master to grow the next one: a stall of the store, not of the export.
+    server = SeaweedS3(base, volume_size_limit_mb=30_000)
     with server:
         yield server
 
