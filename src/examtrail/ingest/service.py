@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from examtrail.audit import actions
-from examtrail.audit.service import Entry, record, record_each
+from examtrail.audit.service import Entry, record, record_each, record_many
 from examtrail.core.batching import Outcome
 from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
@@ -116,7 +116,7 @@ def record_single_events(session: Session, units: Sequence[tuple[Any, Context]])
             continue
         candidate_pk = candidates.get((test_pk, unit.user_id))
         if candidate_pk is None:
-            outcomes[index] = (None, _candidate_not_found(unit.test_id, unit.user_id))
+            outcomes[index] = (None, candidate_not_found(unit.test_id, unit.user_id))
             continue
         batch = unit.events if isinstance(unit.events, EventBatch) else EventBatch.of(unit.events)
         event = batch.events[0]
@@ -133,7 +133,7 @@ def record_single_events(session: Session, units: Sequence[tuple[Any, Context]])
             if key not in stored:
                 continue  # removed since (an erasure): it runs on its own
             if stored[key] != (row[1], row[7]):
-                outcomes[index] = (None, _event_exists(key[1]))
+                outcomes[index] = (None, _events_exist([_exists_detail(0, key[1])]))
                 continue
         unit, context = units[index]
         result = EventsResult(received=1, created=created, duplicates=1 - created, eventIds=[key[1]])
@@ -148,26 +148,23 @@ def _test_not_found(test_id: int) -> NotFound:
     return NotFound(f"Test {test_id} not found.", code="test_not_found")
 
 
-def _candidate_not_found(test_id: int, user_id: int) -> NotFound:
+def candidate_not_found(test_id: int, user_id: int) -> NotFound:
     return NotFound(f"Candidate {user_id} not found on test {test_id}.", code="candidate_not_found")
 
 
-def _event_exists(event_id: str) -> Conflict:
+def _events_exist(details: list[dict[str, Any]]) -> Conflict:
     return Conflict(
-        "Some events already exist with different content.",
-        code="event_conflict",
-        details=[
-            {
-                "index": 0,
-                "field": "eventId",
-                "message": f"eventId {event_id} already exists with different content",
-            }
-        ],
+        "Some events already exist with different content.", code="event_conflict", details=details
     )
 
 
+def _exists_detail(index: int, event_id: str) -> dict[str, Any]:
+    message = f"eventId {event_id} already exists with different content"
+    return {"index": index, "field": "eventId", "message": message}
+
+
 def _ingested_entry(tenant_id: int, test_id: int, actor: str | None, result: EventsResult) -> Entry:
-    # One entry per request, never per event: the test and counts, no candidate or event content.
+    # One entry per request (batch), never per event: the test and counts, no candidate or event content.
     return Entry(
         tenant_id=tenant_id,
         client_id=actor,
@@ -301,9 +298,7 @@ def add_events(
     works inside a savepoint of a larger transaction as well."""
     candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
     if candidate_pk is None:
-        raise NotFound(
-            f"Candidate {user_id} not found on test {test.external_id}.", code="candidate_not_found"
-        )
+        raise candidate_not_found(test.external_id, user_id)
     batch = events if isinstance(events, EventBatch) else EventBatch.of(events)
 
     # event_id -> (index in the batch, the row to insert); row[5] is the doc.
@@ -339,35 +334,17 @@ def add_events(
         for event_id in others:
             stored_candidate, stored_doc = stored[event_id]
             if stored_candidate != candidate_pk or stored_doc != rows[event_id][1][5]:
-                conflicts.append(
-                    {
-                        "index": rows[event_id][0],
-                        "field": "eventId",
-                        "message": f"eventId {event_id} already exists with different content",
-                    }
-                )
+                conflicts.append(_exists_detail(rows[event_id][0], event_id))
         if conflicts:
             # Nothing of the batch is kept: the caller rolls the transaction back.
-            raise Conflict(
-                "Some events already exist with different content.", code="event_conflict", details=conflicts
-            )
+            raise _events_exist(conflicts)
     result = EventsResult(
         received=len(events),
         created=len(inserted),
         duplicates=len(events) - len(inserted),
         eventIds=ordered_ids,
     )
-    # One entry per batch, never per event: the test and counts, no candidate or event content.
-    record(
-        session,
-        tenant_id=test.tenant_id,
-        client_id=actor,
-        action=actions.EVENTS_INGESTED,
-        object_type=actions.OBJECT_TEST,
-        object_id=test.external_id,
-        test_id=test.external_id,
-        details={"received": result.received, "created": result.created, "duplicates": result.duplicates},
-    )
+    record_many(session, [_ingested_entry(test.tenant_id, test.external_id, actor, result)])
     return result
 
 
@@ -400,7 +377,7 @@ def prepare_upload(
     test = require_test(session, tenant_id, test_id)
     candidate_pk = repository.get_candidate_pk(session, test.id, user_id)
     if candidate_pk is None:
-        raise NotFound(f"Candidate {user_id} not found on test {test_id}.", code="candidate_not_found")
+        raise candidate_not_found(test_id, user_id)
     event = repository.get_event(session, test.id, candidate_pk, event_id)
     if event is None:
         raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")

@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from examtrail.core.errors import NotFound
 from examtrail.core.security import Principal
 from examtrail.core.timeutil import format_ms
 from examtrail.ingest import review
@@ -217,7 +216,7 @@ def timeline_view(
     test = ingest.require_test(session, principal.tenant_id, test_id)
     timeline = review.candidate_timeline(session, test, user_id, event=event, flagged=flagged)
     if timeline is None:
-        raise NotFound(f"Candidate {user_id} not found on test {test_id}.", code="candidate_not_found")
+        raise ingest.candidate_not_found(test_id, user_id)
     blocks: list[Block] = []
     gaps = iter(timeline.gaps)
     gap = next(gaps, None)
