@@ -262,7 +262,11 @@ def test_memory_does_not_grow_with_events(
     assert large.size > 4.5 * small.size
     assert large.largest < 2 * 1024 * 1024
     # Five times the events, about the same memory: buffers are bounded, nothing accumulates.
-    assert large_peak < small_peak * 1.25 + 256 * 1024, (small_peak, large_peak)
+    # The bound includes the candidate bodies read ahead of the writer (SQLite), which the
+    # short run does not always fill before it ends: allowed on top, whatever the run's timing.
+    body = large.size // 50
+    read_ahead = (pipeline._SQLITE_READ_AHEAD + 2) * body
+    assert large_peak < small_peak * 1.25 + 256 * 1024 + read_ahead, (small_peak, large_peak, read_ahead)
 
 
 def test_settings_parse_retry_schedule() -> None:
