@@ -10,11 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from examtrail.audit.models import AuditEntry
 from examtrail.audit.repository import insert_entry_grouped
 from examtrail.auth.models import Tenant
-from examtrail.core.db import PgPool, build_pg_pool
+from examtrail.core.db import PgPool, build_async_engine, build_pg_pool, on_async_connection
 from examtrail.runtime import Runtime
 from tests.support.db import audit_row
 
@@ -157,3 +159,103 @@ def test_an_interrupted_statement_does_not_leave_its_connection_in_the_pool(pool
             await pool.close()
 
     assert asyncio.run(main()) == 1
+
+
+# --- a write runs once: a dead connection is replaced before it, never re-run after it -------
+
+_PROBE_INSERT = (
+    "INSERT INTO audit_log (at, tenant_id, action, object_type, object_id) "
+    "VALUES (now(), %s, 'probe', 'test', %s)"
+)
+
+
+async def _terminate(conninfo: str, pid: int) -> None:
+    """End backend ``pid`` as a server restart would, and wait until it is gone."""
+    killer = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+    async with killer:
+        await killer.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+
+
+async def _backend_pid(connection: psycopg.AsyncConnection[Any]) -> int:
+    return connection.info.backend_pid
+
+
+def _probes(runtime: Runtime, object_id: str) -> int:
+    with runtime.sessions() as session:
+        return len(session.scalars(select(AuditEntry).where(AuditEntry.object_id == object_id)).all())
+
+
+def test_a_write_whose_connection_dies_after_its_commit_is_not_run_again(
+    runtime: Runtime, pool: PgPool, tenant_id: int
+) -> None:
+    async def commit_then_lose_the_connection(connection: psycopg.AsyncConnection[Any]) -> None:
+        await connection.execute(_PROBE_INSERT, (tenant_id, "once"))
+        # The server goes away after the commit, before the caller has heard of it.
+        await _terminate(pool.conninfo, connection.info.backend_pid)
+        await connection.execute("SELECT 1")
+
+    async def main() -> None:
+        try:
+            await pool.run(_backend_pid)  # the write below gets a pooled connection
+            with pytest.raises(psycopg.OperationalError):
+                await pool.run(commit_then_lose_the_connection, rerun=False)
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+    assert _probes(runtime, "once") == 1
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_before_a_write(
+    runtime: Runtime, pool: PgPool, tenant_id: int
+) -> None:
+    async def main() -> tuple[int, int]:
+        try:
+            before = await pool.run(_backend_pid)
+            await _terminate(pool.conninfo, before)
+            # A grouped audit insert (never re-run) on what the pool holds: a dead connection.
+            await insert_entry_grouped(pool, _row(tenant_id, 7))
+            return before, await pool.run(_backend_pid)
+        finally:
+            await pool.close()
+
+    before, after = asyncio.run(main())
+    assert after != before
+    assert _probes(runtime, "job-7") == 1
+
+
+def test_the_engine_never_runs_a_write_twice_and_replaces_a_closed_connection(
+    runtime: Runtime, pool: PgPool, tenant_id: int
+) -> None:
+    async def main() -> None:
+        engine = build_async_engine(runtime.settings)
+        assert engine is not None
+        conninfo = pool.conninfo
+
+        async def pid_of(connection: AsyncConnection) -> int:
+            raw = await connection.get_raw_connection()
+            return int(raw.driver_connection.info.backend_pid)  # type: ignore[union-attr]
+
+        async def commit_then_lose_the_connection(connection: AsyncConnection) -> None:
+            await connection.exec_driver_sql(_PROBE_INSERT, (tenant_id, "engine-once"))
+            await _terminate(conninfo, await pid_of(connection))
+            await connection.exec_driver_sql("SELECT 1")
+
+        try:
+            first = await on_async_connection(engine, pid_of)
+            with pytest.raises(DBAPIError):
+                await on_async_connection(engine, commit_then_lose_the_connection, rerun=False)
+            # The pooled connection the server closed is refused at checkout: a write on the
+            # engine (group commit, never re-run) goes to a fresh one.
+            second = await on_async_connection(engine, pid_of)
+            assert second != first
+            await _terminate(conninfo, second)
+            await insert_entry_grouped(engine, _row(tenant_id, 8))
+            assert await on_async_connection(engine, pid_of) != second
+        finally:
+            await engine.dispose()
+            await pool.close()
+
+    asyncio.run(main())
+    assert _probes(runtime, "engine-once") == 1
+    assert _probes(runtime, "job-8") == 1

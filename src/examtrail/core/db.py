@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import select
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -209,14 +210,15 @@ def build_async_engine(settings: Settings) -> AsyncEngine | None:
     Autocommit: every statement commits on its own, so a path that reads and then writes one
     row needs no BEGIN/COMMIT round trips. psycopg prepares a statement on a connection after
     it ran a few times (``prepare_threshold``). No pre-ping (a round trip per checkout): a
-    connection the server dropped is retried once by :func:`on_async_connection`.
+    checkout looks at the connection's socket instead (:func:`server_closed`), and a read on a
+    connection the server dropped meanwhile is run once more by :func:`on_async_connection`.
     """
     url = settings.resolved_database_url
     if not url.startswith("postgresql+psycopg"):
         return None
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=ASYNC_POOL_SIZE,
         max_overflow=0,
@@ -224,17 +226,46 @@ def build_async_engine(settings: Settings) -> AsyncEngine | None:
         pool_recycle=3600,
         isolation_level="AUTOCOMMIT",
     )
+    event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_by_server)
+    return engine
 
 
-async def on_async_connection(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """``work`` on a pooled autocommit connection; once more on a fresh one when the pooled one
-    turns out to be dead (the server restarted), as the sync engine's pre-ping would."""
+def server_closed(connection: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server has closed this idle connection (it restarted, or ended the session).
+
+    An idle connection has nothing to read: a readable socket holds the server's last words
+    (``FATAL: terminating connection``) or the end of the stream. No round trip: one poll.
+    """
+    if connection.closed or connection.broken:
+        return True
+    try:
+        readable, _, _ = select.select([connection.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+    return bool(readable)
+
+
+def _refuse_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    # The pool replaces a connection refused at checkout by a fresh one.
+    if server_closed(dbapi_connection.driver_connection):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+async def on_async_connection(
+    engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]], *, rerun: bool = True
+) -> T:
+    """``work`` on a pooled autocommit connection (one the server closed is replaced at checkout).
+
+    ``rerun``: when the connection turns out dead anyway (the server went away between checkout
+    and statement), ``work`` runs once more on a fresh one. Only for reads: a write may have
+    committed before the connection died, and running it again would store it twice.
+    """
     for attempt in (1, 2):
         try:
             async with engine.connect() as connection:
                 return await work(connection)
         except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated:
+            if attempt == 2 or not rerun or not exc.connection_invalidated:
                 raise
     raise AssertionError("unreachable")
 
@@ -284,7 +315,7 @@ async def _engine_write(engine: AsyncEngine, statement: Executable, rows: list[d
     async def write(connection: AsyncConnection) -> None:
         await connection.execute(statement, rows[0] if len(rows) == 1 else rows)
 
-    await on_async_connection(engine, write)
+    await on_async_connection(engine, write, rerun=False)
 
 
 _group_inserts: WeakKeyDictionary[AsyncEngine, dict[Executable, GroupInsert]] = WeakKeyDictionary()
@@ -313,8 +344,8 @@ class PgPool:
 
     Autocommit: each statement commits on its own, so a checkout needs no reset. Statements are
     prepared on a connection after a few runs (psycopg's ``prepare_threshold``). No pre-ping: a
-    pooled connection found dead (the server restarted) is dropped and the work runs once more
-    on a fresh one, as :func:`on_async_connection` does on the engine.
+    pooled connection the server closed (it restarted) is found by a poll of its socket at
+    checkout (:func:`server_closed`) and replaced, as the engine's are.
     """
 
     def __init__(self, conninfo: str, size: int = PG_POOL_SIZE) -> None:
@@ -324,20 +355,24 @@ class PgPool:
         self._slots = asyncio.Semaphore(size)
         self._closed = False
 
-    async def run(self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """``work`` on a pooled connection (its statements autocommit)."""
+    async def run(
+        self, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]], *, rerun: bool = True
+    ) -> T:
+        """``work`` on a pooled connection (its statements autocommit).
+
+        ``rerun``: when a pooled connection dies under ``work`` (the server went away after the
+        checkout's look), ``work`` runs once more on a fresh one. Only for reads: a write may
+        have committed before the connection died, and running it again would store it twice.
+        """
         async with self._slots:
-            pooled = bool(self._idle)
-            connection = self._idle.pop() if pooled else await self._connect()
+            connection, pooled = await self._checkout()
             try:
                 result = await work(connection)
             except psycopg.OperationalError:
                 await self._release(connection)
-                if not pooled or not (connection.closed or connection.broken):
+                if not rerun or not pooled or not (connection.closed or connection.broken):
                     raise
-                # The connection died in the pool (the server restarted): so did its idle
-                # neighbours. They go, and the work runs once more on a fresh connection.
-                await self._discard_idle()
+                await self._discard_idle()  # its idle neighbours died with it
                 connection = await self._connect()
                 try:
                     result = await work(connection)
@@ -349,6 +384,15 @@ class PgPool:
                 raise
             await self._release(connection)
             return result
+
+    async def _checkout(self) -> tuple[psycopg.AsyncConnection[Any], bool]:
+        """An idle connection the server has not closed, else a new one (and whether pooled)."""
+        while self._idle:
+            connection = self._idle.pop()
+            if not server_closed(connection):
+                return connection, True
+            await connection.close()
+        return await self._connect(), False
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
@@ -387,7 +431,7 @@ async def _pool_write(pool: PgPool, sql: str, columns: tuple[str, ...], rows: li
         # One statement whatever the group's size: each column's values as one array.
         await connection.execute(sql, [[row[name] for row in rows] for name in columns])
 
-    await pool.run(write)
+    await pool.run(write, rerun=False)
 
 
 _pool_inserts: WeakKeyDictionary[PgPool, dict[str, GroupInsert]] = WeakKeyDictionary()
