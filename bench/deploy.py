@@ -178,7 +178,9 @@ def sqlite_deployment(name: str, work: Path) -> Deployment:
 
 
 @contextlib.contextmanager
-def seaweedfs(work: Path) -> Iterator[SeaweedS3]:
+def seaweedfs(work: Path, *, cpu_profile: Path | None = None) -> Iterator[SeaweedS3]:
+    """SeaweedFS for a benchmark; with ``cpu_profile``, weed's own CPU profile (pprof) of the
+    whole run is written there when it stops (``bench.weed_profile`` reads it)."""
     base = work / "seaweedfs"
     if base.exists():
         shutil.rmtree(base)
@@ -186,9 +188,12 @@ def seaweedfs(work: Path) -> Iterator[SeaweedS3]:
     # SeaweedFS's own default volume size (30 GB; volumes are not pre-allocated). With 1 GB
     # volumes a volume filled every five 1M exports, and the upload that met it waited ~1 s
     # for the master to grow the next one: a stall of the store, not of the export.
-    server = SeaweedS3(base, volume_size_limit_mb=30_000)
+    extra = [f"-cpuprofile={cpu_profile.resolve()}"] if cpu_profile is not None else []
+    server = SeaweedS3(base, volume_size_limit_mb=30_000, extra_args=extra)
     with server:
         yield server
+        if cpu_profile is not None:
+            server.stop(graceful=True, timeout=60)  # weed writes the profile on SIGTERM only
 
 
 def flush_redis_db() -> None:

@@ -11,6 +11,7 @@ commit before a change); ``name=`` is the checkout's own code.
     uv run python -m bench.export_ab --reuse ...   # keep the generated data of the last run
     uv run python -m bench.export_ab --skip sqlite --variant c2= --variant c4= \
         --env c4:EXAMTRAIL_S3_UPLOAD_CONCURRENCY=4   # a settings sweep on one checkout
+    uv run python -m bench.export_ab --skip sqlite --weed-cpuprofile /tmp/weed.prof  # where weed's CPU goes
 
 Prints each run and the medians with their ratio to the baseline, and the worker's peak RSS.
 PG + S3 runs also print the CPU seconds each export took of the worker, of the database's
@@ -32,7 +33,7 @@ import psycopg
 from tests.support.ports import free_port
 from tests.support.processes import ExamtrailProcess
 
-from bench import deploy, measure
+from bench import deploy, measure, weed_profile
 from bench.generate import GenerateSpec, generate
 
 TENANT = "bench-ab"
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="name:NAME=VALUE, a setting for variant `name`'s processes (e.g. a settings sweep)",
     )
+    parser.add_argument(
+        "--weed-cpuprofile",
+        type=Path,
+        help="write SeaweedFS's CPU profile of the PG + S3 runs there and print where it went",
+    )
     args = parser.parse_args(argv)
     variants = [tuple(v.split("=", 1)) for v in (args.variant or ["this="])]
     variant_env: dict[str, dict[str, str]] = {}
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         if not generated.get("pg"):
             dsn = deploy.recreate_pg_database(args.database)
         deploy.flush_redis_db()
-        with deploy.seaweedfs(work) as s3:
+        with deploy.seaweedfs(work, cpu_profile=args.weed_cpuprofile) as s3:
             bucket = s3.create_bucket("examtrail-ab")
             deployments = []
             for name, src in variants:
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 cpu = ", CPU medians worker {worker:.2f} + PG {pg:.2f} + weed {weed:.2f} s".format(**parts)
             _say(f"SUMMARY {deployment} {name}: median {med:.3f} s{ratio}, peak RSS {rss:.0f} MB{cpu}")
+    if args.weed_cpuprofile is not None and args.weed_cpuprofile.exists():
+        print(weed_profile.summary(weed_profile.parse(args.weed_cpuprofile.read_bytes())))
     return 0
 
 

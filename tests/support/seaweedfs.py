@@ -43,7 +43,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -121,6 +121,7 @@ class SeaweedS3:
         weed: str | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
         volume_size_limit_mb: int = 64,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.data_dir = self.base_dir / "data"
@@ -132,6 +133,7 @@ class SeaweedS3:
         self.weed = weed or find_weed()
         self.startup_timeout = startup_timeout
         self.volume_size_limit_mb = volume_size_limit_mb
+        self.extra_args = list(extra_args)  # more ``weed server`` flags (e.g. -cpuprofile)
         self.ports = SeaweedPorts.free()
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -237,6 +239,7 @@ class SeaweedS3:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={self.config_path}",
+            *self.extra_args,
         ]
 
     def _write_identities(self) -> None:
