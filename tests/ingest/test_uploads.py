@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,8 +14,9 @@ from typing import Any
 import anyio
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from examtrail.audit.models import AuditEntry
 from examtrail.core.errors import Conflict, NotFound
 from examtrail.ingest import repository, service
 from examtrail.ingest.models import Attachment, Event, Test
@@ -286,6 +288,62 @@ def test_upload_streams_every_chunk_and_records_the_file(
     assert stored_keys(runtime) == [row.storage_key]
     assert read(runtime, row.storage_key) == b"abcdef"
     assert file_count(runtime) == 1
+
+
+def test_a_repeat_under_an_attached_name_is_hashed_and_never_stored(
+    http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    first, created = upload(runtime, event_1, chunks(b"abc", b"def"))
+    assert created and len(writers) == 1
+    [row] = attachments(runtime)
+
+    # A client's retry with the same bytes (in other chunks): the stored attachment, and no
+    # writer opened, so nothing to upload to the store and nothing to delete afterwards.
+    again, created = upload(runtime, event_1, chunks(b"ab", b"cdef"))
+    assert (again, created) == (first, False)
+    # Other bytes under the name: 409, and nothing written either.
+    with pytest.raises(Conflict) as caught:
+        upload(runtime, event_1, chunks(b"abcdeX"))
+    assert caught.value.code == "file_exists"
+    # Past the limit: too large, as a first upload would be.
+    with pytest.raises(ObjectTooLarge):
+        upload(runtime, event_1, chunks(b"x" * 60, b"x" * 60), max_bytes=100)
+
+    assert len(writers) == 1
+    assert [(a.id, a.storage_key) for a in attachments(runtime)] == [(row.id, row.storage_key)]
+    assert leftovers(runtime) == [row.storage_key]
+    assert read(runtime, row.storage_key) == b"abcdef"
+    assert file_count(runtime) == 1
+    with runtime.sessions() as session:  # the upload and the retry are audited, as before
+        uploaded = session.scalars(
+            select(AuditEntry.details).where(AuditEntry.action == "file.uploaded").order_by(AuditEntry.id)
+        ).all()
+    assert [json.loads(d or "{}")["created"] for d in uploaded] == [True, False]
+
+
+def test_a_repeat_whose_attachment_goes_while_it_streams_is_not_found(
+    http: TestClient, runtime: Runtime, event_1: int, writers: list[SpyWriter]
+) -> None:
+    upload(runtime, event_1, chunks(b"abc"))
+    [row] = attachments(runtime)
+
+    def erase() -> None:  # what an erasure does first: the objects, then the attachment rows
+        runtime.store.delete(row.storage_key)
+        with runtime.sessions() as session:
+            session.execute(delete(Attachment).where(Attachment.id == row.id))
+            session.commit()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"ab"
+        await anyio.to_thread.run_sync(erase)
+        yield b"c"
+
+    with pytest.raises(NotFound) as caught:
+        upload(runtime, event_1, body)
+    assert caught.value.code == "event_not_found"
+    assert attachments(runtime) == []  # no row pointing at an object that was never written
+    assert leftovers(runtime) == []
+    assert len(writers) == 1
 
 
 def test_unknown_target_opens_no_writer(

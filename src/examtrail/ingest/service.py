@@ -35,7 +35,7 @@ from examtrail.ingest.schemas import (
     TestsPage,
     TestSummary,
 )
-from examtrail.storage.base import ObjectStore, ObjectWriter, StoredObject
+from examtrail.storage.base import HashingCounter, ObjectStore, ObjectWriter, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +369,8 @@ class UploadTarget:
     test_pk: int
     event_pk: int
     storage_key: str
+    # ``(size, sha256)`` of the file already attached under this name: the upload is a repeat.
+    attached: tuple[int, str] | None = None
 
 
 def prepare_upload(
@@ -383,7 +385,9 @@ def prepare_upload(
         raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")
     # A fresh key per upload, never reused: a stored object is never overwritten.
     key = f"{ATTACHMENTS_PREFIX}/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
-    return UploadTarget(tenant_id, test.external_id, test.id, event.id, key)
+    current = repository.get_attachment(session, event.id, file_name)
+    attached = None if current is None else (current.size, current.sha256)
+    return UploadTarget(tenant_id, test.external_id, test.id, event.id, key, attached)
 
 
 # A media type as stored (``attachments.content_type`` is varchar(200)): printable ASCII.
@@ -490,9 +494,10 @@ class FileUploads:
 
     No transaction is held while the body streams (it may be large and slow): the target
     is resolved in a short read, the bytes go to a new, never reused key, and only then is
-    the row written in a write transaction. Stored files are immutable: an upload that
-    turns out to repeat an attachment (same bytes: 200) or to contradict one (other bytes:
-    409) deletes only its own new object, never the attachment's. Nothing is left behind on
+    the row written in a write transaction. Stored files are immutable: an upload under a
+    name already attached (a client's retry: same bytes, 200; other bytes, 409) is only
+    hashed, never stored; one that turns out to repeat an attachment recorded while it
+    streamed deletes only its own new object, never the attachment's. Nothing is left behind on
     failure: the writer is aborted on any error while streaming (``ObjectTooLarge`` past
     ``max_bytes`` included, which propagates for the caller to answer) and the new object
     is deleted unless a new row references it.
@@ -516,6 +521,11 @@ class FileUploads:
     ) -> tuple[AttachmentOut, bool]:
         """The attachment and whether this upload created it."""
         target = await to_thread.run_sync(self._prepare, tenant_id, test_id, user_id, event_id, file_name)
+        if target.attached is not None:
+            size, sha256 = await self._digest_body(body)
+            return await to_thread.run_sync(
+                self._record_repeat, target, file_name, content_type, size, sha256
+            )
         stored = await self._store_body(target.storage_key, content_type, body)
         return await to_thread.run_sync(self._record, target, file_name, content_type, stored)
 
@@ -540,6 +550,27 @@ class FileUploads:
             with CancelScope(shield=True):
                 await to_thread.run_sync(writer.abort)
             raise
+
+    async def _digest_body(self, body: AsyncIterable[bytes]) -> tuple[int, str]:
+        """Size and SHA-256 of the body, within ``max_bytes`` (``ObjectTooLarge`` past it)."""
+        digest = HashingCounter(self.max_bytes)
+        async for chunk in body:
+            digest.update(chunk)  # hashlib frees the GIL on large chunks; no thread hop needed
+        return digest.size, digest.hexdigest()
+
+    def _record_repeat(
+        self, target: UploadTarget, file_name: str, content_type: str, size: int, sha256: str
+    ) -> tuple[AttachmentOut, bool]:
+        """The answer to an upload under a name already attached: the stored attachment (200)
+        or ``file_exists`` (409), audited as any upload; no object was written."""
+        with transaction(self.sessions) as session:
+            if repository.get_attachment(session, target.event_pk, file_name) is None:
+                # Attachments are only ever deleted with their event (an erasure under way).
+                raise NotFound("The event no longer exists.", code="event_not_found")
+            attachment, created = record_upload(
+                session, target, file_name, content_type, size, sha256, actor=self.actor
+            )
+            return attachment_out(attachment), created
 
     def _record(
         self, target: UploadTarget, file_name: str, content_type: str, stored: StoredObject
