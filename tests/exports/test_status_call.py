@@ -7,14 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from examtrail.audit.models import AuditEntry
 from examtrail.core.db import ASYNC_POOL_SIZE
 from examtrail.deps import get_runtime_dep
 from examtrail.runtime import Runtime
 from tests.support.api import bearer, create_client, get_token, seed_test, wait_for_job
+from tests.support.db import PG_ADMIN_DSN
 
 
 def _link_entries(runtime: Runtime, job_id: str) -> list[AuditEntry]:
@@ -192,3 +195,29 @@ def test_the_fast_and_the_regular_status_path_answer_alike(
         k: v for k, v in regular.json().items() if k != "downloadUrl"
     }
     assert len(_link_entries(runtime, status["jobId"])) == before + 2
+
+
+def test_the_status_call_answers_503_while_the_database_refuses_connections(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    """PostgreSQL: the status call runs on plain psycopg, whose errors SQLAlchemy does not wrap;
+    an unreachable database is still the retryable 503 every other route answers, not a 500."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("the plain psycopg path is PostgreSQL's")
+    url = "/v1/test/37/events?jobId=x"
+    assert http.get(url, headers=headers).status_code == 404  # a pooled connection exists
+    database = make_url(runtime.settings.resolved_database_url).database
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
+            response = http.get(url, headers=headers)
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "database_unavailable"
+    assert response.headers["retry-after"] == "2"
+    assert http.get(url, headers=headers).status_code == 404

@@ -93,6 +93,7 @@ def validation_details(errors: list[Any]) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    import psycopg
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from sqlalchemy.exc import OperationalError
@@ -130,15 +131,21 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=headers or None,
         )
 
-    @app.exception_handler(OperationalError)
-    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
         # Lost connection, lock timeout, server restarting: the client may simply retry.
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        reason = getattr(exc, "orig", exc)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, reason)
         return JSONResponse(
             error_body("database_unavailable", "The database is busy or unreachable; retry shortly."),
             status_code=503,
             headers={"Retry-After": "2"},
         )
+
+    app.add_exception_handler(OperationalError, _database)
+    # The same errors raised by psycopg itself, where SQLAlchemy does not wrap them: the paths
+    # on plain psycopg (``core.db.PgPool``: the status call and its audit entry) and the
+    # statements run on the driver's cursor (event inserts, COPY).
+    app.add_exception_handler(psycopg.OperationalError, _database)
 
     app.add_middleware(UnexpectedErrors)
 
