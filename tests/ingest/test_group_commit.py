@@ -231,6 +231,38 @@ def test_a_failed_commit_answers_an_error_and_stores_nothing(
     assert _stored(runtime, "gone") is not None
 
 
+def test_a_commit_whose_answer_is_lost_is_never_run_again(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's COMMIT reached the database, then its answer was lost (the connection died):
+    the group may be stored. Running its units again would store each audit entry twice and
+    answer a 200 'duplicate' to the request that created the event: each gets the error."""
+    seed_test(http, headers, test_id=47, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    dialect = runtime.engine.dialect
+    commit = dialect.do_commit
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(dbapi_connection: Any) -> None:
+        commit(dbapi_connection)
+        if threading.current_thread().name == writer.name and not lost:
+            lost.append(True)
+            raise dialect.loaded_dbapi.OperationalError("the connection was lost after COMMIT")
+
+    monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    url = "/v1/test/47/candidates/100/events"
+    answer = http.post(url, json=_single("lost"), headers={**headers, "X-Request-ID": "lost-1"})
+    monkeypatch.undo()
+    assert lost and answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "database_unavailable"
+    assert _stored(runtime, "lost") is not None
+    with runtime.sessions() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.request_id == "lost-1")).all()
+    assert len(entries) == 1, [e.details for e in entries]
+    again = http.post(url, json=_single("lost"), headers=headers)
+    assert again.status_code == 200 and again.json()["duplicates"] == 1
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_a_stopping_writer_commits_what_is_queued_then_refuses(runtime: Runtime, threads: int) -> None:
     if threads > 1 and runtime.engine.dialect.name == "sqlite":
