@@ -263,6 +263,30 @@ def test_a_commit_whose_answer_is_lost_is_never_run_again(
     assert again.status_code == 200 and again.json()["duplicates"] == 1
 
 
+def test_events_sent_after_the_writer_stopped_get_the_documented_retryable_503(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    """Shutting down: the writer takes no more events. The answer is a 503 as documented for
+    the operation (a listed ``error`` code, ``Retry-After``), and nothing is stored."""
+    seed_test(http, headers, test_id=48, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    writer.stop()
+    try:
+        answer = http.post("/v1/test/48/candidates/100/events", json=_single("late"), headers=headers)
+    finally:
+        writer.start()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers.get("retry-after", "").isdigit()
+    operation = http.get("/openapi.json").json()["paths"]["/v1/test/{testId}/candidates/{userId}/events"]
+    documented = operation["post"]["responses"]["503"]["description"]
+    assert f"`{answer.json()['error']}`" in documented, documented
+    assert _stored(runtime, "late") is None
+    assert (
+        http.post("/v1/test/48/candidates/100/events", json=_single("late"), headers=headers).status_code
+        == 201
+    )
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_a_stopping_writer_commits_what_is_queued_then_refuses(runtime: Runtime, threads: int) -> None:
     if threads > 1 and runtime.engine.dialect.name == "sqlite":
