@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Set in the request's scope state when the client went away before any answer (``core.access``).
+CLIENT_DISCONNECTED = "client_disconnected"
+
 
 class AppError(Exception):
     status_code = 400
@@ -183,7 +186,9 @@ class UnexpectedErrors:
         try:
             await self.app(scope, receive, tracked)
         except self._disconnect:
-            # Normal: the client closed the connection mid-request. Nobody is left to answer.
+            # Normal: the client closed the connection mid-request. Nobody is left to answer;
+            # the access line and the metrics say so (``core.access``: 499, not a 500).
+            scope.setdefault("state", {})[CLIENT_DISCONNECTED] = True
             log.info("client disconnected during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
