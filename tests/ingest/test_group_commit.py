@@ -19,11 +19,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from examtrail.audit.models import AuditEntry
+from examtrail.auth.models import Tenant
 from examtrail.core.batching import GroupCommitWriter, Outcome, WriterStopped
+from examtrail.core.db import utcnow
 from examtrail.ingest.api import GROUP_COMMIT_MAX_EVENTS
 from examtrail.ingest.models import Event
 from examtrail.runtime import Runtime
@@ -261,6 +263,38 @@ def test_a_commit_whose_answer_is_lost_is_never_run_again(
     assert len(entries) == 1, [e.details for e in entries]
     again = http.post(url, json=_single("lost"), headers=headers)
     assert again.status_code == 200 and again.json()["duplicates"] == 1
+
+
+def test_a_unit_whose_pending_rows_fail_at_the_flush_fails_alone(runtime: Runtime) -> None:
+    """Rows a unit added but did not flush fail before the group's COMMIT: nothing was stored,
+    so each unit runs again alone and only the bad one fails (never the group's other units)."""
+    writer = GroupCommitWriter(runtime.sessions, name="flush-writer")
+    writer.start()
+    try:
+
+        def add(tenant_id: int, session: Session) -> int:
+            session.add(
+                AuditEntry(at=utcnow(), tenant_id=tenant_id, action="probe", object_type="t", object_id="x")
+            )
+            return tenant_id
+
+        with runtime.sessions() as session:
+            tenant = Tenant(name="flush")
+            session.add(tenant)
+            session.commit()
+            good_tenant = tenant.id
+        release, started = threading.Event(), threading.Event()
+        blocker = writer.submit(partial(_block, release, started))
+        assert started.wait(60)
+        good = writer.submit(partial(add, good_tenant))
+        bad = writer.submit(partial(add, good_tenant + 10_000))  # no such tenant: the foreign key
+        release.set()
+        assert blocker.result(timeout=60) is True
+        assert good.result(timeout=60) == good_tenant
+        with pytest.raises(IntegrityError):
+            bad.result(timeout=60)
+    finally:
+        writer.stop()
 
 
 def test_events_sent_after_the_writer_stopped_get_the_documented_retryable_503(

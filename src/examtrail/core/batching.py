@@ -261,6 +261,8 @@ class GroupCommitWriter:
                 outcomes = [_run_in_savepoint(session, item) for item in group]
             else:
                 outcomes = _run_together(session, group)
+            # Rows a unit left pending fail here, before the COMMIT: a failure that stored nothing.
+            session.flush()
             try:
                 session.commit()
             except Exception as exc:
