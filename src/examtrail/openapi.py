@@ -110,6 +110,7 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
         404: ["test_not_found", "candidate_not_found"],
         409: ["event_conflict"],
         413: ["batch_too_large"],
+        503: ["shutting_down"],
     },
     "putEventFile": {
         404: ["test_not_found", "candidate_not_found", "event_not_found"],

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
+from typing import Any
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -160,3 +163,58 @@ def test_metrics_are_open_by_default_and_not_in_the_api_document(http: TestClien
 def test_dramatiq_keeps_no_metrics_of_its_own(runtime: Runtime) -> None:
     # Dramatiq's Prometheus middleware would start its own HTTP server and count apart.
     assert not any(type(m).__name__ == "Prometheus" for m in runtime.broker.middleware)
+
+
+def test_a_client_that_leaves_mid_body_is_a_499_not_a_server_error(
+    http: TestClient, headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The body of POST …/events stops with the client's disconnect: nobody is answered, and the
+    access line and the request count say 499 (the client closed the request), never 500."""
+    seed_test(http, headers, test_id=42, candidates=1, events_per_candidate=0)
+    route, requests = "/v1/test/{testId}/candidates/{userId}/events", "examtrail_http_requests_total"
+    before = scrape(http)
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"event": "x", ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path = "/v1/test/42/candidates/100/events"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"200"),
+            (b"authorization", headers["Authorization"].encode()),
+        ],
+        "client": ("192.0.2.1", 50000),
+        "server": ("testserver", 80),
+    }
+    portal: Any = getattr(http, "portal")  # noqa: B009 (set while the client runs)
+    with caplog.at_level(logging.INFO, logger="examtrail.access"):
+        portal.call(getattr(http, "app"), scope, receive, send)  # noqa: B009 (untyped)
+    assert sent == []
+    after = scrape(http)
+    for status, count in (("499", 1), ("500", 0)):
+        labels = {"method": "POST", "route": route, "status": status}
+        assert value(after, requests, **labels) - value(before, requests, **labels) == count, status
+    (line,) = [r for r in caplog.records if r.name == "examtrail.access" and getattr(r, "path", "") == path]
+    assert getattr(line, "status") == 499  # noqa: B009 (an extra of the record)

@@ -5,6 +5,7 @@ Runs on both deployments like the rest of the suite.
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import io
@@ -467,6 +468,9 @@ def test_job_list(http: TestClient, headers: dict[str, str], other_headers: dict
     )
     assert http.get("/v1/test/73/events/jobs", params={"status": "nope"}, headers=headers).status_code == 422
     assert http.get("/v1/test/73/events/jobs", params={"cursor": "!!"}, headers=headers).status_code == 422
+    # A cursor whose job id holds a NUL (PostgreSQL refuses one in a query): refused alike.
+    nul = base64.urlsafe_b64encode(b"2026-06-01T10:00:00+00:00|a\x00b").decode()
+    assert http.get("/v1/test/73/events/jobs", params={"cursor": nul}, headers=headers).status_code == 422
     assert http.get("/v1/test/73/events/jobs", headers=other_headers).status_code == 404
 
 

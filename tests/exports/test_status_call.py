@@ -1,20 +1,29 @@
 """The status call and the token call answer from the event loop: on PostgreSQL through the async
 driver (one SELECT, the audit entry inserted and committed before the answer), on SQLite as one
-threadpool hop. The same answers and the same audit entries either way."""
+threadpool hop for the read and, when a link is issued, one as a writer for its audit entry.
+The same answers and the same audit entries either way."""
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio.to_thread
 import psycopg
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import Connection, event, select
+from sqlalchemy.engine import make_url
 
 from examtrail.audit.models import AuditEntry
+from examtrail.core import db
 from examtrail.core.db import ASYNC_POOL_SIZE
 from examtrail.deps import get_runtime_dep
 from examtrail.runtime import Runtime
 from tests.support.api import bearer, create_client, get_token, seed_test, wait_for_job
+from tests.support.db import PG_ADMIN_DSN
 
 
 def _link_entries(runtime: Runtime, job_id: str) -> list[AuditEntry]:
@@ -192,3 +201,70 @@ def test_the_fast_and_the_regular_status_path_answer_alike(
         k: v for k, v in regular.json().items() if k != "downloadUrl"
     }
     assert len(_link_entries(runtime, status["jobId"])) == before + 2
+
+
+def test_the_status_call_answers_503_while_the_database_refuses_connections(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    """PostgreSQL: the status call runs on plain psycopg, whose errors SQLAlchemy does not wrap;
+    an unreachable database is still the retryable 503 every other route answers, not a 500."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("the plain psycopg path is PostgreSQL's")
+    url = "/v1/test/37/events?jobId=x"
+    assert http.get(url, headers=headers).status_code == 404  # a pooled connection exists
+    database = make_url(runtime.settings.resolved_database_url).database
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s",
+                (database,),
+            )
+            response = http.get(url, headers=headers)
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "database_unavailable"
+    assert response.headers["retry-after"] == "2"
+    assert http.get(url, headers=headers).status_code == 404
+
+
+def test_sqlite_status_polls_never_starve_a_writer_of_threads(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a status call whose answer carries a link writes its audit entry. Polls that waited
+    for the write lock on worker threads took every thread while a request holding the lock
+    needed one more to commit: nothing moved until the lock's timeout, the polls were 503s.
+    Here the threads are few (3) and the lock's timeout short (5 s); the polls wait their
+    turn in the event loop and every call is answered."""
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single write lock")
+    status = _finished(http, headers, 39)
+    url = f"/v1/test/39/events?jobId={status['jobId']}"
+    monkeypatch.setattr(db, "WRITE_LOCK_TIMEOUT", 5.0)
+    threads = 3
+
+    async def few_threads() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+    portal: Any = getattr(http, "portal")  # noqa: B009 (set while the client runs)
+    portal.call(few_threads)
+    holding = threading.Event()
+
+    def slow_writer(connection: Connection) -> None:
+        # The PUT below holds the write lock a while between its thread hops.
+        if connection.get_execution_options().get("sqlite_begin") == "IMMEDIATE" and not holding.is_set():
+            holding.set()
+            time.sleep(1.0)
+
+    event.listen(runtime.engine, "begin", slow_writer)
+    try:
+        with ThreadPoolExecutor(threads + 1) as pool:
+            put = pool.submit(http.put, "/v1/test/39", json={"title": "renamed"}, headers=headers)
+            assert holding.wait(10)
+            polls = [pool.submit(http.get, url, headers=headers) for _ in range(threads)]
+            answers = [poll.result(60) for poll in polls]
+            assert put.result(60).status_code == 200
+    finally:
+        event.remove(runtime.engine, "begin", slow_writer)
+    assert [answer.status_code for answer in answers] == [200] * threads, [a.text for a in answers]

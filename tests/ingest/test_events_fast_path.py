@@ -5,11 +5,14 @@ dependency override selects)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -212,3 +215,42 @@ def test_one_event_is_the_same_stored_event_whichever_way_it_was_validated(
     # A new event whose int64 arrives as a float is stored by the fallback validation.
     response = http.post(URL, content=_json({**_event("ev-float"), "userId": 8.0}), headers=auth)
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.usefixtures("seeded")
+def test_a_cancelled_insert_is_the_retryable_503_not_a_500(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    """PostgreSQL: single events are inserted on the driver's own cursor, whose errors SQLAlchemy
+    does not wrap; a statement cancelled by the server (what statement_timeout and lock_timeout
+    raise too) is answered 503 with Retry-After, as the same error through SQLAlchemy is."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("the driver-level insert is PostgreSQL's")
+    dsn = runtime.settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://")
+    body, auth = _json(_event("held")), {**headers, **JSON}
+    answers: list[httpx.Response] = []
+    with psycopg.connect(dsn) as holder, psycopg.connect(dsn, autocommit=True) as admin:
+        # Another transaction holds the event's key: the request's insert waits for it ...
+        holder.execute(
+            "INSERT INTO events (test_pk, candidate_pk, event_id, event, occurred_at_ms, doc, "
+            "file_count, created_at, received_at) SELECT t.id, c.id, 'held', 'x', 0, '{}', 0, now(), 0 "
+            "FROM tests t JOIN candidates c ON c.test_pk = t.id WHERE t.external_id = 42 AND c.user_id = 100"
+        )
+        sender = threading.Thread(target=lambda: answers.append(http.post(URL, content=body, headers=auth)))
+        sender.start()
+        # ... and is cancelled by the server each time it waits (the group's try, then its own).
+        deadline = time.monotonic() + 60
+        while sender.is_alive():
+            assert time.monotonic() < deadline, "the request never finished"
+            admin.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            time.sleep(0.05)
+        holder.rollback()
+    (response,) = answers
+    assert response.status_code == 503, response.text
+    assert response.json()["error"] == "database_unavailable"
+    assert response.headers["retry-after"] == "2"
+    assert _ingested(runtime) == [], "nothing was stored, no audit entry"
+    assert http.post(URL, content=body, headers=auth).status_code == 201

@@ -19,11 +19,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from examtrail.audit.models import AuditEntry
+from examtrail.auth.models import Tenant
 from examtrail.core.batching import GroupCommitWriter, Outcome, WriterStopped
+from examtrail.core.db import utcnow
 from examtrail.ingest.api import GROUP_COMMIT_MAX_EVENTS
 from examtrail.ingest.models import Event
 from examtrail.runtime import Runtime
@@ -229,6 +231,94 @@ def test_a_failed_commit_answers_an_error_and_stores_nothing(
     again = http.post("/v1/test/45/candidates/100/events", json=_single("gone"), headers=headers)
     assert again.status_code == 201
     assert _stored(runtime, "gone") is not None
+
+
+def test_a_commit_whose_answer_is_lost_is_never_run_again(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's COMMIT reached the database, then its answer was lost (the connection died):
+    the group may be stored. Running its units again would store each audit entry twice and
+    answer a 200 'duplicate' to the request that created the event: each gets the error."""
+    seed_test(http, headers, test_id=47, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    dialect = runtime.engine.dialect
+    commit = dialect.do_commit
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(dbapi_connection: Any) -> None:
+        commit(dbapi_connection)
+        if threading.current_thread().name == writer.name and not lost:
+            lost.append(True)
+            raise dialect.loaded_dbapi.OperationalError("the connection was lost after COMMIT")
+
+    monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+    url = "/v1/test/47/candidates/100/events"
+    answer = http.post(url, json=_single("lost"), headers={**headers, "X-Request-ID": "lost-1"})
+    monkeypatch.undo()
+    assert lost and answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "database_unavailable"
+    assert _stored(runtime, "lost") is not None
+    with runtime.sessions() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.request_id == "lost-1")).all()
+    assert len(entries) == 1, [e.details for e in entries]
+    again = http.post(url, json=_single("lost"), headers=headers)
+    assert again.status_code == 200 and again.json()["duplicates"] == 1
+
+
+def test_a_unit_whose_pending_rows_fail_at_the_flush_fails_alone(runtime: Runtime) -> None:
+    """Rows a unit added but did not flush fail before the group's COMMIT: nothing was stored,
+    so each unit runs again alone and only the bad one fails (never the group's other units)."""
+    writer = GroupCommitWriter(runtime.sessions, name="flush-writer")
+    writer.start()
+    try:
+
+        def add(tenant_id: int, session: Session) -> int:
+            session.add(
+                AuditEntry(at=utcnow(), tenant_id=tenant_id, action="probe", object_type="t", object_id="x")
+            )
+            return tenant_id
+
+        with runtime.sessions() as session:
+            tenant = Tenant(name="flush")
+            session.add(tenant)
+            session.commit()
+            good_tenant = tenant.id
+        release, started = threading.Event(), threading.Event()
+        blocker = writer.submit(partial(_block, release, started))
+        assert started.wait(60)
+        good = writer.submit(partial(add, good_tenant))
+        bad = writer.submit(partial(add, good_tenant + 10_000))  # no such tenant: the foreign key
+        release.set()
+        assert blocker.result(timeout=60) is True
+        assert good.result(timeout=60) == good_tenant
+        with pytest.raises(IntegrityError):
+            bad.result(timeout=60)
+    finally:
+        writer.stop()
+
+
+def test_events_sent_after_the_writer_stopped_get_the_documented_retryable_503(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    """Shutting down: the writer takes no more events. The answer is a 503 as documented for
+    the operation (a listed ``error`` code, ``Retry-After``), and nothing is stored."""
+    seed_test(http, headers, test_id=48, candidates=1, events_per_candidate=0)
+    writer = _writer(http)
+    writer.stop()
+    try:
+        answer = http.post("/v1/test/48/candidates/100/events", json=_single("late"), headers=headers)
+    finally:
+        writer.start()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers.get("retry-after", "").isdigit()
+    operation = http.get("/openapi.json").json()["paths"]["/v1/test/{testId}/candidates/{userId}/events"]
+    documented = operation["post"]["responses"]["503"]["description"]
+    assert f"`{answer.json()['error']}`" in documented, documented
+    assert _stored(runtime, "late") is None
+    assert (
+        http.post("/v1/test/48/candidates/100/events", json=_single("late"), headers=headers).status_code
+        == 201
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 3])

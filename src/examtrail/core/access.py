@@ -19,12 +19,16 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from examtrail.core.context import client_ip_var, request_id_from, request_id_var
+from examtrail.core.errors import CLIENT_DISCONNECTED
 from examtrail.core.metrics import UNMATCHED_ROUTE, metrics
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("examtrail.access")
+
+# The status logged and counted for a request whose client went away before any answer (nginx's).
+CLIENT_CLOSED_REQUEST = 499
 
 
 def route_template(scope: Scope) -> str:
@@ -51,11 +55,12 @@ class RequestMiddleware:
         ip_token = client_ip_var.set(client[0] if client else None)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # unless an answer started: an exception escaped every handler
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, answered = int(message["status"]), True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
@@ -64,6 +69,8 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if not answered and scope["state"].get(CLIENT_DISCONNECTED):
+                status = CLIENT_CLOSED_REQUEST  # no answer: the client left, not a server error
             try:
                 self._record(scope, status, time.perf_counter() - started)
             finally:

@@ -26,8 +26,11 @@ answers each unit it took (a unit it refuses, e.g. a 404 or 409, wrote nothing) 
 leave some to run on their own after it. If the runner raises, the group runs again with a
 SAVEPOINT per unit, each unit on its own: one bad request never fails the others.
 
-If the group's transaction itself fails (the commit, or the connection), each unit is run
-again alone in its own transaction, so one unit never takes the others down with it.
+If the group's transaction itself fails before its commit (a statement, the connection), each
+unit is run again alone in its own transaction, so one unit never takes the others down with it.
+If the COMMIT fails, the group may be stored all the same (its answer was lost with the
+connection): every unit gets that error and none runs again, which could store it (and its
+audit entry) twice.
 """
 
 from __future__ import annotations
@@ -225,6 +228,9 @@ class GroupCommitWriter:
             return
         try:
             outcomes = self._run_group(live)
+        except _CommitFailed as failed:
+            log.warning("the commit of a group of %d writes failed; none runs again", len(live))
+            outcomes = [(None, failed.error)] * len(live)
         except Exception:
             if len(live) > 1:
                 log.warning("a group of %d writes failed together; each runs alone", len(live), exc_info=True)
@@ -255,7 +261,12 @@ class GroupCommitWriter:
                 outcomes = [_run_in_savepoint(session, item) for item in group]
             else:
                 outcomes = _run_together(session, group)
-            session.commit()
+            # Rows a unit left pending fail here, before the COMMIT: a failure that stored nothing.
+            session.flush()
+            try:
+                session.commit()
+            except Exception as exc:
+                raise _CommitFailed(exc) from exc
         except BaseException:
             session.rollback()
             raise
@@ -349,3 +360,11 @@ def _run_together(session: Session, group: list[_Item[Any]]) -> list[Outcome]:
 
 class _UnitFailed(Exception):
     """A unit raised in a group run without savepoints: the group runs again with them."""
+
+
+class _CommitFailed(Exception):
+    """The group's COMMIT raised (``error``): whether it stored the group is unknown."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Set in the request's scope state when the client went away before any answer (``core.access``).
+CLIENT_DISCONNECTED = "client_disconnected"
+
 
 class AppError(Exception):
     status_code = 400
@@ -93,6 +96,7 @@ def validation_details(errors: list[Any]) -> list[dict[str, Any]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    import psycopg
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from sqlalchemy.exc import OperationalError
@@ -130,15 +134,21 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=headers or None,
         )
 
-    @app.exception_handler(OperationalError)
-    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
         # Lost connection, lock timeout, server restarting: the client may simply retry.
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
+        reason = getattr(exc, "orig", exc)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, reason)
         return JSONResponse(
             error_body("database_unavailable", "The database is busy or unreachable; retry shortly."),
             status_code=503,
             headers={"Retry-After": "2"},
         )
+
+    app.add_exception_handler(OperationalError, _database)
+    # The same errors raised by psycopg itself, where SQLAlchemy does not wrap them: the paths
+    # on plain psycopg (``core.db.PgPool``: the status call and its audit entry) and the
+    # statements run on the driver's cursor (event inserts, COPY).
+    app.add_exception_handler(psycopg.OperationalError, _database)
 
     app.add_middleware(UnexpectedErrors)
 
@@ -176,7 +186,9 @@ class UnexpectedErrors:
         try:
             await self.app(scope, receive, tracked)
         except self._disconnect:
-            # Normal: the client closed the connection mid-request. Nobody is left to answer.
+            # Normal: the client closed the connection mid-request. Nobody is left to answer;
+            # the access line and the metrics say so (``core.access``: 499, not a 500).
+            scope.setdefault("state", {})[CLIENT_DISCONNECTED] = True
             log.info("client disconnected during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))

@@ -25,7 +25,7 @@ from examtrail.deps import (
     in_write_session,
 )
 from examtrail.exports import service
-from examtrail.exports.models import JobStatus
+from examtrail.exports.models import ExportJob, JobStatus
 from examtrail.exports.options import ExportOptions, has_options, order_options
 from examtrail.exports.schemas import ExportJobList, ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
@@ -158,20 +158,29 @@ async def _status(
     if pool is not None:
         out = await service.issued_status_async(pool, principal, test_id, job_id, runtime.store)
     else:
-        out = await in_session(runtime, partial(_issued_status, test_id, principal, runtime, job_id))
+        # SQLite: the read, then (a link in the answer) its audit entry as a writer of its own,
+        # which waits for its turn in the event loop (``in_write_session``), not on a worker
+        # thread: polls blocked on the write lock in threads would starve a writer that needs
+        # a thread to commit (every poll then a 503 after the lock's timeout).
+        job = await in_session(runtime, partial(_read_job, test_id, principal, job_id))
+        if service.links(job, principal.expires_at):
+            await in_write_session(runtime, partial(_record_link, principal, job))
+        out = service.job_status(job, runtime.store, principal.expires_at)
     return model_response(out, headers=_NO_STORE)
 
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _issued_status(
-    test_id: int, principal: Principal, runtime: Runtime, job_id: str, session: Session
-) -> ExportJobOut:
+def _read_job(test_id: int, principal: Principal, job_id: str, session: Session) -> ExportJob:
     job = service.get_job(session, principal, test_id, job_id)
-    out = service.issued_status(session, principal, job, runtime.store)
+    session.expunge(job)  # its loaded values outlive the session
+    return job
+
+
+def _record_link(principal: Principal, job: ExportJob, session: Session) -> None:
+    service.record_links(session, principal, [job])
     session.commit()  # the link's audit entry, before the link leaves
-    return out
 
 
 # Declared before ``/{testId}/events/{jobId}``: "jobs" is not a job id.

@@ -129,7 +129,8 @@ def decode_list_cursor(cursor: str) -> tuple[datetime, str] | None:
         when = datetime.fromisoformat(created)
     except ValueError:
         return None
-    if when.tzinfo is None or not job_id:
+    # A job id never holds a NUL, and PostgreSQL refuses one in a text parameter (a 500).
+    if when.tzinfo is None or not job_id or "\x00" in job_id:
         return None
     return when, job_id
 

@@ -132,7 +132,7 @@ def _audit_order(
     )
 
 
-def _links(job: ExportJob, url_expires_at: datetime | None) -> bool:
+def links(job: ExportJob, url_expires_at: datetime | None) -> bool:
     """Whether :func:`job_status` hands out a download link for ``job``."""
     return job.status == JobStatus.FINISHED and bool(job.storage_key) and url_expires_at is not None
 
@@ -147,11 +147,16 @@ def issued_statuses(
     session: Session, principal: Principal, jobs: Sequence[ExportJob], store: ObjectStore
 ) -> list[ExportJobOut]:
     expires = principal.expires_at
-    linked = [job for job in jobs if _links(job, expires)]
+    linked = [job for job in jobs if links(job, expires)]
     if linked:
         become_writer(session)
-        record_many(session, [_link_issued(principal, job) for job in linked])
+        record_links(session, principal, linked)
     return [job_status(job, store, expires) for job in jobs]
+
+
+def record_links(session: Session, principal: Principal, jobs: Sequence[ExportJob]) -> None:
+    """The audit entries of the download links of ``jobs`` handed to ``principal`` (uncommitted)."""
+    record_many(session, [_link_issued(principal, job) for job in jobs])
 
 
 def _link_issued(principal: Principal, job: ExportJob) -> Entry:
@@ -174,7 +179,7 @@ async def issued_status_async(
     answer carries a download link, its audit entry is committed before the link is signed."""
     job = await pool.run(partial(repository.read_job_pg, tenant_id=principal.tenant_id, job_id=job_id))
     job = _found(job, test_id, job_id)
-    if _links(job, principal.expires_at):
+    if links(job, principal.expires_at):
         await record_committed(pool, _link_issued(principal, job))
     return job_status(job, store, principal.expires_at)
 

@@ -247,7 +247,11 @@ async def _record(
         try:
             return await writer.run(store, together=together)
         except WriterStopped:
-            raise ServiceUnavailable("The server is shutting down; send the events again.") from None
+            raise ServiceUnavailable(
+                "The server is shutting down; send the events again.",
+                code="shutting_down",
+                headers={"Retry-After": "1"},
+            ) from None
     return await in_write_session(runtime, partial(_commit, unit=store))
 
 
