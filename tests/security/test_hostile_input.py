@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import quote
 
@@ -9,7 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from examtrail.core.timeutil import format_ms, to_epoch_ms
+from examtrail.exports import service as export_service
 from examtrail.ingest import repository
+from examtrail.ingest import service as ingest_service
 from examtrail.runtime import Runtime
 from tests.support.api import bearer, create_client, get_token, seed_test
 
@@ -76,6 +79,27 @@ def test_control_characters_in_ids_and_searches_are_422(
         response = http.request(method, path, headers=sent)
         assert response.status_code == 422, (method, path, response.status_code, response.text)
         assert response.json()["error"] == "validation_error"
+
+
+def test_digits_that_are_not_ascii_are_text_not_a_500(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    # str.isdigit() takes "³" (and "①"), which int() refuses: searches and cursors were 500s.
+    seed_test(http, headers, candidates=1, events_per_candidate=0)
+    auditor = bearer(get_token(http, *create_client(runtime, "uni-a", "audit")))
+    for digits in ("\u00b3", "\u2460", "1\u00b3"):
+        listed = http.get(f"/v1/tests?q={quote(digits)}", headers=headers)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["tests"] == []
+        page = http.get(f"/ui/fragments/tests/42?candidate={quote(digits)}", headers=headers)
+        assert page.status_code == 200, page.text
+        cursor = base64.urlsafe_b64encode(f"a1:{digits}".encode()).decode().rstrip("=")
+        audit = http.get(f"/v1/audit?cursor={cursor}", headers=auditor)
+        assert audit.status_code == 422, audit.text
+        assert audit.json()["details"][0]["field"] == "cursor"
+    with runtime.sessions() as session:
+        assert export_service.job_of_key(session, "exports/\u00b3/job/file.json") is None
+        assert ingest_service.attachment_of_key(session, "attachments/\u00b3/42/\u00b3/f") is None
 
 
 def test_a_client_id_with_nul_is_an_unknown_client(http: TestClient, runtime: Runtime) -> None:
