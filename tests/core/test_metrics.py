@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -160,3 +163,49 @@ def test_metrics_are_open_by_default_and_not_in_the_api_document(http: TestClien
 def test_dramatiq_keeps_no_metrics_of_its_own(runtime: Runtime) -> None:
     # Dramatiq's Prometheus middleware would start its own HTTP server and count apart.
     assert not any(type(m).__name__ == "Prometheus" for m in runtime.broker.middleware)
+
+
+_FIRST_USE_AT_ONCE = """
+import threading, time
+from examtrail.core import metrics as module
+
+real = module._create
+
+
+def slow():
+    time.sleep(0.2)  # every thread's first call is inside it at once
+    return real()
+
+
+module._create = slow
+barrier = threading.Barrier(4)
+errors, made = [], []
+
+
+def first():
+    barrier.wait()
+    try:
+        made.append(module.metrics())
+    except Exception as exc:
+        errors.append(repr(exc))
+
+
+threads = [threading.Thread(target=first) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+assert not errors, errors
+assert len({id(m) for m in made}) == 1, made
+"""
+
+
+def test_threads_counting_their_first_value_at_once_register_the_metrics_once() -> None:
+    # A standalone worker's export and webhook threads: the second registration raised
+    # DuplicateTimeseries out of an export that had finished. A fresh interpreter, whose
+    # metrics do not exist yet (this one's do), on the default registry.
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-c", _FIRST_USE_AT_ONCE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
