@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from typing import Any
@@ -218,3 +221,49 @@ def test_a_client_that_leaves_mid_body_is_a_499_not_a_server_error(
         assert value(after, requests, **labels) - value(before, requests, **labels) == count, status
     (line,) = [r for r in caplog.records if r.name == "examtrail.access" and getattr(r, "path", "") == path]
     assert getattr(line, "status") == 499  # noqa: B009 (an extra of the record)
+
+
+_FIRST_USE_AT_ONCE = """
+import threading, time
+from examtrail.core import metrics as module
+
+real = module._create
+
+
+def slow():
+    time.sleep(0.2)  # every thread's first call is inside it at once
+    return real()
+
+
+module._create = slow
+barrier = threading.Barrier(4)
+errors, made = [], []
+
+
+def first():
+    barrier.wait()
+    try:
+        made.append(module.metrics())
+    except Exception as exc:
+        errors.append(repr(exc))
+
+
+threads = [threading.Thread(target=first) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+assert not errors, errors
+assert len({id(m) for m in made}) == 1, made
+"""
+
+
+def test_threads_counting_their_first_value_at_once_register_the_metrics_once() -> None:
+    # A standalone worker's export and webhook threads: the second registration raised
+    # DuplicateTimeseries out of an export that had finished. A fresh interpreter, whose
+    # metrics do not exist yet (this one's do), on the default registry.
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-c", _FIRST_USE_AT_ONCE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 
 from examtrail.core.timeutil import format_ms, to_epoch_ms
+from examtrail.exports import service as export_service
 from examtrail.ingest import repository
-from tests.support.api import seed_test
+from examtrail.ingest import service as ingest_service
+from examtrail.runtime import Runtime
+from tests.support.api import bearer, create_client, get_token, seed_test
 
 EVENTS = "/v1/test/42/candidates/100/events"
 
@@ -43,6 +48,74 @@ def test_control_characters_in_stored_strings_are_422(
         assert response.status_code == 422, (path, body, response.status_code, response.text)
         assert response.json()["error"] == "validation_error"
     assert http.get("/v1/test/42", headers=headers).json()["title"] == "Test 42"
+
+
+@pytest.mark.parametrize("text", CONTROL)
+def test_control_characters_in_ids_and_searches_are_422(
+    http: TestClient, headers: dict[str, str], runtime: Runtime, text: str
+) -> None:
+    # No stored id or title holds one, and PostgreSQL cannot even compare a text with NUL: these
+    # were 500s there (the status call's fast path and regular route alike), 404s on SQLite.
+    seed_test(http, headers, candidates=1, events_per_candidate=0)
+    eraser = bearer(get_token(http, *create_client(runtime, "uni-a", "erase")))
+    bad = quote(text, safe="")
+    calls = [
+        ("GET", f"/v1/test/42/events?jobId={bad}", headers),
+        ("GET", f"/v1/test/42/events/{bad}", headers),
+        ("DELETE", f"/v1/test/42/events?jobId={bad}", headers),
+        ("DELETE", f"/v1/test/42/events/{bad}", headers),
+        ("GET", f"/v1/tests?q={bad}", headers),
+        ("GET", f"/v1/subscription/{bad}", headers),
+        ("DELETE", f"/v1/subscription/{bad}", headers),
+        ("GET", f"/v1/subscription/{bad}/deliveries", headers),
+        ("POST", f"/v1/subscription/{bad}/deliveries/{bad}/redeliver", headers),
+        ("GET", f"/v1/erasures/{bad}", eraser),
+        ("GET", f"/ui/fragments/tests?q={bad}", headers),
+        ("GET", f"/ui/fragments/tests/42?event={bad}", headers),
+        ("GET", f"/ui/fragments/tests/42?candidate={bad}", headers),
+        ("GET", f"/ui/fragments/tests/42/candidates/100?event={bad}", headers),
+    ]
+    for method, path, sent in calls:
+        response = http.request(method, path, headers=sent)
+        assert response.status_code == 422, (method, path, response.status_code, response.text)
+        assert response.json()["error"] == "validation_error"
+
+
+def test_digits_that_are_not_ascii_are_text_not_a_500(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    # str.isdigit() takes "³" (and "①"), which int() refuses: searches and cursors were 500s.
+    seed_test(http, headers, candidates=1, events_per_candidate=0)
+    auditor = bearer(get_token(http, *create_client(runtime, "uni-a", "audit")))
+    for digits in ("\u00b3", "\u2460", "1\u00b3"):
+        listed = http.get(f"/v1/tests?q={quote(digits)}", headers=headers)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["tests"] == []
+        page = http.get(f"/ui/fragments/tests/42?candidate={quote(digits)}", headers=headers)
+        assert page.status_code == 200, page.text
+        cursor = base64.urlsafe_b64encode(f"a1:{digits}".encode()).decode().rstrip("=")
+        audit = http.get(f"/v1/audit?cursor={cursor}", headers=auditor)
+        assert audit.status_code == 422, audit.text
+        assert audit.json()["details"][0]["field"] == "cursor"
+    with runtime.sessions() as session:
+        assert export_service.job_of_key(session, "exports/\u00b3/job/file.json") is None
+        assert ingest_service.attachment_of_key(session, "attachments/\u00b3/42/\u00b3/f") is None
+
+
+def test_a_client_id_with_nul_is_an_unknown_client(http: TestClient, runtime: Runtime) -> None:
+    client_id, key = create_client(runtime, "uni-a")
+    for sent in ("\u0000", client_id + "\u0000"):
+        oauth = http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials", "client_id": sent, "client_secret": key},
+        )
+        inspera = http.post(
+            f"/api/authenticate/token/?grant_type=authorization_code&client_id={quote(sent)}",
+            headers={"code": key},
+        )
+        for response in (oauth, inspera):
+            assert response.status_code == 401, response.text
+            assert response.json()["error"] == "invalid_grant"
 
 
 def test_free_text_keeps_tabs_and_line_breaks(http: TestClient, headers: dict[str, str]) -> None:

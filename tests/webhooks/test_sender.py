@@ -145,7 +145,7 @@ def test_signed_headers_verify_with_the_standard_library_and_inspera_hmac() -> N
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("120", 120.0), (" 7 ", 7.0), ("", None), (None, None), ("soon", None), ("-5", None)],
+    [("120", 120.0), (" 7 ", 7.0), ("", None), (None, None), ("soon", None), ("-5", None), ("\u00b3", None)],
 )
 def test_parse_retry_after_seconds(value: str | None, seconds: float | None) -> None:
     assert sender.parse_retry_after(value) == seconds

@@ -133,9 +133,11 @@ def decode_cursor(cursor: str) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         return None
-    if not raw.startswith(_CURSOR_PREFIX) or not raw[len(_CURSOR_PREFIX) :].isdigit():
+    digits = raw[len(_CURSOR_PREFIX) :]
+    # ASCII digits: str.isdigit() also takes "³", which int() refuses.
+    if not raw.startswith(_CURSOR_PREFIX) or not (digits.isascii() and digits.isdigit()):
         return None
-    value = int(raw[len(_CURSOR_PREFIX) :])
+    value = int(digits)
     return value if 0 < value < 2**63 else None
 
 

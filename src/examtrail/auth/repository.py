@@ -27,6 +27,8 @@ def add_tenant(session: Session, name: str) -> Tenant:
 
 
 def get_client(session: Session, client_id: str) -> ApiClient | None:
+    if "\x00" in client_id:
+        return None  # no client id holds NUL (PostgreSQL cannot even compare one)
     return session.get(ApiClient, client_id)
 
 
@@ -37,6 +39,8 @@ _CLIENT_ROW = select(_CLIENTS).where(_CLIENTS.c.client_id == bindparam("client_i
 
 async def read_client_async(connection: AsyncConnection, client_id: str) -> ApiClient | None:
     """The client, if any, as a transient :class:`ApiClient` (in no session)."""
+    if "\x00" in client_id:
+        return None  # as get_client
     row = (await connection.execute(_CLIENT_ROW, {"client_id": client_id})).one_or_none()
     return None if row is None else ApiClient(**row._mapping)
 

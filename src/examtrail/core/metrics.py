@@ -14,9 +14,9 @@ counted by processes: a collector reads them at scrape time (see ``examtrail.app
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,18 +71,31 @@ EXPORT_OUTCOMES = ("finished", "failed", "retried", "released", "interrupted")
 LEASED_KINDS = ("export_jobs", "webhook_deliveries")
 
 
-@cache
+_made: Metrics | None = None
+# A worker's threads (exports, webhooks) may count their first value at once: the metrics are
+# registered by one of them only (functools.cache let each make them, and the second
+# registration raised DuplicateTimeseries out of a finished export).
+_making = threading.Lock()
+
+
 def metrics() -> Metrics:
     """The process's metrics (created on first use, after :func:`use_metrics_dir`)."""
-    m = _create()
-    # Every series of a closed label set exists from the start, at zero: rate() and
-    # increase() then see the first event too.
-    for outcome in EXPORT_OUTCOMES:
-        m.exports.labels(outcome)
-    for kind in LEASED_KINDS:
-        m.lease_recoveries.labels(kind)
-        m.wakeups_resent.labels(kind)
-    return m
+    global _made
+    made = _made
+    if made is not None:
+        return made
+    with _making:
+        if _made is None:
+            m = _create()
+            # Every series of a closed label set exists from the start, at zero: rate() and
+            # increase() then see the first event too.
+            for outcome in EXPORT_OUTCOMES:
+                m.exports.labels(outcome)
+            for kind in LEASED_KINDS:
+                m.lease_recoveries.labels(kind)
+                m.wakeups_resent.labels(kind)
+            _made = m
+        return _made
 
 
 def _create() -> Metrics:

@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 # Ids that clients choose (testId, userId) are JSON integers within int64.
 INT64_MAX = 2**63 - 1
 
+# Ids and search text in paths and queries (job, subscription and delivery ids, `q`): no control
+# characters. None is ever stored, and PostgreSQL cannot even compare a text holding NUL (a query
+# with one fails instead of finding nothing): such input is a 422 before it reaches the database.
+NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+NO_CONTROL_OR_EMPTY = r"^[^\x00-\x1f\x7f]*$"
+
 # UTC RFC 3339 with milliseconds and ``Z`` (see ``core.timeutil.format_dt``), documented as such.
 Timestamp = Annotated[
     str,

@@ -91,7 +91,8 @@ def decode_token(keys: bytes | Sequence[bytes], token: str) -> Principal:
     tid, sub, exp, scope = claims["tid"], claims["sub"], claims["exp"], claims.get("scope", "")
     if not _is_int(tid) or not 1 <= tid <= MAX_ID:
         raise jwt.InvalidTokenError("tid must be a positive integer")
-    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_CLIENT_ID_LENGTH:
+    # (Printable: the revocation check looks it up, and PostgreSQL cannot compare a text with NUL.)
+    if not isinstance(sub, str) or not 0 < len(sub) <= MAX_CLIENT_ID_LENGTH or not sub.isprintable():
         raise jwt.InvalidTokenError("sub must be a client id")
     if not _is_int(exp) or not 0 < exp <= MAX_EXP:
         raise jwt.InvalidTokenError("exp is out of range")

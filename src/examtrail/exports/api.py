@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from examtrail.core.db import PgPool
 from examtrail.core.errors import Unprocessable
 from examtrail.core.fastpath import Endpoint, add_fast_route, int64_param
 from examtrail.core.responses import model_response
+from examtrail.core.schemas import NO_CONTROL
 from examtrail.core.security import Principal
 from examtrail.deps import (
     PgPoolDep,
@@ -35,8 +37,10 @@ router = APIRouter(prefix="/v1/test", tags=["export"])
 schema_router = APIRouter(tags=["export"])
 
 _JOB_ID = "The export job's id, as answered when the export was ordered"
-JobId = Annotated[str | None, Query(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)]
-JobIdPath = Annotated[str, Path(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)]
+_JOB_ID_LIMITS: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": NO_CONTROL}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+JobId = Annotated[str | None, Query(alias="jobId", description=_JOB_ID, **_JOB_ID_LIMITS)]
+JobIdPath = Annotated[str, Path(alias="jobId", description=_JOB_ID, **_JOB_ID_LIMITS)]
 OptionsDep = Annotated[ExportOptions, Depends(order_options)]
 
 
@@ -57,7 +61,9 @@ def _job_id_of(request: Request) -> str | None:
         if len(query) != 1:
             return None
         job_id = query.get("jobId")
-    return job_id if isinstance(job_id, str) and 0 < len(job_id) <= 64 else None
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= 64 or _CONTROL.search(job_id):
+        return None  # the regular handler refuses it (422), as JobId's limits say
+    return job_id
 
 
 async def _plain_status(request: Request) -> Response | None:
@@ -255,7 +261,7 @@ def cancel_events(
     principal: ExportPrincipal,
     session: WriteSessionDep,
     runtime: RuntimeDep,
-    job_id: Annotated[str, Query(alias="jobId", min_length=1, max_length=64, description=_JOB_ID)],
+    job_id: Annotated[str, Query(alias="jobId", description=_JOB_ID, **_JOB_ID_LIMITS)],
 ) -> ExportJobOut:
     return _cancel(test_id, principal, session, runtime, job_id)
 

@@ -17,6 +17,7 @@ from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocess
 from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
 from examtrail.core.responses import model_response
+from examtrail.core.schemas import NO_CONTROL_OR_EMPTY
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, in_write_session
 from examtrail.ingest import service
@@ -76,7 +77,10 @@ def list_tests(
         int | None, Query(ge=0, le=INT64_MAX, description="Last testId of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 50,
-    q: Annotated[str | None, Query(max_length=200, description="Search by title or testId")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY, description="Search by title or testId"),
+    ] = None,
 ) -> TestsPage:
     response.headers["Cache-Control"] = "no-store"
     return service.list_tests(

@@ -107,7 +107,7 @@ def list_tests(
         stmt = stmt.where(Test.external_id > after)
     if query:
         matches = func.lower(Test.title).contains(query.lower(), autoescape=True)
-        if query.isdigit() and len(query) <= 19:
+        if query.isascii() and query.isdigit() and len(query) <= 19:
             matches = matches | (Test.external_id == int(query))
         stmt = stmt.where(matches)
     return list(session.scalars(stmt.order_by(Test.external_id).limit(limit)))

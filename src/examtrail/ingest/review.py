@@ -148,7 +148,7 @@ def candidates_page(
         conditions.append(exists().where(Event.candidate_pk == Candidate.id, Event.event == event))
     if candidate:
         match = func.lower(Candidate.candidate_id).contains(candidate.lower(), autoescape=True)
-        if candidate.isdigit() and len(candidate) <= 18:
+        if candidate.isascii() and candidate.isdigit() and len(candidate) <= 18:
             match = match | (Candidate.user_id == int(candidate))
         conditions.append(match)
     if flagged:

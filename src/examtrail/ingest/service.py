@@ -355,7 +355,8 @@ ATTACHMENTS_PREFIX = "attachments"
 def attachment_of_key(session: Session, key: str) -> tuple[int, int, int] | None:
     """``(tenant id, contentItemId, testId)`` of the attachment stored at ``key``, if any."""
     parts = key.split("/")
-    if len(parts) != 5 or parts[0] != ATTACHMENTS_PREFIX or not (parts[1].isdigit() and parts[3].isdigit()):
+    numbers = (parts[1], parts[3]) if len(parts) == 5 else ()
+    if not numbers or parts[0] != ATTACHMENTS_PREFIX or not all(n.isascii() and n.isdigit() for n in numbers):
         return None
     tenant_id, event_pk = int(parts[1]), int(parts[3])
     found = repository.attachment_at_key(session, tenant_id, event_pk, key)

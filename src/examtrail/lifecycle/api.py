@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response, status
 
 from examtrail.auth.deps import ErasePrincipal
+from examtrail.core.schemas import NO_CONTROL
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.ingest.api import TestId, UserId
 from examtrail.lifecycle import repository, service
@@ -18,7 +19,11 @@ router = APIRouter(tags=["lifecycle"])
 ErasureId = Annotated[
     str,
     Path(
-        alias="jobId", min_length=1, max_length=64, description="The erasure's id, as answered by the DELETE"
+        alias="jobId",
+        min_length=1,
+        max_length=64,
+        pattern=NO_CONTROL,
+        description="The erasure's id, as answered by the DELETE",
     ),
 ]
 _ACCEPTED: dict[int | str, dict[str, Any]] = {

@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from examtrail.auth.deps import ReaderPrincipal
+from examtrail.core.schemas import NO_CONTROL_OR_EMPTY
 from examtrail.core.settings import Settings
 from examtrail.deps import RuntimeDep, SessionDep
 from examtrail.ingest.api import TestId, UserId
@@ -155,7 +156,7 @@ def list_fragment(
     principal: ReaderPrincipal,
     session: SessionDep,
     runtime: RuntimeDep,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
     after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
 ) -> HTMLResponse:
     query = (q or "").strip() or None
@@ -173,9 +174,9 @@ def exam_fragment(
     sort: Annotated[Literal["userId", "candidateId", "events", "flags"], Query()] = "userId",
     dir: Annotated[Literal["asc", "desc"], Query()] = "asc",
     flagged: Annotated[str | None, Query(max_length=5)] = None,
-    severity: Annotated[str | None, Query(max_length=200)] = None,
-    event: Annotated[str | None, Query(max_length=200)] = None,
-    candidate: Annotated[str | None, Query(max_length=200)] = None,
+    severity: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
+    event: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
+    candidate: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> HTMLResponse:
     assert sort in SORT_KEYS
@@ -204,7 +205,7 @@ def candidate_fragment(
     principal: ReaderPrincipal,
     session: SessionDep,
     runtime: RuntimeDep,
-    event: Annotated[str | None, Query(max_length=200)] = None,
+    event: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
     flagged: Annotated[str | None, Query(max_length=5)] = None,
 ) -> HTMLResponse:
     view = service.timeline_view(

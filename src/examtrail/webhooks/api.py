@@ -13,6 +13,7 @@ from examtrail.auth.deps import ExportPrincipal
 from examtrail.core.errors import ServiceUnavailable
 from examtrail.core.media import require_json
 from examtrail.core.pools import PoolFull, shared_pool
+from examtrail.core.schemas import NO_CONTROL
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.runtime import Runtime
@@ -30,10 +31,24 @@ from examtrail.webhooks.schemas import (
 router = APIRouter(prefix="/v1/subscription", tags=["webhooks"])
 
 SubscriptionId = Annotated[
-    str, Path(alias="subscriptionId", min_length=1, max_length=64, description="The subscription's id")
+    str,
+    Path(
+        alias="subscriptionId",
+        min_length=1,
+        max_length=64,
+        pattern=NO_CONTROL,
+        description="The subscription's id",
+    ),
 ]
 DeliveryId = Annotated[
-    str, Path(alias="deliveryId", min_length=1, max_length=64, description="The delivery's id (delivery log)")
+    str,
+    Path(
+        alias="deliveryId",
+        min_length=1,
+        max_length=64,
+        pattern=NO_CONTROL,
+        description="The delivery's id (delivery log)",
+    ),
 ]
 
 
