@@ -114,6 +114,12 @@ def get_test(test_id: TestId, principal: IngestPrincipal, session: SessionDep) -
     "/{testId}/candidates",
     response_model=CandidatesResult,
     summary="Add or update candidates",
+    description=(
+        "Registers the test's candidates by `userId` (up to 100,000 per call): a new `userId` is "
+        "created, a known one takes the `candidateId` sent. The list must not contradict itself: "
+        "a `userId` repeated with another `candidateId` is a 422 whose `details` give the index "
+        "of each repeat, and nothing is stored (the same pair twice is fine)."
+    ),
     dependencies=JsonBody,
 )
 def put_candidates(
