@@ -199,6 +199,14 @@ def _error_response(op_id: str, status: int) -> dict[str, Any]:
                 "schema": {"type": "string"},
             }
         }
+    if status == 403 and "insufficient_scope" in codes:
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": "With `insufficient_scope`: RFC 6750 challenge naming the scope, e.g. "
+                '`Bearer realm="examtrail", error="insufficient_scope", scope="export"`',
+                "schema": {"type": "string"},
+            }
+        }
     if status == 503:
         response["headers"] = {
             "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}

@@ -128,5 +128,11 @@ def test_scopes_are_enforced(http: TestClient, runtime: Runtime) -> None:
     response = http.post("/v1/test/7/events", headers=ingest_only)
     assert response.status_code == 403
     assert response.json()["error"] == "insufficient_scope"
-    assert http.put("/v1/test/7", json={"title": "t"}, headers=export_only).status_code == 403
+    # RFC 6750 section 3.1: the challenge names the error and the scope needed.
+    assert response.headers["www-authenticate"] == (
+        'Bearer realm="examtrail", error="insufficient_scope", scope="export"'
+    )
+    response = http.put("/v1/test/7", json={"title": "t"}, headers=export_only)
+    assert response.status_code == 403
+    assert 'error="insufficient_scope", scope="ingest"' in response.headers["www-authenticate"]
     assert http.post("/v1/test/7/events", headers=export_only).status_code == 202

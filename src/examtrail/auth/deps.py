@@ -102,9 +102,22 @@ async def authenticate(runtime: Runtime, authorization: str) -> Principal:
     return principal
 
 
+def _insufficient_scope(*scopes: str) -> Forbidden:
+    # RFC 6750 section 3.1: the challenge names the error and the scope the call needs.
+    wanted = "' or '".join(scopes)
+    return Forbidden(
+        f"This call needs the '{wanted}' scope.",
+        code="insufficient_scope",
+        headers={
+            "WWW-Authenticate": f'Bearer realm="examtrail", error="insufficient_scope", '
+            f'scope="{" ".join(scopes)}"'
+        },
+    )
+
+
 def check_scope(principal: Principal, scope: str) -> Principal:
     if scope not in principal.scopes:
-        raise Forbidden(f"This call needs the '{scope}' scope.", code="insufficient_scope")
+        raise _insufficient_scope(scope)
     return principal
 
 
@@ -119,8 +132,7 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
 def require_any_scope(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
     async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.scopes & set(scopes):
-            wanted = "' or '".join(scopes)
-            raise Forbidden(f"This call needs the '{wanted}' scope.", code="insufficient_scope")
+            raise _insufficient_scope(*scopes)
         return principal
 
     return check
