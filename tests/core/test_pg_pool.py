@@ -4,6 +4,7 @@ entries of the status call group-committed through it."""
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from examtrail.audit.models import AuditEntry
 from examtrail.audit.repository import insert_entry_grouped
 from examtrail.auth.models import Tenant
-from examtrail.core.db import PgPool, build_async_engine, build_pg_pool, on_async_connection
+from examtrail.core.db import (
+    PgPool,
+    build_async_engine,
+    build_pg_pool,
+    on_async_connection,
+    server_closed,
+)
 from examtrail.runtime import Runtime
 from tests.support.db import audit_row
 
@@ -259,3 +266,25 @@ def test_the_engine_never_runs_a_write_twice_and_replaces_a_closed_connection(
     asyncio.run(main())
     assert _probes(runtime, "engine-once") == 1
     assert _probes(runtime, "job-8") == 1
+
+
+def test_a_live_connection_on_a_high_descriptor_is_not_taken_for_closed(pool: PgPool) -> None:
+    # A long-running process holds many descriptors; select() refused those past 1024, and
+    # every pooled connection then looked closed (the engine's checkout gave up: a 500).
+    held = [os.dup(0) for _ in range(1100)]
+    try:
+
+        async def main() -> tuple[int, bool, int]:
+            try:
+                connection = await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True)
+                async with connection:
+                    return connection.pgconn.socket, server_closed(connection), await _backend_pid(connection)
+            finally:
+                await pool.close()
+
+        fd, closed, _ = asyncio.run(main())
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+    assert fd > 1024
+    assert not closed

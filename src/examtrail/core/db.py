@@ -238,11 +238,14 @@ def server_closed(connection: psycopg.AsyncConnection[Any]) -> bool:
     """
     if connection.closed or connection.broken:
         return True
+    # poll, not select: select() refuses descriptors past FD_SETSIZE (1024), which a busy
+    # process reaches, and every connection would then look closed.
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([connection.pgconn.socket], [], [], 0)
-    except (OSError, ValueError, psycopg.OperationalError):
+        poller.register(connection.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, psycopg.OperationalError):
         return True
-    return bool(readable)
 
 
 def _refuse_closed_by_server(dbapi_connection: Any, record: Any, proxy: Any) -> None:
