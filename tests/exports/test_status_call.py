@@ -229,18 +229,24 @@ def test_the_status_call_answers_503_while_the_database_refuses_connections(
     assert http.get(url, headers=headers).status_code == 404
 
 
+@pytest.mark.parametrize("listing", [False, True], ids=["status", "job-list"])
 def test_sqlite_status_polls_never_starve_a_writer_of_threads(
-    http: TestClient, headers: dict[str, str], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+    http: TestClient,
+    headers: dict[str, str],
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    listing: bool,
 ) -> None:
     """SQLite: a status call whose answer carries a link writes its audit entry. Polls that waited
     for the write lock on worker threads took every thread while a request holding the lock
     needed one more to commit: nothing moved until the lock's timeout, the polls were 503s.
     Here the threads are few (3) and the lock's timeout short (5 s); the polls wait their
-    turn in the event loop and every call is answered."""
+    turn in the event loop and every call is answered. The job list, whose links are audited
+    alike, waits the same way."""
     if runtime.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's single write lock")
     status = _finished(http, headers, 39)
-    url = f"/v1/test/39/events?jobId={status['jobId']}"
+    url = "/v1/test/39/events/jobs" if listing else f"/v1/test/39/events?jobId={status['jobId']}"
     monkeypatch.setattr(db, "WRITE_LOCK_TIMEOUT", 5.0)
     threads = 3
 
@@ -268,3 +274,22 @@ def test_sqlite_status_polls_never_starve_a_writer_of_threads(
     finally:
         event.remove(runtime.engine, "begin", slow_writer)
     assert [answer.status_code for answer in answers] == [200] * threads, [a.text for a in answers]
+    assert len(_link_entries(runtime, status["jobId"])) >= threads
+
+
+def test_the_job_list_commits_one_link_entry_per_listed_link_before_it_answers(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    status = _finished(http, headers, 41)
+    queued = http.post("/v1/test/41/events", params={"format": "csv"}, headers=headers).json()
+    before = len(_link_entries(runtime, status["jobId"]))
+    listed = http.get("/v1/test/41/events/jobs", headers={**headers, "X-Request-ID": "list-1"})
+    assert listed.status_code == 200, listed.text
+    assert listed.headers["cache-control"] == "no-store"
+    jobs = {job["jobId"]: job for job in listed.json()["jobs"]}
+    assert jobs[status["jobId"]]["downloadUrl"]
+    entries = _link_entries(runtime, status["jobId"])
+    assert len(entries) == before + 1
+    assert max(entries, key=lambda entry: entry.id).request_id == "list-1"
+    if jobs[queued["jobId"]]["status"] != "finished":  # no link, no entry
+        assert _link_entries(runtime, queued["jobId"]) == []

@@ -185,8 +185,7 @@ def _read_job(test_id: int, principal: Principal, job_id: str, session: Session)
 
 
 def _record_link(principal: Principal, job: ExportJob, session: Session) -> None:
-    service.record_links(session, principal, [job])
-    session.commit()  # the link's audit entry, before the link leaves
+    _record_links(principal, [job], session)  # the link's audit entry, before the link leaves
 
 
 # Declared before ``/{testId}/events/{jobId}``: "jobs" is not a job id.
@@ -198,12 +197,10 @@ def _record_link(principal: Principal, job: ExportJob, session: Session) -> None
     "status, options and (when finished) a `downloadUrl`. Keyset pagination: pass `nextCursor` as "
     "`cursor`.",
 )
-def list_jobs(
+async def list_jobs(
     test_id: TestId,
     principal: ExportPrincipal,
-    session: SessionDep,
     runtime: RuntimeDep,
-    response: Response,
     job_status: Annotated[
         JobStatus | None, Query(alias="status", description="Only jobs in this state")
     ] = None,
@@ -211,19 +208,34 @@ def list_jobs(
     cursor: Annotated[
         str | None, Query(max_length=200, description="`nextCursor` of the previous page")
     ] = None,
-) -> ExportJobList:
-    response.headers["Cache-Control"] = "no-store"
-    page = service.list_jobs(
-        session,
-        principal,
-        runtime.store,
-        test_id,
+) -> Response:
+    read = partial(
+        service.read_job_page,
+        principal=principal,
+        test_id=test_id,
         status=job_status.value if job_status else None,
         limit=limit,
         cursor=cursor,
     )
-    session.commit()  # the audit entries of the links in the page
+    page = await in_session(runtime, partial(_read_page, read))
+    linked = page.linked(principal)
+    if linked:
+        # As the status call: the links' audit entries are a writer of their own that waits
+        # its turn in the event loop (SQLite), committed before the links leave.
+        await in_write_session(runtime, partial(_record_links, principal, linked))
+    return model_response(page.out(principal, runtime.store), headers=_NO_STORE)
+
+
+def _read_page(read: Callable[[Session], service.JobPage], session: Session) -> service.JobPage:
+    page = read(session)
+    for job in page.jobs:
+        session.expunge(job)  # its loaded values outlive the session
     return page
+
+
+def _record_links(principal: Principal, jobs: list[ExportJob], session: Session) -> None:
+    service.record_links(session, principal, jobs)
+    session.commit()
 
 
 @_status_route(

@@ -197,17 +197,34 @@ def _reusable(session: Session, job: ExportJob, now: datetime) -> bool:
     return not read_model.changed_since(session.connection(), job.test_pk, mark)
 
 
-def list_jobs(
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """A page of the job list, read; its links are audited by the caller before they leave."""
+
+    jobs: list[ExportJob]
+    next_cursor: str | None
+
+    def out(self, principal: Principal, store: ObjectStore) -> ExportJobList:
+        return ExportJobList(
+            jobs=[job_status(job, store, principal.expires_at) for job in self.jobs],
+            nextCursor=self.next_cursor,
+        )
+
+    def linked(self, principal: Principal) -> list[ExportJob]:
+        """The jobs whose status carries a download link (each gets an audit entry)."""
+        return [job for job in self.jobs if links(job, principal.expires_at)]
+
+
+def read_job_page(
     session: Session,
     principal: Principal,
-    store: ObjectStore,
     test_id: int,
     *,
     status: str | None,
     limit: int,
     cursor: str | None,
-) -> ExportJobList:
-    """The test's jobs of the caller's tenant, newest first, ``limit`` at a time."""
+) -> JobPage:
+    """The test's jobs of the caller's tenant, newest first, ``limit`` at a time (read only)."""
     test = require_test(session, principal.tenant_id, test_id)
     after = None
     if cursor is not None:
@@ -222,10 +239,7 @@ def list_jobs(
     jobs = repository.list_jobs(session, principal.tenant_id, test.id, status, after, limit + 1)
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    return ExportJobList(
-        jobs=issued_statuses(session, principal, jobs, store),
-        nextCursor=repository.encode_list_cursor(jobs[-1]) if more and jobs else None,
-    )
+    return JobPage(jobs, repository.encode_list_cursor(jobs[-1]) if more and jobs else None)
 
 
 def get_job(session: Session, principal: Principal, test_id: int, job_id: str) -> ExportJob:
