@@ -278,7 +278,7 @@ def _commit(session: Session, unit: Callable[[Session], EventsResult]) -> Events
     summary="Attach an evidence file to an event (the body is the file)",
     description="Send the file's raw bytes as the body with its own `Content-Type` (`curl --data-binary "
     "@FILE` or `curl -T FILE`); without one it is stored as `application/octet-stream`. "
-    "`multipart/form-data` (`curl -F`) is refused with 415.\n\n"
+    "`multipart/form-data` (`curl -F`) is refused with 415; an empty body is a 422 `empty_file`.\n\n"
     "Evidence files are immutable: 201 when the file is new; the same `fileName` again with "
     "identical bytes is idempotent (200, the same `contentItemId`, the first `Content-Type` kept); "
     "with different bytes it is a 409 `file_exists` and nothing changes. A stored file is never "
@@ -289,7 +289,9 @@ def _commit(session: Session, unit: Callable[[Session], EventsResult]) -> Events
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+            },
         }
     },
 )
@@ -307,6 +309,8 @@ async def put_file(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _file_too_large(limit)
+    if declared == "0":
+        raise service.empty_file()  # before anything is opened; a chunked empty body is found as it ends
     content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit, principal.client_id)
     try:

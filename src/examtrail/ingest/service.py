@@ -370,8 +370,8 @@ class UploadTarget:
     test_pk: int
     event_pk: int
     storage_key: str
-    # ``(size, sha256)`` of the file already attached under this name: the upload is a repeat.
-    attached: tuple[int, str] | None = None
+    # A file is already attached under this name: the upload is a repeat (only hashed).
+    attached: bool = False
 
 
 def prepare_upload(
@@ -386,9 +386,17 @@ def prepare_upload(
         raise NotFound(f"Event {event_id} not found for candidate {user_id}.", code="event_not_found")
     # A fresh key per upload, never reused: a stored object is never overwritten.
     key = f"{ATTACHMENTS_PREFIX}/{tenant_id}/{test.id}/{event.id}/{uuid.uuid4().hex}"
-    current = repository.get_attachment(session, event.id, file_name)
-    attached = None if current is None else (current.size, current.sha256)
+    attached = repository.get_attachment(session, event.id, file_name) is not None
     return UploadTarget(tenant_id, test.external_id, test.id, event.id, key, attached)
+
+
+def empty_file() -> Unprocessable:
+    # Evidence is immutable: a body forgotten by mistake would hold the name for good.
+    return Unprocessable(
+        "The file is empty: send its bytes as the request body (curl --data-binary @FILE).",
+        code="empty_file",
+        details=[{"field": "body", "message": "an evidence file has at least one byte"}],
+    )
 
 
 # A media type as stored (``attachments.content_type`` is varchar(200)): printable ASCII.
@@ -432,14 +440,18 @@ def record_upload(
     sha256: str,
     *,
     actor: str | None = actions.CLI_ACTOR,
+    repeat: bool = False,
 ) -> tuple[Attachment, bool]:
     """Store the attachment row (and its audit entry); returns it and whether it is new.
 
     Evidence is immutable: the same name again with the same bytes (size and SHA-256) is
     the stored attachment, unchanged (its first Content-Type included); with other bytes it
-    is a 409 ``file_exists`` and nothing changes.
+    is a 409 ``file_exists`` and nothing changes. A ``repeat`` (no object was stored for it)
+    whose attachment has gone meanwhile is a 404: attachments only go with their event.
     """
     current = repository.get_attachment(session, target.event_pk, file_name)
+    if current is None and repeat:
+        raise NotFound("The event no longer exists.", code="event_not_found")
     if current is not None and (current.sha256 != sha256 or current.size != size):
         raise Conflict(
             f"The event already has a file named {file_name!r} with other content; "
@@ -498,7 +510,8 @@ class FileUploads:
     the row written in a write transaction. Stored files are immutable: an upload under a
     name already attached (a client's retry: same bytes, 200; other bytes, 409) is only
     hashed, never stored; one that turns out to repeat an attachment recorded while it
-    streamed deletes only its own new object, never the attachment's. Nothing is left behind on
+    streamed deletes only its own new object, never the attachment's. An empty body is a 422
+    ``empty_file``, nothing stored. Nothing is left behind on
     failure: the writer is aborted on any error while streaming (``ObjectTooLarge`` past
     ``max_bytes`` included, which propagates for the caller to answer) and the new object
     is deleted unless a new row references it.
@@ -522,8 +535,10 @@ class FileUploads:
     ) -> tuple[AttachmentOut, bool]:
         """The attachment and whether this upload created it."""
         target = await to_thread.run_sync(self._prepare, tenant_id, test_id, user_id, event_id, file_name)
-        if target.attached is not None:
+        if target.attached:
             size, sha256 = await self._digest_body(body)
+            if size == 0:
+                raise empty_file()
             return await to_thread.run_sync(
                 self._record_repeat, target, file_name, content_type, size, sha256
             )
@@ -542,9 +557,13 @@ class FileUploads:
     async def _store_body(self, key: str, content_type: str, body: AsyncIterable[bytes]) -> StoredObject:
         writer = await to_thread.run_sync(self._open_writer, key, content_type)
         try:
+            empty = True
             async for chunk in body:
                 if chunk:
+                    empty = False
                     await to_thread.run_sync(writer.write, chunk)
+            if empty:
+                raise empty_file()
             return await to_thread.run_sync(writer.commit)
         except BaseException:
             # Shielded: a cancelled request still discards what was written.
@@ -565,11 +584,8 @@ class FileUploads:
         """The answer to an upload under a name already attached: the stored attachment (200)
         or ``file_exists`` (409), audited as any upload; no object was written."""
         with transaction(self.sessions) as session:
-            if repository.get_attachment(session, target.event_pk, file_name) is None:
-                # Attachments are only ever deleted with their event (an erasure under way).
-                raise NotFound("The event no longer exists.", code="event_not_found")
             attachment, created = record_upload(
-                session, target, file_name, content_type, size, sha256, actor=self.actor
+                session, target, file_name, content_type, size, sha256, actor=self.actor, repeat=True
             )
             return attachment_out(attachment), created
 
