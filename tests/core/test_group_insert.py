@@ -4,14 +4,17 @@ SQLite has no async engine)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from examtrail.audit.models import AuditEntry
+from examtrail.audit.repository import insert_entry_grouped
 from examtrail.auth.models import Tenant
-from examtrail.core.db import build_async_engine, group_insert
+from examtrail.core.db import GroupInsert, build_async_engine, build_pg_pool, group_insert
 from examtrail.runtime import Runtime
 from tests.support.db import audit_row
 
@@ -55,31 +58,61 @@ def test_concurrent_rows_are_all_committed_when_each_call_returns(runtime: Runti
     assert {f"job-{n}" for n in range(40)} <= _stored(runtime)
 
 
-def test_a_failed_flush_fails_its_callers_and_the_next_ones_go_on(runtime: Runtime, tenant_id: int) -> None:
-    statement = insert(AuditEntry)
+@pytest.mark.parametrize("through", ["engine", "pg_pool"])
+def test_a_bad_row_fails_only_its_caller_and_the_next_ones_go_on(
+    runtime: Runtime, tenant_id: int, through: str
+) -> None:
+    """One row breaks the foreign key (its tenant is gone): the group's statement committed
+    nothing, so its rows are written one by one and only the bad row's caller gets the error."""
 
     async def main() -> list[BaseException | None]:
         engine = build_async_engine(runtime.settings)
         assert engine is not None
-        grouped = group_insert(engine, statement)
+        pool = build_pg_pool(runtime.settings)
+        assert pool is not None
+        database: Any = engine if through == "engine" else pool
         try:
-            # One row breaks the foreign key: the batch it is in is one statement, so none
-            # of that batch is committed and each of its callers gets the error.
             results = await asyncio.gather(
-                grouped.insert(audit_row(tenant_id, 100)),
-                grouped.insert(audit_row(tenant_id + 10_000, 101)),
+                *(insert_entry_grouped(database, audit_row(tenant_id, n)) for n in (100, 102)),
+                insert_entry_grouped(database, audit_row(tenant_id + 10_000, 101)),
                 return_exceptions=True,
             )
-            await grouped.insert(audit_row(tenant_id, 102))  # a later flush is unaffected
+            await insert_entry_grouped(database, audit_row(tenant_id, 103))  # a later flush
             return [r if isinstance(r, BaseException) else None for r in results]
         finally:
+            await pool.close()
             await engine.dispose()
 
     errors = asyncio.run(main())
+    assert errors[:2] == [None, None]
+    assert isinstance(errors[2], IntegrityError | psycopg.IntegrityError)
     stored = _stored(runtime)
-    assert "job-102" in stored
-    if "job-100" in stored:  # the first row was flushed alone, before the second arrived
-        assert errors[0] is None and isinstance(errors[1], IntegrityError)
-    else:
-        assert all(isinstance(error, IntegrityError) for error in errors)
-    assert "job-101" not in stored
+    assert {"job-100", "job-102", "job-103"} <= stored and "job-101" not in stored
+
+
+def _rows_of(batch: list[dict[str, Any]]) -> list[int]:
+    return [row["n"] for row in batch]
+
+
+def test_only_row_errors_are_retried_one_by_one() -> None:
+    """A constraint or data error: the rows again one by one. Anything else (the connection, the
+    commit) may have committed the group: every caller gets the error, nothing runs again."""
+    writes: list[list[int]] = []
+
+    async def write(batch: list[dict[str, Any]]) -> None:
+        writes.append(_rows_of(batch))
+        if any(row["n"] == 2 for row in batch):
+            raise psycopg.errors.ForeignKeyViolation("no such tenant")
+        if any(row["n"] == 9 for row in batch):
+            raise psycopg.OperationalError("the server closed the connection")
+
+    async def main(numbers: list[int]) -> list[str]:
+        grouped = GroupInsert(write)
+        results = await asyncio.gather(*(grouped.insert({"n": n}) for n in numbers), return_exceptions=True)
+        return [type(r).__name__ if isinstance(r, BaseException) else "ok" for r in results]
+
+    assert asyncio.run(main([1, 2, 3])) == ["ok", "ForeignKeyViolation", "ok"]
+    assert writes == [[1, 2, 3], [1], [2], [3]]
+    writes.clear()
+    assert asyncio.run(main([7, 8, 9])) == ["OperationalError"] * 3
+    assert writes == [[7, 8, 9]]

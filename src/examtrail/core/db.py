@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -280,7 +280,10 @@ class GroupInsert:
     the next flush writes all of them as one multi-row statement, one autocommit transaction:
     one WAL flush for many requests instead of one each (a durable commit costs milliseconds,
     far more than the rest of a status call). One flush at a time per engine and statement.
-    A failed flush fails every request in it (nothing of it was committed).
+    A flush that a row's own data breaks (a constraint, a bad value) committed nothing; its rows
+    are then written one by one, so only the bad row's caller gets the error. Any other failure
+    (the connection, the commit) fails every request in the flush and nothing is written again:
+    it may have been committed.
 
     ``write`` commits a list of rows in one transaction (:func:`group_insert` builds it for a
     statement on the async engine, :func:`pg_group_insert` for SQL on a :class:`PgPool`).
@@ -304,14 +307,38 @@ class GroupInsert:
             batch, self._pending = self._pending, []
             try:
                 await self.write([row for row, _ in batch])
+            except _ROW_ERRORS as exc:
+                if len(batch) == 1:
+                    _settle(batch, exc)
+                else:
+                    await self._one_by_one(batch)  # the statement wrote nothing: find the bad row
             except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                _settle(batch, exc)
             else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                _settle(batch, None)
+
+    async def _one_by_one(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        for one in batch:
+            try:
+                await self.write([one[0]])
+            except Exception as exc:
+                _settle([one], exc)
+            else:
+                _settle([one], None)
+
+
+# Errors a row's own data causes: the statement (its own transaction) committed nothing.
+_ROW_ERRORS = (IntegrityError, DataError, psycopg.IntegrityError, psycopg.DataError)
+
+
+def _settle(batch: list[tuple[dict[str, Any], asyncio.Future[None]]], error: BaseException | None) -> None:
+    for _, done in batch:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 async def _engine_write(engine: AsyncEngine, statement: Executable, rows: list[dict[str, Any]]) -> None:
