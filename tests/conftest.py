@@ -23,11 +23,11 @@ from examtrail.runtime import Runtime
 from examtrail.tasks import background_worker, build_runtime
 from tests.support import db
 from tests.support.api import bearer, create_client, get_token
+from tests.support.deployment import BROKER_URLS
 from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
 
 TEST_STORAGE = os.environ.get("EXAMTRAIL_TEST_STORAGE", "local")
 TEST_BROKER = os.environ.get("EXAMTRAIL_TEST_BROKER", "")
-BROKER_URLS = {"redis": "redis://127.0.0.1:6379/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F"}
 
 
 @pytest.fixture(scope="session")

@@ -6,23 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import db
+from tests.support.deployment import PRODUCTION, server_env
 from tests.support.processes import ExamtrailProcess, examtrail_env, run_cli
 from tests.support.throttle import ThrottledProxy
-
-PRODUCTION = db.backend() == "postgresql"
-BROKERS = {"redis": "redis://127.0.0.1:6379/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F"}
 
 
 class DroppingProxy(ThrottledProxy):
@@ -128,21 +123,6 @@ class Server:
     def stop(self) -> None:
         for process in [self.api, *self.workers]:
             process.stop()
-
-
-def server_env(data_dir: Path, request: pytest.FixtureRequest, **extra: str) -> dict[str, str]:
-    """The environment of a server on the deployment this pass of the suite tests."""
-    env = {"EXAMTRAIL_DATA_DIR": str(data_dir), "EXAMTRAIL_SWEEP_INTERVAL_SECONDS": "0.5", **extra}
-    if PRODUCTION:
-        name = db.pg_database_name(f"client_{uuid.uuid4().hex[:8]}")
-        env["EXAMTRAIL_DATABASE_URL"] = db.recreate_pg_database(name)
-        env["EXAMTRAIL_SECRET_KEY"] = "client-tests-0123456789abcdef0123456789abcdef"
-        env["EXAMTRAIL_BROKER_URL"] = BROKERS[os.environ.get("EXAMTRAIL_TEST_BROKER") or "redis"]
-        env["EXAMTRAIL_QUEUE_NAME"] = f"client-{uuid.uuid4().hex[:10]}"
-    if os.environ.get("EXAMTRAIL_TEST_STORAGE") == "s3":
-        seaweed = request.getfixturevalue("seaweed")
-        env.update(seaweed.env(seaweed.create_bucket()))
-    return env
 
 
 def start_servers(

@@ -31,7 +31,6 @@ from examtrail_client import (
     read_export,
 )
 from tests.clients.support import (
-    PRODUCTION,
     DroppingProxy,
     Server,
     client_cli,
@@ -39,6 +38,7 @@ from tests.clients.support import (
     start_servers,
     write_jsonl,
 )
+from tests.support.deployment import PRODUCTION
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow

@@ -1,15 +1,16 @@
-"""A live ``examtrail serve`` (embedded deployment) with a client, for the contract tests."""
+"""A live ``examtrail serve`` with a client, for the contract tests."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
+from tests.support.deployment import PRODUCTION, server_env
 from tests.support.processes import ExamtrailProcess, run_cli
 from tests.support.receiver import Receiver
 
@@ -42,19 +43,19 @@ class LiveApi:
 
 
 @pytest.fixture(scope="session")
-def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    if os.environ.get("EXAMTRAIL_TEST_DB", "sqlite") != "sqlite":
-        # The document is the same on every deployment: the live contract runs once, embedded.
-        pytest.skip("the live contract tests run on the embedded deployment (SQLite) only")
+def live_api(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[LiveApi]:
+    """``examtrail serve`` on the pass's deployment: embedded, or (PostgreSQL) with the pass's
+    object store and broker and a worker process beside it, so the fast paths and the store's
+    links that only the production deployment has are fuzzed too."""
     root = tmp_path_factory.mktemp("contract")
-    env = {
-        "EXAMTRAIL_DATA_DIR": str(root / "data"),
+    env = server_env(
+        root / "data",
+        request,
         # Subscriptions are verified against the local receiver only (see schemathesis_hooks.py).
-        "EXAMTRAIL_WEBHOOK_ALLOW_PRIVATE": "true",
-        "EXAMTRAIL_WEBHOOK_TIMEOUT_SECONDS": "2",
-        "EXAMTRAIL_WEBHOOK_RETRY_SCHEDULE": "0",
-        "EXAMTRAIL_SWEEP_INTERVAL_SECONDS": "0.5",
-    }
+        EXAMTRAIL_WEBHOOK_ALLOW_PRIVATE="true",
+        EXAMTRAIL_WEBHOOK_TIMEOUT_SECONDS="2",
+        EXAMTRAIL_WEBHOOK_RETRY_SCHEDULE="0",
+    )
     migrated = run_cli(["db", "upgrade"], env)
     assert migrated.returncode == 0, migrated.stderr
     created = run_cli(
@@ -62,5 +63,9 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
     )
     assert created.returncode == 0, created.stderr
     credentials = json.loads(created.stdout)
-    with Receiver(root / "receiver.log") as receiver, ExamtrailProcess.server(env, root / "logs") as process:
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(Receiver(root / "receiver.log"))
+        if PRODUCTION:
+            stack.enter_context(ExamtrailProcess.worker(env, root / "logs", threads=1))
+        process = stack.enter_context(ExamtrailProcess.server(env, root / "logs"))
         yield LiveApi(process, env, credentials["clientId"], credentials["apiKey"], receiver)

@@ -19,6 +19,7 @@ import pytest
 from tests.support import db
 from tests.support.api import bearer, get_token
 from tests.support.bulk import load_events
+from tests.support.deployment import BROKER_URLS
 from tests.support.processes import ExamtrailProcess, run_cli
 from tests.support.seaweedfs import SeaweedS3, run_seaweedfs
 from tests.support.throttle import ThrottledProxy
@@ -30,7 +31,6 @@ pytestmark = [
     ),
 ]
 
-BROKERS = {"redis": "redis://127.0.0.1:6379/0", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/%2F"}
 CANDIDATES = 400
 EVENTS_PER_CANDIDATE = 750  # 300,000 events, ~45 MB of JSON: several multipart parts
 
@@ -47,7 +47,7 @@ class Stack:
             "EXAMTRAIL_DATA_DIR": str(tmp_path / "data"),
             "EXAMTRAIL_DATABASE_URL": self.database_url,
             "EXAMTRAIL_SECRET_KEY": "stack-secret-0123456789abcdef0123456789abcdef",
-            "EXAMTRAIL_BROKER_URL": BROKERS[broker],
+            "EXAMTRAIL_BROKER_URL": BROKER_URLS[broker],
             "EXAMTRAIL_QUEUE_NAME": f"stack-{uuid.uuid4().hex[:10]}",
             "EXAMTRAIL_JOB_LEASE_SECONDS": "3",
             "EXAMTRAIL_SWEEP_INTERVAL_SECONDS": "0.5",

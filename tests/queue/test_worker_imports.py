@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from examtrail.core.settings import Settings
-from tests.conftest import BROKER_URLS
+from tests.support.deployment import BROKER_URLS
 from tests.support.processes import examtrail_env
 from tests.support.seaweedfs import SeaweedS3
 
