@@ -62,6 +62,7 @@ def _row(label: str, result: dict[str, Any]) -> str:
         f"{label:<8} {result['requests_per_s'] or 0:>8,.0f} req/s  p50 {result['p50_ms'] or 0:>7.2f} ms  "
         f"p99 {result['p99_ms'] or 0:>7.2f} ms  non-2xx {result['non_2xx']}  "
         f"API CPU {result['cpu_ms']:.3f} ms/request"
+        + (f"  connections per process {spread}" if (spread := measure.spread_text(result)) else "")
     )
 
 
@@ -78,14 +79,12 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _wrk(dep: deploy.Deployment, *args: Any) -> dict[str, Any]:
-    """One wrk run, with the API processes' CPU time per answered request: a figure the other
-    loads of a shared machine disturb far less than the rate."""
+    """One wrk run (with several API processes: one whose connections are spread evenly over
+    them), with the API processes' CPU time per answered request: a figure the other loads of a
+    shared machine disturb far less than the rate."""
     assert dep.api is not None and dep.api.proc is not None
-    before = _cpu_seconds(dep.api.proc.pid)
-    result = measure.wrk_run(*args)
-    used = _cpu_seconds(dep.api.proc.pid) - before
-    result["cpu_ms"] = used * 1000 / max(1, result["requests"] or 0)
-    return result
+    pid = dep.api.proc.pid
+    return measure.wrk_run(*args, cpu=lambda: _cpu_seconds(pid))
 
 
 def _profile(base_url: str, status_url: str, token: str, pid: int, out: Path, seconds: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -338,9 +339,8 @@ def poll_with_wrk(url: str, token: str, connections: int, seconds: float, thread
         f"Authorization: Bearer {token}",
         url,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    result = parse_wrk(done.stdout)
-    result.update({"tool": "wrk 4 (closed loop)", "connections": connections, "raw": done.stdout})
+    result = run_wrk_evenly(lambda _attempt: command, url, connections)
+    result.update({"tool": "wrk 4 (closed loop)", "connections": connections})
     return result
 
 
@@ -400,7 +400,7 @@ def poll(url: str, token: str, connections: int, seconds: float) -> dict[str, An
 # Unique single events, as live exam clients send them: one per request, spread over the
 # candidates, ids unique across runs (the run tag) and across wrk threads.
 _SINGLE_EVENT_LUA = """
-local tag = "{tag}"
+local tag = "{tag}-" .. tostring(wrk_try or 1)
 local users = {{{users}}}
 local counter = 0
 local thread_id = 0
@@ -425,6 +425,172 @@ end
 _POST_LUA = 'wrk.method = "POST"\n'
 
 
+# --- how a multi-process server's connections are spread over its processes ---------------------
+#
+# ``examtrail serve --workers N`` is uvicorn's supervisor with N children sharing the one listening
+# socket it bound: whichever child wakes first accepts what is queued, and wrk opens all its
+# connections at once, so one child often took most or all of them (bench/notes.md, "Issue #15,
+# sixth pass"). A run whose busiest process holds more than 1.2 times its fair share (60% with two
+# processes) is stopped at once and started again, up to ``EVEN_TRIES`` times.
+
+EVEN_TRIES = 30
+_SS_PID = re.compile(r"pid=(\d+)")
+
+
+def parse_ss_pids(output: str) -> dict[int, int]:
+    """Sockets per process from ``ss -H...p`` output: one socket a line, its holders' pids in
+    ``users:(("name",pid=N,fd=M),...)`` (a socket held by several processes counts for each)."""
+    counts: dict[int, int] = {}
+    for line in output.splitlines():
+        for pid in {int(found) for found in _SS_PID.findall(line)}:
+            counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def serving_pids(listeners: Iterable[int], parent_of: Callable[[int], int | None]) -> list[int]:
+    """The processes that accept connections: those holding the listening socket, less any whose
+    children hold it too (uvicorn's supervisor binds the socket; its children accept)."""
+    held = set(listeners)
+    return sorted(held - {parent_of(pid) for pid in held})
+
+
+def spread_of(pids: Iterable[int], established: dict[int, int]) -> list[int]:
+    """Established connections of each of ``pids`` (0 for one that holds none), busiest first."""
+    return sorted((established.get(pid, 0) for pid in pids), reverse=True)
+
+
+def is_even(spread: Sequence[int]) -> bool:
+    """No process holds more than 1.2 times its fair share (60% of the connections with two)."""
+    total = sum(spread)
+    if len(spread) < 2 or total == 0:
+        return True
+    return max(spread) * len(spread) * 5 <= total * 6
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def connection_spread(port: int) -> list[int] | None:
+    """Established connections per process of the server listening on ``port`` on this machine,
+    busiest first; None when there is nothing to balance (one process, no ``ss``, a remote server)."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return None
+    port_filter = f"( sport = :{port} )"
+    listening = subprocess.run([ss, "-Htlnp", port_filter], capture_output=True, text=True, check=False)
+    pids = serving_pids(parse_ss_pids(listening.stdout), _parent_of)
+    if len(pids) < 2:
+        return None
+    established = subprocess.run(
+        [ss, "-Htnp", "state", "established", port_filter], capture_output=True, text=True, check=False
+    )
+    return spread_of(pids, parse_ss_pids(established.stdout))
+
+
+class WrkTry(Protocol):
+    """One started wrk run: its connection spread once connected, then stopped early or finished."""
+
+    def spread(self) -> list[int] | None: ...
+
+    def abort(self) -> dict[str, Any]: ...
+
+    def finish(self) -> dict[str, Any]: ...
+
+
+def until_even(start: Callable[[int], WrkTry], tries: int = EVEN_TRIES) -> dict[str, Any]:
+    """Start runs until one's connections are spread evenly (:func:`is_even`) and keep that one,
+    run to its end; an uneven run is stopped as soon as its spread is known. After ``tries``
+    uneven runs the last is kept (``even`` False). The result records ``connections_per_process``,
+    ``tries`` and the stopped runs (``uneven_runs``: their spread, requests and non-2xx answers,
+    which a count of stored events includes). Without a spread (one process), the run as is."""
+    stopped: list[dict[str, Any]] = []
+    for attempt in range(1, tries + 1):
+        run = start(attempt)
+        spread = run.spread()
+        if spread is None:
+            return run.finish()
+        even = is_even(spread)
+        if even or attempt == tries:
+            result = run.finish()
+            result.update({"connections_per_process": spread, "tries": attempt, "even": even})
+            if stopped:
+                result["uneven_runs"] = stopped
+            return result
+        partial = run.abort()
+        stopped.append(
+            {
+                "connections_per_process": spread,
+                "requests": partial.get("requests") or 0,
+                "non_2xx": partial.get("non_2xx") or 0,
+            }
+        )
+    raise ValueError("tries must be at least 1")
+
+
+def answered_2xx(result: dict[str, Any]) -> int:
+    """The 2xx answers of a run and of the uneven runs stopped before it."""
+    runs = [result, *result.get("uneven_runs", [])]
+    return sum((run.get("requests") or 0) - (run.get("non_2xx") or 0) for run in runs)
+
+
+class _WrkProcess:
+    """wrk running in the background; its connection spread is read once it has connected."""
+
+    def __init__(
+        self, command: list[str], port: int | None, connections: int, cpu: Callable[[], float] | None
+    ) -> None:
+        self.port = port
+        self.connections = connections
+        self.cpu = cpu
+        self.cpu_before = cpu() if cpu is not None else 0.0
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def spread(self, patience: float = 2.0) -> list[int] | None:
+        if self.port is None:
+            return None
+        deadline = time.monotonic() + patience
+        while True:
+            time.sleep(0.2)
+            found = connection_spread(self.port)
+            if found is None or sum(found) >= self.connections:
+                return found
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return found
+
+    def abort(self) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGINT)  # wrk prints its figures so far and exits
+        out, _ = self.proc.communicate()
+        return parse_wrk(out)
+
+    def finish(self) -> dict[str, Any]:
+        out, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            raise subprocess.CalledProcessError(self.proc.returncode, self.proc.args, out, err)
+        result = parse_wrk(out)
+        result["raw"] = out
+        if self.cpu is not None:
+            # The API processes' CPU per answered request: a figure the other loads of a shared
+            # machine disturb far less than the rate (of the kept run only).
+            result["cpu_ms"] = (self.cpu() - self.cpu_before) * 1000 / max(1, result["requests"] or 0)
+        return result
+
+
+def run_wrk_evenly(
+    command_for: Callable[[int], list[str]],
+    url: str,
+    connections: int,
+    cpu: Callable[[], float] | None = None,
+) -> dict[str, Any]:
+    """wrk (``command_for(try number)``, ``url`` last) until its connections are spread evenly over
+    the server's processes (:func:`until_even`); ``cpu``: the server's CPU seconds, for ``cpu_ms``."""
+    port = urlsplit(url).port
+    return until_even(lambda attempt: _WrkProcess(command_for(attempt), port, connections, cpu))
+
+
 def wrk_run(
     url: str,
     connections: int,
@@ -432,8 +598,11 @@ def wrk_run(
     headers: dict[str, str] | None = None,
     script: str | None = None,
     work: Path | None = None,
+    *,
+    cpu: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
-    """One closed-loop wrk run (``WRK_HINT`` when missing); the parsed figures."""
+    """One closed-loop wrk run (``WRK_HINT`` when missing); the parsed figures. On a server of
+    several processes, the first run whose connections are spread evenly (:func:`until_even`)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError(WRK_HINT)
@@ -448,18 +617,24 @@ def wrk_run(
     ]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
-    script_path: Path | None = None
-    if script is not None:
-        script_path = (work or Path("/tmp")) / f"wrk-{time.monotonic_ns()}.lua"
-        script_path.write_text(script)
-        command += ["-s", str(script_path)]
+    script_paths: list[Path] = []
+
+    def command_for(attempt: int) -> list[str]:
+        if script is None:
+            return [*command, url]
+        # Each try's script knows its number (``wrk_try``): a run started again after an uneven
+        # one must not send the stopped run's requests again (single events: the same eventIds).
+        path = (work or Path("/tmp")) / f"wrk-{time.monotonic_ns()}.lua"
+        path.write_text(f"wrk_try = {attempt}\n{script}")
+        script_paths.append(path)
+        return [*command, "-s", str(path), url]
+
     try:
-        done = subprocess.run([*command, url], capture_output=True, text=True, check=True)
+        result = run_wrk_evenly(command_for, url, connections, cpu)
     finally:
-        if script_path is not None:
-            script_path.unlink(missing_ok=True)
-    result = parse_wrk(done.stdout)
-    result.update({"connections": connections, "seconds": seconds, "raw": done.stdout})
+        for path in script_paths:
+            path.unlink(missing_ok=True)
+    result.update({"connections": connections, "seconds": seconds})
     return result
 
 
@@ -470,7 +645,11 @@ def beside_healthz(
 
     The floor is the higher of the two: one run alone dipped to less than half of the
     others in the same minute on a shared machine, and a floor measured low makes the
-    ratio look better than it is. Both runs are kept (``healthz_before``, ``healthz_after``)."""
+    ratio look better than it is. Both runs are kept (``healthz_before``, ``healthz_after``).
+
+    On a server of several processes each of the three runs is one whose connections were spread
+    evenly over them (:func:`until_even`, done by :func:`wrk_run`): a run where one process held
+    them all measured that process alone, less than half the floor of an even one."""
     before = wrk_run(f"{base_url}/healthz", 50, seconds)
     route = run()
     after = wrk_run(f"{base_url}/healthz", 50, seconds)
@@ -490,9 +669,27 @@ def beside_healthz(
 
 
 def healthz_floors(row: dict[str, Any]) -> str:
-    """The row's two /healthz rates, as printed beside its ratio."""
-    rates = [(row.get(key) or {}).get("requests_per_s") or 0.0 for key in ("healthz_before", "healthz_after")]
-    return f"/healthz {rates[0]:,.0f} before, {rates[1]:,.0f} after"
+    """The row's two /healthz rates, as printed beside its ratio (with each run's connections per
+    server process, where measured: the route's own, then the two /healthz runs')."""
+    runs = [row.get(key) or {} for key in ("healthz_before", "healthz_after")]
+    rates = [found.get("requests_per_s") or 0.0 for found in runs]
+    text = f"/healthz {rates[0]:,.0f} before, {rates[1]:,.0f} after"
+    spreads = [spread_text(found) for found in (row.get("result") or {}, *runs)]
+    if any(spreads):
+        text += " (connections per process: " + "; ".join(s or "-" for s in spreads) + ")"
+    return text
+
+
+def spread_text(result: dict[str, Any]) -> str:
+    """``27/23`` (``27/23 after 3 tries``; ``48/2, uneven after 20 tries``), or "" when not measured."""
+    spread = result.get("connections_per_process")
+    if not spread:
+        return ""
+    text = "/".join(str(n) for n in spread)
+    tries = result.get("tries", 1)
+    if not result.get("even", True):
+        return f"{text}, uneven after {tries} tries"
+    return text if tries == 1 else f"{text} after {tries} tries"
 
 
 def single_event_script(test_id: int, user_ids: Sequence[int], tag: str) -> str:

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.measure import spread_text
+
+SPREAD_NOTE = (
+    " With several API processes, each run is one whose connections were spread evenly over them "
+    "(the busiest holding at most 1.2 times its fair share, 60% of them with two): an uneven run "
+    "is stopped as soon as its connections are counted and started again. The connections column "
+    "and the /healthz column show each kept run's connections per process (busiest first) and, "
+    "where it took more than one, the tries (bench/notes.md, issue #15, sixth pass)."
+)
+
 SECTIONS = ("Machine", "Baseline", "Export", "Scale", "Ingestion", "Polling", "Targets")
 
 
@@ -45,7 +55,22 @@ def _floor(row: dict[str, Any]) -> str:
     if "healthz_before" not in row:  # results of earlier runs: one /healthz run, after the route
         return rate
     runs = [_f(row[key]["requests_per_s"], 0) for key in ("healthz_before", "healthz_after")]
-    return f"{rate} ({runs[0]} before, {runs[1]} after)"
+    spreads = [spread_text(row[key]) for key in ("healthz_before", "healthz_after")]
+    if not any(spreads):  # results of earlier runs, or one process: no spread measured
+        return f"{rate} ({runs[0]} before, {runs[1]} after)"
+    per_process = f"connections per process {spreads[0] or '-'}, {spreads[1] or '-'}"
+    return f"{rate} ({runs[0]} before, {runs[1]} after; {per_process})"
+
+
+def _connections(row: dict[str, Any]) -> str:
+    """The route's connection count, with their spread over the server's processes where measured."""
+    spread = spread_text(row["result"])
+    return f"{row['connections']} ({spread})" if spread else str(row["connections"])
+
+
+def _has_spread(row: dict[str, Any]) -> bool:
+    runs = [row["result"], row.get("healthz_before") or {}, row.get("healthz_after") or {}]
+    return any(spread_text(run) for run in runs)
 
 
 def _f(value: float | None, digits: int = 2) -> str:
@@ -340,7 +365,7 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
             "connections on the same server: the framework's floor is the higher of the two (one "
             "run alone can dip on a shared machine; the /healthz column shows both). Single events "
             "are unique (a new eventId per request, spread over 100 candidates), as live exam "
-            "clients send them."
+            "clients send them." + (SPREAD_NOTE if any(_has_spread(row) for row in section["rows"]) else "")
         )
         add("")
         add(
@@ -352,7 +377,7 @@ def render_markdown(results: dict[str, Any], notes: str = "") -> str:
             r, h = row["result"], row["healthz"]
             stored = f" ({row['stored_events']:,} stored)" if "stored_events" in row else ""
             add(
-                f"| {row['route']}{stored} | {row['connections']} | {_f(r['requests_per_s'], 0)} | "
+                f"| {row['route']}{stored} | {_connections(row)} | {_f(r['requests_per_s'], 0)} | "
                 f"{_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['non_2xx']} | {r['socket_errors'] or '-'} | "
                 f"{_floor(row)} | {_f(h['p99_ms'])} | {_f(row['ratio'])} |"
             )

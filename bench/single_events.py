@@ -6,7 +6,8 @@ Each round on each deployment: wrk at 100 connections posting unique single even
 100 candidates, between two runs of ``GET /healthz`` at 50 connections on the same server
 (the floor is the higher of the two; both are printed); the stored
 events are counted before and after: every 2xx answer is a stored event (those still in
-flight when wrk stops are stored too, so at most 100 more). PostgreSQL runs
+flight when wrk stops are stored too, so at most 100 more for each run, counting the uneven
+runs stopped and started again: each try posts eventIds of its own). PostgreSQL runs
 ``examtrail serve --workers 2`` (broker: Redis); the embedded default is SQLite in one
 process with its in-process worker.
 
@@ -65,14 +66,12 @@ def _round(
 
     def posts() -> dict[str, Any]:
         # With the API processes' CPU per request: less disturbed by a shared machine's load.
-        before = _cpu_seconds(pid)
-        result = measure.wrk_run(url, 100, seconds, auth, script, work)
-        result["cpu_ms"] = (_cpu_seconds(pid) - before) * 1000 / max(1, result["requests"] or 0)
-        return result
+        return measure.wrk_run(url, 100, seconds, auth, script, work, cpu=lambda: _cpu_seconds(pid))
 
     row = measure.beside_healthz(target.base_url, "single-event POST", 100, seconds, posts)
     row["stored_events"] = measure.count_events(target.base_url, token, LIVE_TEST_ID) - before
-    row["answered_2xx"] = (row["result"]["requests"] or 0) - row["result"]["non_2xx"]
+    # The uneven runs stopped before the kept one stored events too.
+    row["answered_2xx"] = measure.answered_2xx(row["result"])
     return row
 
 

@@ -105,6 +105,16 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
             assert single["result"]["non_2xx"] == 0, single
             # wrk counts what completed within its duration; the requests still in flight land too.
             assert single["stored_events"] >= single["result"]["requests"], single
+    if shutil.which("wrk") and shutil.which("ss"):
+        # Two API processes: every run's connections per process were counted (and spread evenly
+        # unless the tries ran out); one process has nothing to count.
+        for row in results["framework_pg"]["rows"]:
+            for found in (row["result"], row["healthz_before"], row["healthz_after"]):
+                assert len(found["connections_per_process"]) == 2 and found["tries"] >= 1, row
+        assert all(
+            "connections_per_process" not in r["result"] for r in results["framework_embedded"]["rows"]
+        )
+        assert "connections per process" in markdown
     assert results["history"][-1]["commit"]  # shown, not recorded: smoke runs stay out of history.json
     for key in ("export_pg", "export_embedded"):
         content = results[key]["content"]
