@@ -26,6 +26,7 @@ from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
 from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
+from examtrail.core.slashes import install_relative_slash_redirects
 from examtrail.exports import service as exports_service
 from examtrail.exports.api import router as exports_router
 from examtrail.exports.api import schema_router
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
+    install_relative_slash_redirects(app)
     # Outermost, one layer: the request context, then the access line and metrics (core.access).
     app.add_middleware(RequestMiddleware)
     install_redaction()

@@ -94,6 +94,7 @@ STATUS_MEANING = {
     409: "Conflicts with the current state",
     413: "Too large",
     415: "Wrong content type",
+    416: "No range of the `Range` header starts within the file: `Content-Range` says its size",
     422: "The request is not valid: `details` lists each problem (`index`, `field`, `message`)",
     503: "A backing service is busy or unreachable; retry after `Retry-After` seconds",
 }
@@ -147,8 +148,20 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
     "getLegalHold": _TEST_404,
     "setLegalHold": _TEST_404,
     "releaseLegalHold": _TEST_404,
-    "downloadFile": {403: ["invalid_signature", "link_expired"], 404: ["file_gone"]},
+    "downloadFile": {
+        400: ["invalid_range"],
+        403: ["invalid_signature", "link_expired"],
+        404: ["file_gone"],
+        416: ["range_not_satisfiable"],
+    },
     "getJwks": {},
+}
+# What a status means where the generic meaning is wrong (a signed link carries no token).
+OPERATION_MEANING: dict[str, dict[int, str]] = {
+    "downloadFile": {
+        400: "The `Range` header is malformed",
+        403: "The link's signature is not valid, or the link has expired",
+    },
 }
 # The token endpoints answer OAuth errors only (their own codes, no 422).
 TOKEN_OPERATIONS = {"getAccessToken", "getOAuthToken"}
@@ -183,13 +196,19 @@ def _statuses(op_id: str, operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
-def _error_response(op_id: str, status: int) -> dict[str, Any]:
+def _error_response(op_id: str, status: int, operation: dict[str, Any]) -> dict[str, Any]:
     generic = [] if op_id in TOKEN_OPERATIONS and status != 503 else GENERIC_CODES.get(status, [])
+    # Malformed JSON needs a JSON body; a missing scope, a token.
+    if (status == 400 and _JSON not in operation.get("requestBody", {}).get("content", {})) or (
+        status == 403 and not operation.get("security")
+    ):
+        generic = []
     codes = generic + OPERATION_CODES.get(op_id, {}).get(status, [])
     codes = list(dict.fromkeys(codes))
     listed = ", ".join(f"`{code}`" for code in codes)
+    meaning = OPERATION_MEANING.get(op_id, {}).get(status, STATUS_MEANING[status])
     response: dict[str, Any] = {
-        "description": f"{STATUS_MEANING[status]}. `error`: {listed}." if listed else STATUS_MEANING[status],
+        "description": f"{meaning}. `error`: {listed}." if listed else meaning,
         "content": {_JSON: {"schema": _ERROR_REF}},
     }
     if status == 401 and op_id not in ("getAccessToken", "getOAuthToken"):
@@ -206,6 +225,10 @@ def _error_response(op_id: str, status: int) -> dict[str, Any]:
                 '`Bearer realm="examtrail", error="insufficient_scope", scope="export"`',
                 "schema": {"type": "string"},
             }
+        }
+    if status == 416:
+        response["headers"] = {
+            "Content-Range": {"description": "`bytes */<size>` (RFC 9110)", "schema": {"type": "string"}}
         }
     if status == 503:
         response["headers"] = {
@@ -246,7 +269,7 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             responses: dict[str, Any] = operation.setdefault("responses", {})
             responses.pop("422", None)
             for status in sorted(_statuses(op_id, operation)):
-                responses.setdefault(str(status), _error_response(op_id, status))
+                responses.setdefault(str(status), _error_response(op_id, status, operation))
     return schema
 
 
