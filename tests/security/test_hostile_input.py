@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -227,3 +230,23 @@ def test_racing_first_uploads_of_one_file_name_get_sequential_answers(
     same = http.put(base + "race.bin", content=b"one", headers=headers)
     assert same.status_code == 200, same.text
     assert same.json()["contentItemId"] == first.json()["contentItemId"]
+
+
+def test_a_content_length_of_unicode_digits_is_not_a_500(http: TestClient, headers: dict[str, str]) -> None:
+    # "³" (latin-1 0xB3) passes str.isdigit(), then int() refused it. uvicorn refuses such a
+    # header itself; another ASGI server may hand it on (httpx's ASGI transport does, raw).
+    seed_test(http, headers, candidates=1, events_per_candidate=1)
+    sent = {name.encode(): value.encode() for name, value in headers.items()} | {b"content-length": b"\xb3"}
+
+    async def send() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(getattr(http, "app"))  # noqa: B009 (TestClient's app is untyped)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            event = orjson.dumps(_event())
+            json_type, text_type = {b"content-type": b"application/json"}, {b"content-type": b"text/plain"}
+            return [
+                await client.post(EVENTS, content=event, headers=sent | json_type),
+                await client.put(f"{EVENTS}/e-100-0/files/a.txt", content=b"abc", headers=sent | text_type),
+            ]
+
+    for response in asyncio.run(send()):
+        assert response.status_code == 201, response.text

@@ -9,6 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 # Ids that clients choose (testId, userId) are JSON integers within int64.
 INT64_MAX = 2**63 - 1
 
+
+def is_ascii_digits(value: str) -> bool:
+    """Whether ``value`` is one or more ASCII digits 0-9, nothing else.
+
+    Not ``str.isdigit()`` alone: it also takes Unicode digits such as "³" or "①", which ``int()``
+    refuses (a ValueError: a 500 when unguarded), and others (Arabic-Indic, fullwidth) that
+    ``int()`` reads as numbers the client never wrote in ASCII."""
+    return value.isascii() and value.isdigit()
+
+
 # Ids and search text in paths and queries (job, subscription and delivery ids, `q`): no control
 # characters. None is ever stored, and PostgreSQL cannot even compare a text holding NUL (a query
 # with one fails instead of finding nothing): such input is a 422 before it reaches the database.

@@ -17,7 +17,7 @@ from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocess
 from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
 from examtrail.core.responses import model_response
-from examtrail.core.schemas import NO_CONTROL_OR_EMPTY
+from examtrail.core.schemas import NO_CONTROL_OR_EMPTY, is_ascii_digits
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, in_write_session
 from examtrail.ingest import service
@@ -305,7 +305,7 @@ async def put_file(
 ) -> AttachmentOut:
     limit = runtime.settings.max_file_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and is_ascii_digits(declared) and int(declared) > limit:
         raise _file_too_large(limit)
     content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit, principal.client_id)
