@@ -181,6 +181,35 @@ def test_a_plain_status_call_refuses_what_the_routes_dependencies_refuse(
         assert response.status_code == 422, (path, response.text)
 
 
+def test_a_test_id_not_written_in_ascii_digits_is_a_422_on_both_paths(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    job_id = _finished(http, headers, 37)["jobId"]
+    app = getattr(http, "app")  # noqa: B009 (TestClient's app is untyped)
+
+    def both(test_id: str) -> tuple[Any, Any]:
+        url = f"/v1/test/{test_id}/events?jobId={job_id}"
+        fast = http.get(url, headers=headers)
+        app.dependency_overrides[get_runtime_dep] = lambda: runtime
+        try:
+            return fast, http.get(url, headers=headers)
+        finally:
+            app.dependency_overrides.clear()
+
+    # What pydantic's lax mode reads as 37 (the regular route answered the job with it).
+    for loose in ("37.0", "%2B37", "3_7", "%2037", "37%20"):
+        fast, regular = both(loose)
+        assert fast.status_code == regular.status_code == 422, (loose, fast.text, regular.text)
+        assert fast.content == regular.content
+        assert fast.json()["error"] == "validation_error"
+        assert fast.json()["details"][0]["field"] == "testId"
+    # ASCII digits, leading zeros too, are the test's id on both paths.
+    for plain in ("37", "0037"):
+        fast, regular = both(plain)
+        assert fast.status_code == regular.status_code == 200, (plain, fast.text, regular.text)
+        assert fast.json()["jobId"] == regular.json()["jobId"] == job_id
+
+
 def test_the_fast_and_the_regular_status_path_answer_alike(
     http: TestClient, headers: dict[str, str], runtime: Runtime
 ) -> None:

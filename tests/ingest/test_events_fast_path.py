@@ -27,6 +27,9 @@ JSON = {"content-type": "application/json"}
 T = b'"timeStamp": "2026-06-01T10:00:00Z"'
 VALIDATION, MEDIA = "validation_error", "unsupported_media_type"
 OK = b'{"event": "x", %s}' % T
+# Spellings of 42 and 100 that int() or pydantic's lax mode accept, in a URL path.
+LOOSE_42 = ["42.0", "%2B42", "4_2", "%2042", "42%20", "%C2%B3", "%EF%BC%94%EF%BC%92"]
+LOOSE_100 = ["100.0", "%2B100", "1_00", "%20100"]
 
 
 @pytest.fixture
@@ -103,6 +106,9 @@ def test_bad_input_gets_the_regular_routes_error_byte_for_byte(
         (OK, auth, f"/v1/test/{2**63}/candidates/1/events", 422, VALIDATION),
         (OK, auth, "/v1/test/42/candidates/-1/events", 422, VALIDATION),
         (OK, auth, f"/v1/test/{'9' * 5000}/candidates/1/events", 422, VALIDATION),
+        # Only ASCII digits: what pydantic's lax mode would read as 42 or 100 is refused.
+        *((OK, auth, f"/v1/test/{loose}/candidates/100/events", 422, VALIDATION) for loose in LOOSE_42),
+        *((OK, auth, f"/v1/test/42/candidates/{loose}/events", 422, VALIDATION) for loose in LOOSE_100),
     ]  # fmt: skip
     for body, sent, url, code, error in cases:
         response = _both(http, runtime, _post(http, body, sent, url))

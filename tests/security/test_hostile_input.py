@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -227,3 +230,95 @@ def test_racing_first_uploads_of_one_file_name_get_sequential_answers(
     same = http.put(base + "race.bin", content=b"one", headers=headers)
     assert same.status_code == 200, same.text
     assert same.json()["contentItemId"] == first.json()["contentItemId"]
+
+
+# Every int id in a path or a query string, with the answer its plain form gets. Erasures name
+# test 9, which does not exist (404), so that the calls after them still find test 42.
+ID_CALLS: list[tuple[str, str, int]] = [
+    ("PUT", "/v1/test/{t}", 200),
+    ("GET", "/v1/test/{t}", 200),
+    ("PUT", "/v1/test/{t}/candidates", 200),
+    ("POST", "/v1/test/{t}/candidates/{u}/events", 201),
+    ("PUT", "/v1/test/{t}/candidates/{u}/events/e-100-0/files/a.txt", 201),
+    ("POST", "/v1/test/{t}/events", 202),
+    ("GET", "/v1/test/{t}/events", 200),
+    ("GET", "/v1/test/{t}/events/jobs", 200),
+    ("GET", "/v1/test/{t}/events?jobId=none", 404),
+    ("GET", "/v1/test/{t}/events/none", 404),
+    ("DELETE", "/v1/test/{t}/events?jobId=none", 404),
+    ("DELETE", "/v1/test/{t}/events/none", 404),
+    ("GET", "/v1/test/{t}/hold", 200),
+    ("PUT", "/v1/test/{t}/hold", 200),
+    ("DELETE", "/v1/test/{t}/hold", 200),
+    ("DELETE", "/v1/test/{t}/candidates/{u}", 404),
+    ("DELETE", "/v1/test/{t}", 404),
+    ("GET", "/v1/tests?after={t}", 200),
+    ("GET", "/v1/audit?testId={t}", 200),
+    ("POST", "/v1/test/42/events?userId={u}", 202),
+    ("GET", "/ui/tests/{t}", 200),
+    ("GET", "/ui/tests/{t}/candidates/{u}", 200),
+    ("GET", "/ui/fragments/tests?after={t}", 200),
+    ("GET", "/ui/fragments/tests/{t}", 200),
+    ("GET", "/ui/fragments/tests/{t}/candidates/{u}", 200),
+]
+LOOSE_IDS = ["{}.0", "%2B{}", "{}_0", "%20{}", "{}%20", "0x{}", "{}e0", "%C2%B3"]
+
+
+def _body(path: str) -> dict[str, Any]:
+    if path.endswith("/candidates"):
+        return {"json": [{"userId": 100, "candidateId": "cand-0"}]}
+    if path.endswith("/events") and "/candidates/" in path:
+        return {"json": _event()}
+    if "/files/" in path:
+        return {"content": b"evidence", "headers": {"content-type": "text/plain"}}
+    if path.startswith("/v1/test/{t}") and path.count("/") == 3:
+        return {"json": {"title": "Test 42"}}
+    return {}
+
+
+def test_int_ids_are_ascii_digits_everywhere(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    # Pydantic's lax mode read "42.0", "+42", "4_2" and " 42" as 42 (and the fast paths of the
+    # status and event calls hand them to these same routes): the OpenAPI document says integer.
+    seed_test(http, headers, candidates=1, events_per_candidate=1)
+    every = bearer(get_token(http, *create_client(runtime, "uni-a", "ingest,export,erase,audit")))
+    for method, path, plain_status in ID_CALLS:
+        body = _body(path)
+        sent = {**every, **body.pop("headers", {})}
+        erasure = method == "DELETE" and path in ("/v1/test/{t}", "/v1/test/{t}/candidates/{u}")
+        ids = {"testId": "9" if erasure else "42", "userId": "100"}
+        for name, value in ids.items():
+            key = "{t}" if name == "testId" else "{u}"
+            if key not in path:
+                continue
+            field = "after" if "after=" in path else name
+            for loose in LOOSE_IDS:
+                url = path.replace(key, loose.format(value)).format(t=ids["testId"], u=ids["userId"])
+                response = http.request(method, url, headers=sent, **body)
+                assert response.status_code == 422, (method, url, response.status_code, response.text)
+                assert response.json()["error"] == "validation_error", response.text
+                assert response.json()["details"][0]["field"].split(".")[0] == field, response.text
+        url = path.format(t=ids["testId"], u=ids["userId"])
+        response = http.request(method, url, headers=sent, **body)
+        assert response.status_code == plain_status, (method, url, response.text)
+
+
+def test_a_content_length_of_unicode_digits_is_not_a_500(http: TestClient, headers: dict[str, str]) -> None:
+    # "³" (latin-1 0xB3) passes str.isdigit(), then int() refused it. uvicorn refuses such a
+    # header itself; another ASGI server may hand it on (httpx's ASGI transport does, raw).
+    seed_test(http, headers, candidates=1, events_per_candidate=1)
+    sent = {name.encode(): value.encode() for name, value in headers.items()} | {b"content-length": b"\xb3"}
+
+    async def send() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(getattr(http, "app"))  # noqa: B009 (TestClient's app is untyped)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            event = orjson.dumps(_event())
+            json_type, text_type = {b"content-type": b"application/json"}, {b"content-type": b"text/plain"}
+            return [
+                await client.post(EVENTS, content=event, headers=sent | json_type),
+                await client.put(f"{EVENTS}/e-100-0/files/a.txt", content=b"abc", headers=sent | text_type),
+            ]
+
+    for response in asyncio.run(send()):
+        assert response.status_code == 201, response.text

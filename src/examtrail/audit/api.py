@@ -14,10 +14,10 @@ from fastapi import APIRouter, Query, Response, Security
 from examtrail.audit import service
 from examtrail.audit.actions import Action
 from examtrail.audit.schemas import AuditPage
+from examtrail.core.schemas import Int64Id
 from examtrail.core.security import Principal
 from examtrail.deps import SessionDep
 
-INT64_MAX = 2**63 - 1
 ACTIONS_DOC = ", ".join(f"`{action}`" for action in Action)
 
 DESCRIPTION = (
@@ -41,7 +41,7 @@ def build_router(audit_scope: Callable[..., Principal | Awaitable[Principal]]) -
         response: Response,
         action: Annotated[list[Action] | None, Query(description="Only these actions (repeatable)")] = None,
         test_id: Annotated[
-            int | None, Query(alias="testId", ge=0, le=INT64_MAX, description="Only entries about this test")
+            Int64Id | None, Query(alias="testId", description="Only entries about this test")
         ] = None,
         from_: Annotated[
             str | None,

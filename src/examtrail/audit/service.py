@@ -25,6 +25,7 @@ from examtrail.audit.schemas import AuditEntryOut, AuditPage
 from examtrail.core.context import current_client_ip, current_request_id
 from examtrail.core.db import WRITE_OPTIONS, PgPool, utcnow
 from examtrail.core.errors import Unprocessable
+from examtrail.core.schemas import is_ascii_digits
 from examtrail.core.timeutil import format_dt
 
 if TYPE_CHECKING:
@@ -134,8 +135,7 @@ def decode_cursor(cursor: str) -> int | None:
     except (ValueError, UnicodeDecodeError):
         return None
     digits = raw[len(_CURSOR_PREFIX) :]
-    # ASCII digits: str.isdigit() also takes "³", which int() refuses.
-    if not raw.startswith(_CURSOR_PREFIX) or not (digits.isascii() and digits.isdigit()):
+    if not raw.startswith(_CURSOR_PREFIX) or not is_ascii_digits(digits):
         return None
     value = int(digits)
     return value if 0 < value < 2**63 else None

@@ -8,13 +8,14 @@ from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
 from examtrail.core.errors import BadRequest, PayloadTooLarge, Unprocessable, validation_details
+from examtrail.core.schemas import is_ascii_digits
 
 T = TypeVar("T")
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and is_ascii_digits(declared) and int(declared) > limit:
         raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
     chunks: list[bytes] = []
     total = 0

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from examtrail.core.schemas import INT64_MAX
+from examtrail.core.schemas import INT64_MAX, is_ascii_digits
 
 _INT64_DIGITS = len(str(INT64_MAX))
 
@@ -60,7 +60,7 @@ def int64_param(request: Request, name: str) -> int | None:
     (then the regular handler validates it, with its own errors)."""
     raw = request.path_params.get(name)
     # At most int64's 19 digits: int() refuses (ValueError) past 4,300 digits.
-    if not isinstance(raw, str) or len(raw) > _INT64_DIGITS or not (raw.isascii() and raw.isdigit()):
+    if not isinstance(raw, str) or len(raw) > _INT64_DIGITS or not is_ascii_digits(raw):
         return None
     value = int(raw)
     return value if value <= INT64_MAX else None

@@ -23,6 +23,7 @@ from examtrail.core.crypto import SecretUnavailableError
 from examtrail.core.db import PgPool, snapshot, transaction, utcnow
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.metrics import metrics
+from examtrail.core.schemas import is_ascii_digits
 from examtrail.core.security import Principal
 from examtrail.core.timeutil import format_dt
 from examtrail.exports import repository
@@ -263,7 +264,7 @@ def cancel_export(session: Session, principal: Principal, test_id: int, job_id: 
 def job_of_key(session: Session, key: str) -> ExportJob | None:
     """The export job whose published file is stored at ``key``, if any."""
     parts = key.split("/")
-    if len(parts) != 4 or parts[0] != EXPORTS_PREFIX or not (parts[1].isascii() and parts[1].isdigit()):
+    if len(parts) != 4 or parts[0] != EXPORTS_PREFIX or not is_ascii_digits(parts[1]):
         return None
     job = repository.get_job(session, int(parts[1]), parts[2])
     return job if job is not None and job.storage_key == key else None

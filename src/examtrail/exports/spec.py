@@ -31,12 +31,13 @@ from pydantic import (
 )
 
 from examtrail.core.errors import Unprocessable
+from examtrail.core.schemas import Int64Id
 from examtrail.core.timeutil import format_ms, to_epoch_ms
 from examtrail.ingest.read_model import ChangeMark, EventFilter
 
 INT64_MAX = 2**63 - 1
 _Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-_UserId = Annotated[int, Field(ge=0, le=INT64_MAX)]
+_UserId = Int64Id
 _MAX_VALUES = 1000
 _CURSOR_PREFIX = "v1."
 _RFC3339 = re.compile(

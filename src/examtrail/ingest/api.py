@@ -17,12 +17,11 @@ from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocess
 from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
 from examtrail.core.responses import model_response
-from examtrail.core.schemas import NO_CONTROL_OR_EMPTY
+from examtrail.core.schemas import NO_CONTROL_OR_EMPTY, Int64Id, is_ascii_digits
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, in_write_session
 from examtrail.ingest import service
 from examtrail.ingest.schemas import (
-    INT64_MAX,
     AttachmentOut,
     CandidateIn,
     CandidatesResult,
@@ -42,10 +41,8 @@ from examtrail.storage.base import ObjectTooLarge
 router = APIRouter(prefix="/v1/test", tags=["ingest"])
 list_router = APIRouter(tags=["ingest"])
 
-TestId = Annotated[int, Path(alias="testId", ge=0, lt=INT64_MAX + 1, description="The test's int64 id")]
-UserId = Annotated[
-    int, Path(alias="userId", ge=0, lt=INT64_MAX + 1, description="The candidate's int64 user id")
-]
+TestId = Annotated[Int64Id, Path(alias="testId", description="The test's int64 id")]
+UserId = Annotated[Int64Id, Path(alias="userId", description="The candidate's int64 user id")]
 EventIdPath = Annotated[
     str,
     Path(
@@ -73,9 +70,7 @@ def list_tests(
     principal: ReaderPrincipal,
     session: SessionDep,
     response: Response,
-    after: Annotated[
-        int | None, Query(ge=0, le=INT64_MAX, description="Last testId of the previous page")
-    ] = None,
+    after: Annotated[Int64Id | None, Query(description="Last testId of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 50,
     q: Annotated[
         str | None,
@@ -307,7 +302,7 @@ async def put_file(
 ) -> AttachmentOut:
     limit = runtime.settings.max_file_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and is_ascii_digits(declared) and int(declared) > limit:
         raise _file_too_large(limit)
     if declared == "0":
         raise service.empty_file()  # before anything is opened; a chunked empty body is found as it ends

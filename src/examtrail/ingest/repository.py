@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select, bindparam
 
 from examtrail.core.db import utcnow
+from examtrail.core.schemas import is_ascii_digits
 from examtrail.core.timeutil import to_epoch_ms
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 
@@ -107,7 +108,7 @@ def list_tests(
         stmt = stmt.where(Test.external_id > after)
     if query:
         matches = func.lower(Test.title).contains(query.lower(), autoescape=True)
-        if query.isascii() and query.isdigit() and len(query) <= 19:
+        if is_ascii_digits(query) and len(query) <= 19:
             matches = matches | (Test.external_id == int(query))
         stmt = stmt.where(matches)
     return list(session.scalars(stmt.order_by(Test.external_id).limit(limit)))

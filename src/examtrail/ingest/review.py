@@ -16,6 +16,7 @@ import orjson
 from sqlalchemy import ColumnElement, Select, case, exists, func, select
 from sqlalchemy.orm import Session
 
+from examtrail.core.schemas import is_ascii_digits
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 from examtrail.ingest.read_model import AttachmentRef
 
@@ -148,7 +149,7 @@ def candidates_page(
         conditions.append(exists().where(Event.candidate_pk == Candidate.id, Event.event == event))
     if candidate:
         match = func.lower(Candidate.candidate_id).contains(candidate.lower(), autoescape=True)
-        if candidate.isascii() and candidate.isdigit() and len(candidate) <= 18:
+        if is_ascii_digits(candidate) and len(candidate) <= 18:
             match = match | (Candidate.user_id == int(candidate))
         conditions.append(match)
     if flagged:

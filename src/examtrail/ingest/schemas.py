@@ -21,8 +21,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from examtrail.core.schemas import INT64_MAX as INT64_MAX  # re-exported for the ingest routes
-from examtrail.core.schemas import Timestamp
+from examtrail.core.schemas import INT64_MAX, Timestamp
 from examtrail.core.timeutil import to_epoch_ms
 
 

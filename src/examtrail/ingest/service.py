@@ -20,6 +20,7 @@ from examtrail.core.batching import Outcome
 from examtrail.core.db import transaction
 from examtrail.core.errors import Conflict, NotFound, Unprocessable
 from examtrail.core.media import UnsupportedMediaType, media_type
+from examtrail.core.schemas import is_ascii_digits
 from examtrail.core.timeutil import format_dt, format_ms
 from examtrail.ingest import docs, repository
 from examtrail.ingest.models import Attachment, Test
@@ -356,7 +357,7 @@ def attachment_of_key(session: Session, key: str) -> tuple[int, int, int] | None
     """``(tenant id, contentItemId, testId)`` of the attachment stored at ``key``, if any."""
     parts = key.split("/")
     numbers = (parts[1], parts[3]) if len(parts) == 5 else ()
-    if not numbers or parts[0] != ATTACHMENTS_PREFIX or not all(n.isascii() and n.isdigit() for n in numbers):
+    if not numbers or parts[0] != ATTACHMENTS_PREFIX or not all(is_ascii_digits(n) for n in numbers):
         return None
     tenant_id, event_pk = int(parts[1]), int(parts[3])
     found = repository.attachment_at_key(session, tenant_id, event_pk, key)

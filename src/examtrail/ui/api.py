@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from examtrail.auth.deps import ReaderPrincipal
-from examtrail.core.schemas import NO_CONTROL_OR_EMPTY
+from examtrail.core.schemas import NO_CONTROL_OR_EMPTY, Int64Id
 from examtrail.core.settings import Settings
 from examtrail.deps import RuntimeDep, SessionDep
 from examtrail.ingest.api import TestId, UserId
@@ -157,7 +157,7 @@ def list_fragment(
     session: SessionDep,
     runtime: RuntimeDep,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
-    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+    after: Annotated[Int64Id | None, Query()] = None,
 ) -> HTMLResponse:
     query = (q or "").strip() or None
     page = service.tests_list(session, principal, query, after)

@@ -35,6 +35,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from examtrail import __version__
+from examtrail.core.schemas import is_ascii_digits
 
 SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
 SECRET_MIN_BYTES = 24
@@ -227,7 +228,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isascii() and value.isdigit():
+    if is_ascii_digits(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)
