@@ -17,6 +17,7 @@ from examtrail.exports import service as export_service
 from examtrail.ingest import repository
 from examtrail.ingest import service as ingest_service
 from examtrail.runtime import Runtime
+from examtrail.storage.local import LocalObjectStore
 from tests.support.api import bearer, create_client, get_token, seed_test
 
 EVENTS = "/v1/test/42/candidates/100/events"
@@ -302,6 +303,34 @@ def test_int_ids_are_ascii_digits_everywhere(
         url = path.format(t=ids["testId"], u=ids["userId"])
         response = http.request(method, url, headers=sent, **body)
         assert response.status_code == plain_status, (method, url, response.text)
+
+
+# Every other integer in a query: page sizes, the review page's offset, a link's expiry.
+INT_QUERY_CALLS: list[tuple[str, str, int]] = [
+    ("/v1/tests?limit={n}", "limit", 200),
+    ("/v1/test/42/events/jobs?limit={n}", "limit", 200),
+    ("/v1/audit?limit={n}", "limit", 200),
+    ("/v1/subscription/none/deliveries?limit={n}", "limit", 404),
+    ("/ui/fragments/tests/42?offset={n}", "offset", 200),
+    ("/files/none?expires={n}&sig=x", "expires", 403),  # 404 on S3: the store serves its own links
+]
+
+
+def test_int_query_parameters_are_ascii_digits_everywhere(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, candidates=1, events_per_candidate=1)
+    every = bearer(get_token(http, *create_client(runtime, "uni-a", "ingest,export,erase,audit")))
+    for path, field, plain_status in INT_QUERY_CALLS:
+        for loose in LOOSE_IDS:
+            url = path.format(n=loose.format("5"))
+            response = http.get(url, headers=every)
+            assert response.status_code == 422, (url, response.status_code, response.text)
+            assert response.json()["details"][0]["field"] == field, response.text
+        response = http.get(path.format(n="5"), headers=every)
+        if path.startswith("/files/") and not isinstance(runtime.store, LocalObjectStore):
+            plain_status = 404
+        assert response.status_code == plain_status, (path, response.text)
 
 
 def test_a_content_length_of_unicode_digits_is_not_a_500(http: TestClient, headers: dict[str, str]) -> None:

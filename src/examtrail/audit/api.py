@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, Security
+from pydantic import Field
 
 from examtrail.audit import service
 from examtrail.audit.actions import Action
 from examtrail.audit.schemas import AuditPage
-from examtrail.core.schemas import Int64Id
+from examtrail.core.schemas import ASCII_DIGITS, Int64Id
 from examtrail.core.security import Principal
 from examtrail.deps import SessionDep
 
@@ -60,7 +61,7 @@ def build_router(audit_scope: Callable[..., Principal | Awaitable[Principal]]) -
             ),
         ] = None,
         limit: Annotated[
-            int, Query(ge=1, le=service.MAX_LIMIT, description="Entries per page")
+            int, Field(ge=1, le=service.MAX_LIMIT), ASCII_DIGITS, Query(description="Entries per page")
         ] = service.DEFAULT_LIMIT,
         cursor: Annotated[
             str | None, Query(max_length=200, description="`nextCursor` of the previous page")

@@ -32,7 +32,10 @@ def _ascii_digits_only(value: object) -> object:
 # JSON schema is an integer, minimum 0, exclusiveMaximum 2**63 (exact as a float, unlike 2**63 - 1).
 # The bounds come before the validator: after it, pydantic would enforce them but write them into
 # the schema as "ge"/"lt" instead of "minimum"/"exclusiveMaximum" (so Path/Query add none).
-Int64Id = Annotated[int, Field(ge=0, lt=INT64_MAX + 1), BeforeValidator(_ascii_digits_only)]
+ASCII_DIGITS = BeforeValidator(_ascii_digits_only)
+Int64Id = Annotated[int, Field(ge=0, lt=INT64_MAX + 1), ASCII_DIGITS]
+# Any other integer in a query (page sizes, offsets, a link's expiry) is read alike, its bounds
+# beside it: ``Annotated[int, Field(ge=1, le=200), ASCII_DIGITS, Query(...)]``.
 
 # Ids and search text in paths and queries (job, subscription and delivery ids, `q`): no control
 # characters. None is ever stored, and PostgreSQL cannot even compare a text holding NUL (a query

@@ -8,6 +8,7 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from examtrail.auth.deps import ExportPrincipal, authenticate, check_scope
@@ -15,7 +16,7 @@ from examtrail.core.db import PgPool
 from examtrail.core.errors import Unprocessable
 from examtrail.core.fastpath import Endpoint, add_fast_route, int64_param
 from examtrail.core.responses import model_response
-from examtrail.core.schemas import NO_CONTROL
+from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL
 from examtrail.core.security import Principal
 from examtrail.deps import (
     PgPoolDep,
@@ -204,7 +205,7 @@ async def list_jobs(
     job_status: Annotated[
         JobStatus | None, Query(alias="status", description="Only jobs in this state")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="Jobs per page")] = 50,
+    limit: Annotated[int, Field(ge=1, le=200), ASCII_DIGITS, Query(description="Jobs per page")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`nextCursor` of the previous page")
     ] = None,

@@ -17,7 +17,7 @@ from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocess
 from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
 from examtrail.core.responses import model_response
-from examtrail.core.schemas import NO_CONTROL_OR_EMPTY, Int64Id, is_ascii_digits
+from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL_OR_EMPTY, Int64Id, is_ascii_digits
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, in_write_session
 from examtrail.ingest import service
@@ -71,7 +71,7 @@ def list_tests(
     session: SessionDep,
     response: Response,
     after: Annotated[Int64Id | None, Query(description="Last testId of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size")] = 50,
+    limit: Annotated[int, Field(ge=1, le=500), ASCII_DIGITS, Query(description="Page size")] = 50,
     q: Annotated[
         str | None,
         Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY, description="Search by title or testId"),

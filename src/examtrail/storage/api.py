@@ -8,9 +8,11 @@ from stat import S_ISREG
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
+from pydantic import Field
 from starlette.responses import FileResponse
 
 from examtrail.core.errors import Forbidden, NotFound
+from examtrail.core.schemas import ASCII_DIGITS
 from examtrail.storage.base import StorageError
 from examtrail.storage.local import LocalObjectStore
 from examtrail.storage.ranges import Ranges, parse_range
@@ -93,7 +95,9 @@ def _if_range_holds(if_range: str | None, response: FileResponse) -> bool:
 def download(
     request: Request,
     key: Annotated[str, Path(description="The stored object's key")],
-    expires: Annotated[int, Query(description="When the link expires (Unix seconds)")],
+    expires: Annotated[
+        int, Field(ge=0), ASCII_DIGITS, Query(description="When the link expires (Unix seconds)")
+    ],
     sig: Annotated[str, Query(max_length=128, description="The link's signature")],
     filename: Annotated[str, Query(max_length=255, description="The name to save the file as")] = "",
     content_type: Annotated[

@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import Field
 from starlette.staticfiles import StaticFiles
 
 from examtrail.auth.deps import ReaderPrincipal
-from examtrail.core.schemas import NO_CONTROL_OR_EMPTY, Int64Id
+from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL_OR_EMPTY, Int64Id
 from examtrail.core.settings import Settings
 from examtrail.deps import RuntimeDep, SessionDep
 from examtrail.ingest.api import TestId, UserId
@@ -177,7 +178,7 @@ def exam_fragment(
     severity: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
     event: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
     candidate: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Field(ge=0, le=10_000_000), ASCII_DIGITS, Query()] = 0,
 ) -> HTMLResponse:
     assert sort in SORT_KEYS
     filters = service.CandidateFilters(

@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
+from pydantic import Field
 
 from examtrail.auth.deps import ExportPrincipal
 from examtrail.core.errors import ServiceUnavailable
 from examtrail.core.media import require_json
 from examtrail.core.pools import PoolFull, shared_pool
-from examtrail.core.schemas import NO_CONTROL
+from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep
 from examtrail.runtime import Runtime
@@ -139,7 +140,9 @@ def list_deliveries(
     subscription_id: SubscriptionId,
     principal: ExportPrincipal,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200, description="How many deliveries, newest first")] = 50,
+    limit: Annotated[
+        int, Field(ge=1, le=200), ASCII_DIGITS, Query(description="How many deliveries, newest first")
+    ] = 50,
 ) -> DeliveryList:
     return service.list_deliveries(session, principal, subscription_id, limit)
 
