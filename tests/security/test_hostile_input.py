@@ -277,13 +277,16 @@ def _body(path: str) -> dict[str, Any]:
     return {}
 
 
-def test_int_ids_are_ascii_digits_everywhere(
-    http: TestClient, headers: dict[str, str], runtime: Runtime
-) -> None:
+@pytest.fixture
+def every(http: TestClient, headers: dict[str, str], runtime: Runtime) -> dict[str, str]:
+    """Test 42 (candidate 100, one event) and the headers of a client with every scope."""
+    seed_test(http, headers, candidates=1, events_per_candidate=1)
+    return bearer(get_token(http, *create_client(runtime, "uni-a", "ingest,export,erase,audit")))
+
+
+def test_int_ids_are_ascii_digits_everywhere(http: TestClient, every: dict[str, str]) -> None:
     # Pydantic's lax mode read "42.0", "+42", "4_2" and " 42" as 42 (and the fast paths of the
     # status and event calls hand them to these same routes): the OpenAPI document says integer.
-    seed_test(http, headers, candidates=1, events_per_candidate=1)
-    every = bearer(get_token(http, *create_client(runtime, "uni-a", "ingest,export,erase,audit")))
     for method, path, plain_status in ID_CALLS:
         body = _body(path)
         sent = {**every, **body.pop("headers", {})}
@@ -317,10 +320,8 @@ INT_QUERY_CALLS: list[tuple[str, str, int]] = [
 
 
 def test_int_query_parameters_are_ascii_digits_everywhere(
-    http: TestClient, headers: dict[str, str], runtime: Runtime
+    http: TestClient, every: dict[str, str], runtime: Runtime
 ) -> None:
-    seed_test(http, headers, candidates=1, events_per_candidate=1)
-    every = bearer(get_token(http, *create_client(runtime, "uni-a", "ingest,export,erase,audit")))
     for path, field, plain_status in INT_QUERY_CALLS:
         for loose in LOOSE_IDS:
             url = path.format(n=loose.format("5"))
