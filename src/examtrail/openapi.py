@@ -117,7 +117,7 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
         404: ["test_not_found", "candidate_not_found", "event_not_found"],
         409: ["file_exists"],
         413: ["file_too_large"],
-        422: ["invalid_content_type"],
+        422: ["invalid_content_type", "empty_file"],
     },
     "orderTestEventsExport": _TEST_404,
     "listTestEventsExports": _TEST_404,

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.support.deployment import PRODUCTION, server_env
+from tests.support.ports import free_port
 from tests.support.processes import ExamtrailProcess, run_cli
 from tests.support.receiver import Receiver
 
@@ -48,9 +49,12 @@ def live_api(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     object store and broker and a worker process beside it, so the fast paths and the store's
     links that only the production deployment has are fuzzed too."""
     root = tmp_path_factory.mktemp("contract")
+    port = free_port()
     env = server_env(
         root / "data",
         request,
+        # The worker's links (export files, webhook payloads) name the API too.
+        EXAMTRAIL_PUBLIC_URL=f"http://127.0.0.1:{port}",
         # Subscriptions are verified against the local receiver only (see schemathesis_hooks.py).
         EXAMTRAIL_WEBHOOK_ALLOW_PRIVATE="true",
         EXAMTRAIL_WEBHOOK_TIMEOUT_SECONDS="2",
@@ -67,5 +71,5 @@ def live_api(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
         receiver = stack.enter_context(Receiver(root / "receiver.log"))
         if PRODUCTION:
             stack.enter_context(ExamtrailProcess.worker(env, root / "logs", threads=1))
-        process = stack.enter_context(ExamtrailProcess.server(env, root / "logs"))
+        process = stack.enter_context(ExamtrailProcess.server(env, root / "logs", port=port))
         yield LiveApi(process, env, credentials["clientId"], credentials["apiKey"], receiver)

@@ -270,28 +270,29 @@ def test_an_empty_file_is_refused_and_nothing_is_stored(
     http: TestClient, headers: dict[str, str], runtime: Runtime, event_1: int, writers: list[SpyWriter]
 ) -> None:
     """Evidence is immutable: an empty body (a forgotten ``--data-binary``) would hold the name
-    for good. Declared empty, it is refused before anything is opened; sent chunked, the writer
-    is aborted once the body ends empty."""
-    response = http.put(FILE_URL.format("empty.bin"), content=b"", headers=headers)
-    assert response.status_code == 422, response.text
-    assert response.json()["error"] == "empty_file"
-    assert writers == []
+    for good. Declared empty or sent chunked, the same answer, in the same order as any upload
+    (an unknown event is a 404, a multipart body a 415); the writer, which has stored nothing
+    yet, is aborted."""
 
     def nothing() -> Any:
         yield b""
 
-    response = http.put(FILE_URL.format("empty.bin"), content=nothing(), headers=headers)
-    assert response.status_code == 422, response.text
-    assert response.json()["error"] == "empty_file"
-    [writer] = writers
-    assert writer.calls == ["abort"]
+    for body in (b"", nothing()):
+        response = http.put(FILE_URL.format("empty.bin"), content=body, headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "empty_file"
+    assert [writer.calls for writer in writers] == [["abort"], ["abort"]]
+    unknown = FILE_URL.replace("ev-1", "ev-404").format("empty.bin")
+    assert http.put(unknown, content=b"", headers=headers).status_code == 404
+    multipart = {**headers, "content-type": "multipart/form-data; boundary=x"}
+    assert http.put(FILE_URL.format("empty.bin"), content=b"", headers=multipart).status_code == 415
     assert attachments(runtime) == [] and leftovers(runtime) == [] and file_count(runtime) == 0
     # The name is still free for the real file.
     assert http.put(FILE_URL.format("empty.bin"), content=b"evidence", headers=headers).status_code == 201
     # An empty repeat under the attached name is refused too, before its record.
     response = http.put(FILE_URL.format("empty.bin"), content=nothing(), headers=headers)
     assert response.status_code == 422 and response.json()["error"] == "empty_file"
-    assert len(writers) == 2 and len(attachments(runtime)) == 1
+    assert len(writers) == 3 and len(attachments(runtime)) == 1
 
 
 # -- the service on its own -------------------------------------------------------------------

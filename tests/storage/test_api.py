@@ -217,3 +217,22 @@ def test_document_lists_every_answer(http: TestClient) -> None:
     assert "insufficient_scope" not in responses["403"]["description"]
     assert "headers" not in responses["403"]
     assert {p["name"] for p in operation["parameters"] if p["in"] == "header"} == {"Range", "If-Range"}
+
+
+def test_the_download_hook_sees_only_what_is_served(
+    http: TestClient, link: Link, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit's ``download.served`` entry comes from this hook: a refused range (400, 416)
+    downloads nothing, so it records nothing; an ignored one (another unit, a stale If-Range)
+    sends the whole file, recorded without a Range."""
+    seen: list[tuple[str, int, str | None]] = []
+    monkeypatch.setattr(getattr(http.app, "state"), "download_hook", lambda *call: seen.append(call))  # noqa: B009
+    path = link()
+    assert get(http, path, "bytes=2-4").status_code == 206
+    assert get(http, path, "bytes=5-3").status_code == 400
+    assert get(http, path, "bytes=50-").status_code == 416
+    assert get(http, path, "items=0-5").status_code == 200
+    assert get(http, path, "bytes=0-1", **{"If-Range": '"stale"'}).status_code == 200
+    assert get(http, path).status_code == 200
+    key = "ranges/file.txt"
+    assert seen == [(key, 10, "bytes=2-4"), (key, 10, None), (key, 10, None), (key, 10, None)]

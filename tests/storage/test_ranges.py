@@ -58,6 +58,8 @@ def test_ranges(header: str, expected: Ranges | None) -> None:
         "by tes=0-1",
         "=0-1",
         f"bytes={HUGE}-1",
+        f"bytes={'9' * 25}-{'9' * 21}",  # both past the end of any file, still backwards
+        "bytes=0010-009",  # leading zeros do not change the order
     ],
 )
 def test_malformed_is_invalid_range(header: str) -> None:

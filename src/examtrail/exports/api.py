@@ -33,6 +33,7 @@ from examtrail.exports.options import ExportOptions, has_options, order_options
 from examtrail.exports.schemas import ExportJobList, ExportJobOut, export_file_schema
 from examtrail.ingest.api import TestId
 from examtrail.runtime import Runtime
+from examtrail.storage.base import ObjectStore
 
 router = APIRouter(prefix="/v1/test", tags=["export"])
 schema_router = APIRouter(tags=["export"])
@@ -218,20 +219,23 @@ async def list_jobs(
         limit=limit,
         cursor=cursor,
     )
-    page = await in_session(runtime, partial(_read_page, read))
+    page, out = await in_session(runtime, partial(_read_page, read, principal, runtime.store))
     linked = page.linked(principal)
     if linked:
         # As the status call: the links' audit entries are a writer of their own that waits
         # its turn in the event loop (SQLite), committed before the links leave.
         await in_write_session(runtime, partial(_record_links, principal, linked))
-    return model_response(page.out(principal, runtime.store), headers=_NO_STORE)
+    return model_response(out, headers=_NO_STORE)
 
 
-def _read_page(read: Callable[[Session], service.JobPage], session: Session) -> service.JobPage:
+def _read_page(
+    read: Callable[[Session], service.JobPage], principal: Principal, store: ObjectStore, session: Session
+) -> tuple[service.JobPage, ExportJobList]:
+    """The page and its answer, links signed on the thread (up to 200 of them) not the loop."""
     page = read(session)
     for job in page.jobs:
         session.expunge(job)  # its loaded values outlive the session
-    return page
+    return page, page.out(principal, store)
 
 
 def _record_links(principal: Principal, jobs: list[ExportJob], session: Session) -> None:

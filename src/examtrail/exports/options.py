@@ -10,7 +10,8 @@ from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from examtrail.exports.spec import Compression, ExportFormat, ExportOptions, _Text, _UserId
+from examtrail.core.schemas import Int64Id
+from examtrail.exports.spec import Compression, ExportFormat, ExportOptions, _Text
 
 _OPTION_PARAMS = frozenset(
     (
@@ -34,7 +35,7 @@ _OTHER_PARAMS = frozenset(("jobId",))
 async def order_options(
     request: Request,
     user_ids: Annotated[
-        list[_UserId] | None,
+        list[Int64Id] | None,
         Query(alias="userId", description="Only these candidates (userId; repeatable)."),
     ] = None,
     candidate_ids: Annotated[

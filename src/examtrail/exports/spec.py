@@ -31,13 +31,11 @@ from pydantic import (
 )
 
 from examtrail.core.errors import Unprocessable
-from examtrail.core.schemas import Int64Id
+from examtrail.core.schemas import INT64_MAX, NO_CONTROL, Int64Id
 from examtrail.core.timeutil import format_ms, to_epoch_ms
 from examtrail.ingest.read_model import ChangeMark, EventFilter
 
-INT64_MAX = 2**63 - 1
-_Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-_UserId = Int64Id
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL)]
 _MAX_VALUES = 1000
 _CURSOR_PREFIX = "v1."
 _RFC3339 = re.compile(
@@ -80,7 +78,7 @@ class ExportOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    userId: Annotated[list[_UserId], Field(max_length=_MAX_VALUES)] = []
+    userId: Annotated[list[Int64Id], Field(max_length=_MAX_VALUES)] = []
     candidateId: Annotated[list[_Text], Field(max_length=_MAX_VALUES)] = []
     event: Annotated[list[_Text], Field(max_length=_MAX_VALUES)] = []
     flagged: bool = False

@@ -304,8 +304,6 @@ async def put_file(
     declared = request.headers.get("content-length")
     if declared is not None and is_ascii_digits(declared) and int(declared) > limit:
         raise _file_too_large(limit)
-    if declared == "0":
-        raise service.empty_file()  # before anything is opened; a chunked empty body is found as it ends
     content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit, principal.client_id)
     try:

@@ -147,5 +147,6 @@ def download(
         response.ranges = parse_range(range_header, stat.st_size)
     hook: DownloadHook | None = getattr(request.app.state, "download_hook", None)
     if hook is not None and request.method == "GET":
-        hook(key, stat.st_size, range_header)
+        # The Range only when it is served; an ignored one sends the whole file.
+        hook(key, stat.st_size, range_header if response.ranges else None)
     return response

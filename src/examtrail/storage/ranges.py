@@ -46,6 +46,12 @@ def _position(digits: str) -> int:
     return int(digits) if len(digits) <= _MAX_DIGITS else _BEYOND
 
 
+def _magnitude(digits: str) -> tuple[int, str]:
+    """Orders digit strings as the numbers they write, however long (no int() of them)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits), digits
+
+
 def parse_range(header: str, size: int) -> Ranges | None:
     """The byte ranges to serve of a file of ``size`` bytes, as ``(start, end)`` with ``end``
     exclusive; None to ignore the header and serve the whole file.
@@ -79,10 +85,10 @@ def parse_range(header: str, size: int) -> Ranges | None:
             raise InvalidRange(f"The range {spec[:40]!r} is not `first-last`, `first-` or `-suffix`.")
         first, last = match.groups()
         if first:
+            if last and _magnitude(last) < _magnitude(first):
+                raise InvalidRange(f"The range {spec[:40]!r} ends before it starts.")
             start = _position(first)
             end = _position(last) + 1 if last else size
-            if last and end <= start:
-                raise InvalidRange(f"The range {spec[:40]!r} ends before it starts.")
         else:
             suffix = _position(last)
             suffix_of_empty = suffix_of_empty or (suffix > 0 and size == 0)
