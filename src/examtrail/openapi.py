@@ -237,6 +237,51 @@ def _error_response(op_id: str, status: int, operation: dict[str, Any]) -> dict[
     return response
 
 
+# OpenAPI links: where an answer's ids lead (the export job to its status, cancel and list; a
+# subscription to its calls; an erasure to its status). Generated clients and schemathesis's
+# stateful phase follow them. (operationId, status) → link name → (target operationId, parameters).
+_TEST_ID = "$request.path.testId"
+_EXPORT_JOB = {"testId": _TEST_ID, "jobId": "$response.body#/jobId"}
+_EXPORT_LINKS = {
+    "exportStatus": ("getTestEventsExport", _EXPORT_JOB),
+    "cancelExport": ("cancelTestEventsExport", _EXPORT_JOB),
+    "listExports": ("listTestEventsExports", {"testId": _TEST_ID}),
+}
+_SUBSCRIPTION = {"subscriptionId": "$response.body#/subscriptionId"}
+_ERASURE_LINKS = {"erasureStatus": ("getErasure", {"jobId": "$response.body#/jobId"})}
+_TEST_LINKS = {
+    "getTest": ("getTest", {"testId": _TEST_ID}),
+    "orderExport": ("orderTestEventsExport", {"testId": _TEST_ID}),
+    "getLegalHold": ("getLegalHold", {"testId": _TEST_ID}),
+}
+LINKS: dict[tuple[str, int], dict[str, tuple[str, dict[str, str]]]] = {
+    ("orderTestEventsExport", 202): _EXPORT_LINKS,
+    ("getTestEvents", 200): _EXPORT_LINKS,
+    ("putTest", 200): _TEST_LINKS,
+    ("putTest", 201): _TEST_LINKS,
+    ("postEvents", 201): {
+        "attachFile": (
+            "putEventFile",
+            {"testId": _TEST_ID, "userId": "$request.path.userId", "eventId": "$response.body#/eventIds/0"},
+        )
+    },
+    ("createSubscription", 201): {
+        "getSubscription": ("getSubscription", _SUBSCRIPTION),
+        "listDeliveries": ("listDeliveries", _SUBSCRIPTION),
+        "deleteSubscription": ("deleteSubscription", _SUBSCRIPTION),
+    },
+    ("eraseTest", 202): _ERASURE_LINKS,
+    ("eraseCandidate", 202): _ERASURE_LINKS,
+}
+
+
+def _links(op_id: str, status: int) -> dict[str, Any]:
+    return {
+        name: {"operationId": target, "parameters": parameters}
+        for name, (target, parameters) in LINKS.get((op_id, status), {}).items()
+    }
+
+
 def _add_schema(components: dict[str, Any], model: type[BaseModel]) -> None:
     generated = model.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(generated.pop("$defs", {}))
@@ -270,6 +315,9 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             responses.pop("422", None)
             for status in sorted(_statuses(op_id, operation)):
                 responses.setdefault(str(status), _error_response(op_id, status, operation))
+            for status_text, response in responses.items():
+                if links := _links(op_id, int(status_text)):
+                    response["links"] = links
     return schema
 
 

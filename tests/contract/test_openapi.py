@@ -125,3 +125,49 @@ def test_docs_and_redoc_need_no_internet(http: TestClient) -> None:
     assert http.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
     assert http.get("/docs/assets/redoc.standalone.js").status_code == 200
     assert "oauth2" in http.get("/docs/oauth2-redirect").text.lower()
+
+
+def _schema_at(document: dict[str, Any], schema: dict[str, Any], pointer: str) -> dict[str, Any] | None:
+    """The schema a JSON pointer into a response body names (through $refs and arrays)."""
+    for part in pointer.strip("/").split("/"):
+        while "$ref" in schema:
+            schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+        if part.isdigit():
+            schema = schema.get("items", {})
+        else:
+            found = schema.get("properties", {}).get(part)
+            if found is None:
+                return None
+            schema = found
+    return schema
+
+
+def test_links_lead_to_real_operations_with_every_path_parameter(document: dict[str, Any]) -> None:
+    """Each link names an operation of the document and fills its path parameters (the ids), from
+    the request's path parameters or from fields its answer really has."""
+    by_id = {operation["operationId"]: operation for _, _, operation in operations(document)}
+    seen = 0
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            for name, link in response.get("links", {}).items():
+                seen += 1
+                where = (method, path, status, name)
+                target = by_id[link["operationId"]]
+                wanted = {p["name"] for p in target.get("parameters", []) if p["in"] == "path"}
+                # All but what the client names itself (an attached file's name).
+                assert set(link["parameters"]) <= wanted, where
+                assert wanted - set(link["parameters"]) <= {"fileName"}, where
+                own = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+                body = response["content"]["application/json"]["schema"]
+                for expression in link["parameters"].values():
+                    source, _, rest = expression.partition("#")
+                    if source.startswith("$request.path."):
+                        assert source.removeprefix("$request.path.") in own, (where, expression)
+                    else:
+                        assert source == "$response.body", (where, expression)
+                        field = _schema_at(document, body, rest)
+                        assert field is not None and field.get("type") in ("string", "integer"), (
+                            where,
+                            expression,
+                        )
+    assert seen >= 15
