@@ -38,7 +38,8 @@ typecheck: install
 
 # The suite runs on both deployments: the embedded default (SQLite, local store,
 # in-process worker) and the production stack (PostgreSQL, SeaweedFS S3, Redis);
-# the export tests once more on RabbitMQ.
+# the export tests, the live contract and the local store's links once more on PostgreSQL
+# with RabbitMQ and the local store.
 test-sqlite: install
 	$(UV) run pytest -q -n $(PYTEST_WORKERS)
 
@@ -48,7 +49,7 @@ test-postgres: install
 
 test-rabbitmq: install
 	EXAMTRAIL_TEST_DB=postgresql EXAMTRAIL_TEST_BROKER=rabbitmq \
-		$(UV) run pytest -q -n $(PYTEST_WORKERS) tests/exports
+		$(UV) run pytest -q -n $(PYTEST_WORKERS) tests/exports tests/contract tests/storage/test_api.py
 
 test: lint typecheck test-sqlite test-postgres test-rabbitmq
 
