@@ -13,9 +13,15 @@ from examtrail.core.schemas import is_ascii_digits
 T = TypeVar("T")
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+def declares_more_than(request: Request, limit: int) -> bool:
+    """Whether the request's ``Content-Length`` says its body is over ``limit`` bytes (refused
+    before any of it is read; a body without one is counted as it streams)."""
     declared = request.headers.get("content-length")
-    if declared is not None and is_ascii_digits(declared) and int(declared) > limit:
+    return declared is not None and is_ascii_digits(declared) and int(declared) > limit
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    if declares_more_than(request, limit):
         raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
     chunks: list[bytes] = []
     total = 0

@@ -172,7 +172,7 @@ async def _status(
         # a thread to commit (every poll then a 503 after the lock's timeout).
         job = await in_session(runtime, partial(_read_job, test_id, principal, job_id))
         if service.links(job, principal.expires_at):
-            await in_write_session(runtime, partial(_record_link, principal, job))
+            await in_write_session(runtime, partial(_record_links, principal, [job]))
         out = service.job_status(job, runtime.store, principal.expires_at)
     return model_response(out, headers=_NO_STORE)
 
@@ -184,10 +184,6 @@ def _read_job(test_id: int, principal: Principal, job_id: str, session: Session)
     job = service.get_job(session, principal, test_id, job_id)
     session.expunge(job)  # its loaded values outlive the session
     return job
-
-
-def _record_link(principal: Principal, job: ExportJob, session: Session) -> None:
-    _record_links(principal, [job], session)  # the link's audit entry, before the link leaves
 
 
 # Declared before ``/{testId}/events/{jobId}``: "jobs" is not a job id.
@@ -240,7 +236,7 @@ def _read_page(
 
 def _record_links(principal: Principal, jobs: list[ExportJob], session: Session) -> None:
     service.record_links(session, principal, jobs)
-    session.commit()
+    session.commit()  # the links' audit entries, before the links leave
 
 
 @_status_route(

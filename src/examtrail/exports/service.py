@@ -139,20 +139,12 @@ def links(job: ExportJob, url_expires_at: datetime | None) -> bool:
 
 
 def issued_status(session: Session, principal: Principal, job: ExportJob, store: ObjectStore) -> ExportJobOut:
-    """``job``'s status for ``principal``; a download link in it is audited (one entry per link,
-    in the session's transaction, which the caller commits before answering)."""
-    return issued_statuses(session, principal, [job], store)[0]
-
-
-def issued_statuses(
-    session: Session, principal: Principal, jobs: Sequence[ExportJob], store: ObjectStore
-) -> list[ExportJobOut]:
-    expires = principal.expires_at
-    linked = [job for job in jobs if links(job, expires)]
-    if linked:
+    """``job``'s status for ``principal``; a download link in it is audited (its entry in the
+    session's transaction, which the caller commits before answering)."""
+    if links(job, principal.expires_at):
         become_writer(session)
-        record_links(session, principal, linked)
-    return [job_status(job, store, expires) for job in jobs]
+        record_links(session, principal, [job])
+    return job_status(job, store, principal.expires_at)
 
 
 def record_links(session: Session, principal: Principal, jobs: Sequence[ExportJob]) -> None:

@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal, authenticate, check_scope
 from examtrail.core.batching import GroupCommitWriter, WriterStopped
-from examtrail.core.body import read_limited, validate_json
+from examtrail.core.body import declares_more_than, read_limited, validate_json
 from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
 from examtrail.core.responses import model_response
-from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL_OR_EMPTY, Int64Id, is_ascii_digits
+from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL_OR_EMPTY, Int64Id
 from examtrail.core.security import Principal
 from examtrail.deps import RuntimeDep, SessionDep, WriteSessionDep, in_write_session
 from examtrail.ingest import service
@@ -301,8 +301,7 @@ async def put_file(
     response: Response,
 ) -> AttachmentOut:
     limit = runtime.settings.max_file_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and is_ascii_digits(declared) and int(declared) > limit:
+    if declares_more_than(request, limit):
         raise _file_too_large(limit)
     content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit, principal.client_id)

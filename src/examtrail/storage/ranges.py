@@ -41,15 +41,15 @@ class RangeNotSatisfiable(AppError):
         )
 
 
-def _position(digits: str) -> int:
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= _MAX_DIGITS else _BEYOND
-
-
 def _magnitude(digits: str) -> tuple[int, str]:
     """Orders digit strings as the numbers they write, however long (no int() of them)."""
     digits = digits.lstrip("0") or "0"
     return len(digits), digits
+
+
+def _position(digits: str) -> int:
+    length, digits = _magnitude(digits)
+    return int(digits) if length <= _MAX_DIGITS else _BEYOND
 
 
 def parse_range(header: str, size: int) -> Ranges | None:
