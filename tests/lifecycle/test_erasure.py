@@ -311,3 +311,64 @@ def test_an_export_running_during_the_erasure_cannot_publish_its_file(
         assert not exports_repository.finish(session, job_id, "worker-x", {"storage_key": "exports/x"})
     status = http.get(f"/v1/test/42/events/{job_id}", headers=headers).json()
     assert status["status"] == "expired" and status["downloadUrl"] is None
+
+
+def test_an_export_filtered_by_a_former_candidate_id_is_expired(
+    http: TestClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """A `candidateId` filter names the candidate as it was called when the export ran; a
+    rename since must not hide that the file holds it. Only a `userId` filter spares an export."""
+    eraser = erase_headers(http, runtime)
+    seed_with_files(http, headers)
+    by_old_name = export(http, headers, 42, candidateId="cand-0")  # userId 100
+    other_name = export(http, headers, 42, candidateId="cand-1")  # userId 101: may be wrong, so expired
+    other_user = export(http, headers, 42, userId=101)
+    assert "e-100-" in fetch(http, by_old_name["downloadUrl"]).text
+    renamed = http.put(
+        "/v1/test/42/candidates", json=[{"userId": 100, "candidateId": "renamed"}], headers=headers
+    )
+    assert renamed.status_code == 200, renamed.text
+
+    response = http.delete("/v1/test/42/candidates/100", headers=eraser)
+    assert response.status_code == 200, response.text
+    assert response.json()["exportsExpired"] == 2
+    for gone in (by_old_name, other_name):
+        status = http.get(f"/v1/test/42/events/{gone['jobId']}", headers=headers).json()
+        assert status["status"] == "expired" and status["downloadUrl"] is None
+        assert not _export_keys(runtime, gone["jobId"])
+        assert fetch(http, gone["downloadUrl"]).status_code in (403, 404)
+    kept = http.get(f"/v1/test/42/events/{other_user['jobId']}", headers=headers).json()
+    assert kept["status"] == "finished" and fetch(http, kept["downloadUrl"]).status_code == 200
+
+
+def test_a_queued_export_is_not_claimed_while_an_erasure_is_being_accepted(
+    http: TestClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """An export claimed after the erasure looked at the test's jobs, but whose snapshot began
+    before its commit, would publish the candidate. So the erasure locks the queued jobs: a
+    claim waits for its commit (PostgreSQL; SQLite's single writer serialises them anyway)."""
+    from sqlalchemy.exc import OperationalError
+
+    from examtrail.exports import service as exports_service
+    from examtrail.exports.models import ExportJob
+
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: the erasure holds the only writer lock until it commits")
+    seed_with_files(http, headers)
+    principal = Principal(
+        _tenant_id(runtime), "test", frozenset({"export", "erase"}), utcnow() + timedelta(hours=1)
+    )
+    with transaction(runtime.sessions) as session:
+        job_id = exports_service.order_export(session, principal, 42).job.id  # never enqueued
+
+    with transaction(runtime.sessions) as erasing:
+        accepted = service.erase_candidate(erasing, principal, 42, 100)
+        assert accepted.job.exports_expired == 0  # a queued export reads after the commit
+        with runtime.engine.connect() as worker, pytest.raises(OperationalError, match="lock"):
+            # What the claim's UPDATE waits for: the job row, locked until the erasure commits.
+            worker.execute(select(ExportJob.id).where(ExportJob.id == job_id).with_for_update(nowait=True))
+
+    exports_service.run_job(runtime, job_id)
+    status = http.get(f"/v1/test/42/events/{job_id}", headers=headers).json()
+    assert status["status"] == "finished" and status["candidatesTotal"] == 2
+    assert "e-100-" not in fetch(http, status["downloadUrl"]).text

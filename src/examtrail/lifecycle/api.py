@@ -35,8 +35,10 @@ _ACCEPTED: dict[int | str, dict[str, Any]] = {
 }
 _ERASURE = (
     "Erasure is **irreversible**. From the moment it is accepted nothing of the erased data can be "
-    "read or exported; every finished export of the test whose file holds it becomes `expired` "
-    "(its file is deleted). Then its events, attachment rows and stored files are deleted. Up to "
+    "read or exported; every finished or running export of the test that may hold it becomes "
+    "`expired` (its file is deleted; of a candidate's, only a `userId` filter that leaves it out "
+    "spares one, not a `candidateId` filter, as the candidate may have been renamed since). Then "
+    "its events, attachment rows and stored files are deleted. Up to "
     "`EXAMTRAIL_ERASURE_SYNC_MAX_EVENTS` events this happens within the request (**200**, "
     "`status: finished`); beyond, a background job does it (**202**, poll `GET /v1/erasures/{jobId}`). "
     "Idempotent: repeating the call answers the same erasure (a failed one is started again). "

@@ -82,13 +82,20 @@ def hide_test(session: Session, test: Test) -> None:
 
 
 def export_jobs_to_expire(
-    session: Session, test_pk: int, statuses: tuple[str, ...] = (JobStatus.FINISHED, JobStatus.RUNNING)
+    session: Session,
+    test_pk: int,
+    statuses: tuple[str, ...] = (JobStatus.FINISHED, JobStatus.RUNNING),
+    *,
+    lock: bool = False,
 ) -> list[ExportJob]:
     """Jobs that hold (finished) or may be writing (running) a file of the test. Queued ones
-    have not read anything yet: after a candidate's erasure they will not see it."""
-    return list(
-        session.scalars(select(ExportJob).where(ExportJob.test_pk == test_pk, ExportJob.status.in_(statuses)))
-    )
+    have not read anything yet: after a candidate's erasure they will not see it. ``lock``:
+    the rows stay locked until the commit (PostgreSQL; SQLite's writer lock does the same),
+    so no queued one is claimed meanwhile, and each row's status is the latest committed."""
+    stmt = select(ExportJob).where(ExportJob.test_pk == test_pk, ExportJob.status.in_(statuses))
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return list(session.scalars(stmt))
 
 
 def expire_exports(

@@ -28,7 +28,7 @@ from examtrail.core.timeutil import format_dt
 from examtrail.exports.models import JobStatus
 from examtrail.exports.spec import ExportOptions
 from examtrail.ingest import repository as ingest_repository
-from examtrail.ingest.models import Candidate, Test
+from examtrail.ingest.models import Test
 from examtrail.lifecycle import repository
 from examtrail.lifecycle.models import ErasureJob, ErasureKind, ErasureStatus, LegalHold
 from examtrail.lifecycle.schemas import ErasureError, ErasureJobOut, HoldOut
@@ -152,12 +152,13 @@ def _refuse_if_held(session: Session, test: Test) -> None:
 # --- accepting an erasure -----------------------------------------------------------------------
 
 
-def _excludes(options: str, candidate: Candidate) -> bool:
-    """Whether an export with these options left the candidate out of its file."""
-    opts = ExportOptions.from_stored(options)
-    if opts.userId and candidate.user_id not in opts.userId:
-        return True
-    return bool(opts.candidateId) and candidate.candidate_id not in opts.candidateId
+def _excludes(options: str, user_id: int) -> bool:
+    """Whether an export with these options surely left the candidate out of its file.
+
+    Only a ``userId`` filter tells: a ``candidateId`` filter names what the candidate was
+    called when the export read it, and ``PUT /candidates`` may have renamed it since."""
+    user_ids = ExportOptions.from_stored(options).userId
+    return bool(user_ids) and user_id not in user_ids
 
 
 def _again(
@@ -189,12 +190,17 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
         return _again(session, tenant_id, test_id, user_id, what, "candidate_not_found")
     now = utcnow()
     events = repository.count_events(session, candidate_pk=candidate.id)
+    # Queued jobs are locked too (and left queued): a worker's claim waits for this commit, so
+    # an export either was running before it (and is expired here) or reads after the move.
+    statuses = (JobStatus.FINISHED, JobStatus.RUNNING)
     expiring = [
         job.id
-        for job in repository.export_jobs_to_expire(session, test.id)
-        if not _excludes(job.options, candidate)
+        for job in repository.export_jobs_to_expire(
+            session, test.id, (*statuses, JobStatus.QUEUED), lock=True
+        )
+        if job.status in statuses and not _excludes(job.options, user_id)
     ]
-    expired = repository.expire_exports(session, expiring, now, (JobStatus.FINISHED, JobStatus.RUNNING))
+    expired = repository.expire_exports(session, expiring, now, statuses)
     _record_expired(session, principal.client_id, expired, "erasure")
     holding = repository.new_holding_test(session, tenant_id)
     repository.move_candidate(session, candidate.id, holding.id)
