@@ -10,13 +10,11 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
-from examtrail.auth import repository as auth_repository
-from examtrail.core import security
 from examtrail.core.db import transaction, utcnow
 from examtrail.exports import repository
 from examtrail.exports.schemas import export_file_schema
 from examtrail.runtime import Runtime
-from tests.support.api import bearer, create_client, fetch, seed_test, tamper, wait_for_job
+from tests.support.api import create_client, fetch, mint_token, seed_test, tamper, wait_for_job
 
 
 def export(http: TestClient, headers: dict[str, str], test_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -182,21 +180,6 @@ def test_unknown_test_job_and_other_tenant(
     for response in responses:
         assert response.status_code == 404
         assert response.json()["error"] in ("test_not_found", "job_not_found")
-
-
-def mint_token(runtime: Runtime, client_id: str, ttl_seconds: int) -> dict[str, str]:
-    """A token of an existing client with a chosen lifetime, as the token endpoint would issue."""
-    with transaction(runtime.sessions) as session:
-        client = auth_repository.get_client(session, client_id)
-        assert client is not None
-        token, _ = security.issue_token(
-            runtime.settings.signing_key(),
-            tenant_id=client.tenant_id,
-            client_id=client.client_id,
-            scopes=client.scope_set,
-            ttl_seconds=ttl_seconds,
-        )
-    return bearer(token)
 
 
 def test_download_url_expires_with_token_and_refuses_tampering(

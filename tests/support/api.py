@@ -7,7 +7,9 @@ from typing import Any
 
 import httpx
 
+from examtrail.auth import repository as auth_repository
 from examtrail.auth import service as auth_service
+from examtrail.core import security
 from examtrail.core.db import transaction
 from examtrail.runtime import Runtime
 
@@ -48,6 +50,21 @@ def tamper(url: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def mint_token(runtime: Runtime, client_id: str, ttl_seconds: int) -> dict[str, str]:
+    """A token of an existing client with a chosen lifetime, as the token endpoint would issue."""
+    with transaction(runtime.sessions) as session:
+        client = auth_repository.get_client(session, client_id)
+        assert client is not None
+        token, _ = security.issue_token(
+            runtime.settings.signing_key(),
+            tenant_id=client.tenant_id,
+            client_id=client.client_id,
+            scopes=client.scope_set,
+            ttl_seconds=ttl_seconds,
+        )
+    return bearer(token)
 
 
 def wait_for_job(

@@ -91,7 +91,12 @@ def _run(
     try:
         with transaction(runtime.sessions) as session:
             ordered = service.order_export(
-                session, principal, test_id, options, reuse=runtime.settings.export_reuse
+                session,
+                principal,
+                test_id,
+                options,
+                reuse=runtime.settings.export_reuse,
+                retention_days=runtime.settings.export_retention_days,
             )
             job_id = ordered.job.id
     except AppError as exc:

@@ -87,7 +87,15 @@ def _order(
     options: ExportOptions,
     status_code: int = status.HTTP_202_ACCEPTED,
 ) -> Response:
-    ordered = service.order_export(session, principal, test_id, options, reuse=runtime.settings.export_reuse)
+    settings = runtime.settings
+    ordered = service.order_export(
+        session,
+        principal,
+        test_id,
+        options,
+        reuse=settings.export_reuse,
+        retention_days=settings.export_retention_days,
+    )
     # A finished job handed out again (nothing new since) comes with a fresh link.
     reused = ordered.job.status == JobStatus.FINISHED
     out = (
@@ -111,8 +119,11 @@ def _order(
     description="Schedules an asynchronous export and answers 202 with the job and a `Location` header. "
     "The query parameters filter (candidates, event names, flags, severities, time window, `since`) "
     "and choose the format and compression; none = the whole test as the seed's JSON file. If an "
-    "export of this test with the same options is already queued or running, that job is returned; "
-    "so is a finished one when nothing was ingested since its snapshot (with a fresh `downloadUrl`). "
+    "export of this test with the same options is already queued or running, that job is returned "
+    "(a running one only when the attachment links it writes last as long as the caller's token; a "
+    "queued one's links are extended to it); so is a finished one when nothing was ingested since "
+    "its snapshot, its attachment links last as long as the caller's token and retention keeps its "
+    "file at least that long (with a fresh `downloadUrl`). "
     "`GET` on the same path without `jobId` does the same but answers 200 (Inspera's convention).",
 )
 def order_events(

@@ -221,6 +221,13 @@ def oldest_due_since(session: Session, now: datetime) -> datetime | None:
     )
 
 
+def extend_links(session: Session, job_id: str, expires_at: datetime) -> bool:
+    """Raise a queued job's ``links_expire_at`` (the expiry of the links its worker will write)
+    to ``expires_at``; False when the job is no longer queued (a worker claimed it)."""
+    queued = and_(ExportJob.id == job_id, ExportJob.status == JobStatus.QUEUED)
+    return update_rows(session, ExportJob, queued, links_expire_at=expires_at) == 1
+
+
 def finish(session: Session, job_id: str, owner: str, values: dict[str, Any]) -> bool:
     return leases.settle(session, LEASE, job_id, owner, status=JobStatus.FINISHED, **values)
 

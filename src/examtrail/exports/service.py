@@ -63,8 +63,6 @@ class Ordered:
     created: bool
 
 
-# A finished file is handed out again only while its attachment links stay valid this long.
-REUSE_LINK_MARGIN = timedelta(minutes=10)
 DEFAULT_OPTIONS = ExportOptions()
 
 
@@ -75,22 +73,25 @@ def order_export(
     options: ExportOptions = DEFAULT_OPTIONS,
     *,
     reuse: bool = True,
+    retention_days: int = 0,
 ) -> Ordered:
     """Schedule an export with ``options``. An export of the same test with the same options
-    already queued or running is returned instead; so is a finished one when nothing was
-    ingested on the test since its snapshot (and its attachment links are still good)."""
+    already queued or running is returned instead (one running only when the links it writes
+    last as long as the caller's token); so is a finished one when nothing was ingested on the
+    test since its snapshot, its attachment links last as long as the caller's token, and
+    retention (``retention_days``, 0: never) keeps its file at least that long too."""
     # Locking the test row makes "is one under way? else create" atomic across API processes.
     test = require_test(session, principal.tenant_id, test_id, lock=True)
     if options.since is not None:
         check_since_dialect(since_mark(options.since, test_id), session.get_bind().dialect.name)
     key = options.canonical()
     active = repository.active_job_for_test(session, principal.tenant_id, test.id, key)
-    if active is not None:
+    if active is not None and _joined(session, active, principal):
         _audit_order(session, principal, active, options, created=False)
         return Ordered(active, created=False)
     now = utcnow()
     done = repository.latest_finished_job(session, principal.tenant_id, test.id, key) if reuse else None
-    if done is not None and _reusable(session, done, now):
+    if done is not None and _reusable(session, done, principal, retention_days):
         _audit_order(session, principal, done, options, created=False)
         return Ordered(done, created=False)
     job = ExportJob(
@@ -177,11 +178,29 @@ async def issued_status_async(
     return job_status(job, store, principal.expires_at)
 
 
-def _reusable(session: Session, job: ExportJob, now: datetime) -> bool:
-    if not job.next_since or not job.storage_key or not job.signature:
+def _joined(session: Session, job: ExportJob, principal: Principal) -> bool:
+    """Whether the caller may share the queued or running ``job``: the attachment links its
+    file holds must stay valid as long as the caller's token (and so its download link)."""
+    if job.links_expire_at >= principal.expires_at:
+        return True
+    # A queued job's links are not written yet: the worker reads ``links_expire_at`` when it
+    # claims the job, so raise it, unless a worker claimed it meanwhile (then it is too late).
+    if job.status == JobStatus.QUEUED and repository.extend_links(session, job.id, principal.expires_at):
+        session.refresh(job)
+        return True
+    return False
+
+
+def _reusable(session: Session, job: ExportJob, principal: Principal, retention_days: int) -> bool:
+    """Whether the finished ``job`` may be handed out again to ``principal``: its file and
+    every link in it must outlive the download link, which lasts as long as the token."""
+    if not job.next_since or not job.storage_key or not job.signature or job.finished_at is None:
         # (Unsigned: finished before exports were signed; a new one is signed.)
         return False
-    if job.files_written and job.links_expire_at < now + REUSE_LINK_MARGIN:
+    if job.files_written and job.links_expire_at < principal.expires_at:
+        return False
+    if retention_days > 0 and job.finished_at + timedelta(days=retention_days) <= principal.expires_at:
+        # The retention sweep would delete the file while the new link is still good.
         return False
     try:
         _, mark = decode_cursor(job.next_since)
@@ -447,12 +466,13 @@ def _run_job(runtime: Runtime, job_id: str, hooks: Sequence[CompletionHook]) -> 
         job = repository.load_job(session, job_id)
         assert job is not None
         attempt, test_pk, tenant_id = job.attempts, job.test_pk, job.tenant_id
+        if job.links_expire_at < now + timedelta(seconds=60):
+            # A retry after the ordering token expired: links in the file must still work.
+            # Stored, so that joining and reuse judge the links this attempt writes.
+            job.links_expire_at = now + timedelta(seconds=settings.token_ttl_seconds)
         links_expire_at = job.links_expire_at
         test_id, fmt, compression = job.test_external_id, job.format, job.compression
         stored_options = job.options
-    if links_expire_at < now + timedelta(seconds=60):
-        # A retry after the ordering token expired: links in the file must still work.
-        links_expire_at = now + timedelta(seconds=settings.token_ttl_seconds)
     if attempt > settings.job_max_attempts:
         _complete_failed(
             runtime, hooks, job_id, owner, "too_many_attempts", f"gave up after {attempt - 1} attempts"
