@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, inspect
 
 import examtrail.models  # noqa: F401  (registers every table)
 from examtrail.core.db import Base
-from examtrail.core.migrate import current, upgrade
+from examtrail.core.migrate import current, downgrade, upgrade
 from examtrail.core.settings import Settings
 from tests.support import db
 
@@ -62,19 +62,7 @@ def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
         for table, columns in NEW_COLUMNS.items():
             assert columns <= _columns(url)[table]
 
-        from alembic import command
-
-        from examtrail.core.db import build_engine
-        from examtrail.core.migrate import alembic_config
-
-        engine = build_engine(settings)
-        try:
-            with engine.begin() as connection:
-                config = alembic_config()
-                config.attributes["connection"] = connection
-                command.downgrade(config, "0002")
-        finally:
-            engine.dispose()
+        downgrade(settings, "0002")
         assert current(settings) == "0002"
         for table, columns in NEW_COLUMNS.items():
             assert not (columns & _columns(url)[table])

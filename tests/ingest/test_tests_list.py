@@ -75,3 +75,22 @@ def test_documented_in_openapi(http: TestClient) -> None:
     operation = http.get("/openapi.json").json()["paths"]["/v1/tests"]["get"]
     assert {p["name"] for p in operation["parameters"]} == {"after", "limit", "q"}
     assert "keyset" in operation["summary"]
+
+
+def test_search_ignores_the_case_of_every_letter_on_both_databases(
+    http: TestClient, headers: dict[str, str]
+) -> None:
+    # SQLite's own lower() folds ASCII only: "økonomi" missed "ØKONOMI" there, not on PostgreSQL.
+    http.put("/v1/test/7", json={"title": "ØKONOMI Eksamen"}, headers=headers)
+    http.put("/v1/test/8", json={"title": "prøve i ærlighet"}, headers=headers)
+
+    def found(query: str) -> list[int]:
+        page = http.get("/v1/tests", params={"q": query}, headers=headers).json()
+        return [t["testId"] for t in page["tests"]]
+
+    for query in ("økonomi", "ØKONOMI", "Økonomi", "eksamen", "EKSAMEN"):
+        assert found(query) == [7], query
+    for query in ("PRØVE", "Ærlighet", "I ÆR"):
+        assert found(query) == [8], query
+    assert found("økonomi eksamen") == [7]
+    assert found("okonomi") == []  # folded, never transliterated

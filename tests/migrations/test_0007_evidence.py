@@ -7,24 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from examtrail.core.db import build_engine
-from examtrail.core.migrate import alembic_config, current, upgrade
+from examtrail.core.migrate import current, downgrade, upgrade
 from examtrail.core.settings import Settings
 from tests.support import db
-
-
-def _downgrade(settings: Settings, revision: str) -> None:
-    engine = build_engine(settings)
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, revision)
-    finally:
-        engine.dispose()
 
 
 def test_backfills_received_at_and_goes_down_and_up(tmp_path: Path) -> None:
@@ -40,16 +27,7 @@ def test_backfills_received_at_and_goes_down_and_up(tmp_path: Path) -> None:
     try:
         upgrade(settings, "0003")
         with engine.begin() as connection:
-            connection.execute(
-                text("INSERT INTO tenants (id, name, created_at) VALUES (1, 't', :c)"), {"c": created}
-            )
-            connection.execute(
-                text(
-                    "INSERT INTO tests (id, tenant_id, external_id, title, created_at, updated_at) "
-                    "VALUES (1, 1, 7, 'x', :c, :c)"
-                ),
-                {"c": created},
-            )
+            db.insert_tenant_and_test(connection, created)
             connection.execute(
                 text(
                     "INSERT INTO candidates (id, test_pk, user_id, candidate_id, created_at) "
@@ -71,7 +49,7 @@ def test_backfills_received_at_and_goes_down_and_up(tmp_path: Path) -> None:
         assert received == int(created.replace(tzinfo=UTC).timestamp() * 1000)  # ms, truncated
         assert "pseudonym_keys" in inspect(engine).get_table_names()
 
-        _downgrade(settings, "0003")
+        downgrade(settings, "0003")
         engine.dispose()
         assert "pseudonym_keys" not in inspect(engine).get_table_names()
         assert "received_at" not in {c["name"] for c in inspect(engine).get_columns("events")}

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 import examtrail.models  # noqa: F401  (registers every table)
-from examtrail.core.db import Base, build_engine
-from examtrail.core.migrate import alembic_config, current, upgrade
+from examtrail.core.db import Base
+from examtrail.core.migrate import alembic_config, current, downgrade, upgrade
 from examtrail.core.settings import Settings
 from tests.support import db
 
@@ -50,17 +49,6 @@ def empty_database(tmp_path: Path) -> Iterator[Settings]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _downgrade(settings: Settings, revision: str) -> None:
-    engine = build_engine(settings)
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, revision)
-    finally:
-        engine.dispose()
-
-
 def _tables(settings: Settings) -> set[str]:
     engine = create_engine(settings.resolved_database_url)
     try:
@@ -83,10 +71,10 @@ def test_every_revision_downgrades_and_upgrades_again(empty_database: Settings) 
 
     # Step down one revision at a time: each downgrade restores the previous schema exactly.
     for newer, older in zip(reversed(revisions), reversed(revisions[:-1]), strict=False):
-        _downgrade(settings, older)
+        downgrade(settings, older)
         assert current(settings) == older
         assert _tables(settings) == tables_at[older], f"downgrade of {newer} left tables behind"
-    _downgrade(settings, "base")
+    downgrade(settings, "base")
     assert _tables(settings) == set()
 
     upgrade(settings, "head")

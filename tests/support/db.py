@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from examtrail.core.db import Base, utcnow
 from examtrail.core.migrate import upgrade
@@ -46,6 +47,18 @@ def recreate_pg_database(name: str) -> str:
 def drop_pg_database(name: str) -> None:
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def insert_tenant_and_test(connection: Connection, created: datetime) -> None:
+    """Tenant 1 and its test 7 (pk 1) as raw rows: what the migration tests' data hangs on."""
+    connection.execute(text("INSERT INTO tenants (id, name, created_at) VALUES (1, 't', :c)"), {"c": created})
+    connection.execute(
+        text(
+            "INSERT INTO tests (id, tenant_id, external_id, title, created_at, updated_at) "
+            "VALUES (1, 1, 7, 'x', :c, :c)"
+        ),
+        {"c": created},
+    )
 
 
 def migrate_template(path: Path) -> None:

@@ -66,6 +66,33 @@ def test_test_page_pages_filters_and_sorts(http: TestClient, headers: dict[str, 
     assert "of 11" in by_name  # cand-11, cand-110 … cand-119
 
 
+def test_candidate_search_and_severity_filter_match_alike_on_both_databases(
+    http: TestClient, headers: dict[str, str]
+) -> None:
+    seed_test(http, headers, test_id=9, candidates=3, events_per_candidate=0)
+    people = [{"userId": 100, "candidateId": "ÅSE-Ødegård"}, {"userId": 101, "candidateId": "åse-ødegård"}]
+    assert http.put("/v1/test/9/candidates", json=people, headers=headers).status_code == 200
+    path = "/v1/test/9/candidates/{}/events"
+    assert http.post(path.format(101), json=flag("f1", "2026-06-01T10:00:00Z", "High"), headers=headers)
+    assert http.post(path.format(102), json=flag("f2", "2026-06-01T10:00:00Z", "high"), headers=headers)
+
+    def listed(**params: str) -> str:
+        response = http.get("/ui/fragments/tests/9", params=params, headers=headers)
+        assert response.status_code == 200
+        text: str = response.text
+        return text
+
+    # Every letter's case is ignored in the search (SQLite's lower() folded ASCII only).
+    for query in ("åse-ødegård", "ÅSE-ØDEGÅRD", "Ødegård"):
+        found = listed(candidate=query)
+        assert f"Candidates 1{DASH}2 of 2" in found and ">100</a>" in found and ">101</a>" in found
+    # A severity is the value stored, letter case and all (SQLite's LIKE ignored ASCII case).
+    high = listed(severity="high")
+    assert f"Candidates 1{DASH}1 of 1" in high and ">102</a>" in high
+    capital = listed(severity="High")
+    assert f"Candidates 1{DASH}1 of 1" in capital and ">101</a>" in capital
+
+
 def test_timeline_escapes_and_shows_gaps_and_files(http: TestClient, headers: dict[str, str]) -> None:
     seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=0)
     events = [

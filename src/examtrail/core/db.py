@@ -90,6 +90,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        # SQLite's own lower() folds ASCII letters only; PostgreSQL's folds every letter, as
+        # Python does to the search text: "ØKONOMI" must match "økonomi" on both databases.
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     # SQLite has one writer. Its busy handler polls with growing sleeps (unfair: under 100
     # concurrent writers some wait past busy_timeout and fail "database is locked"), so
@@ -128,6 +131,10 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "invalidate")
     def _on_invalidate(dbapi_connection: Any, _record: Any, _exc: Any) -> None:
         gate.release(dbapi_connection)
+
+
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 class _WriterGate:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
@@ -19,12 +21,22 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
+    _step(settings, command.upgrade, revision)
+
+
+def downgrade(settings: Settings, revision: str) -> None:
+    """Back to ``revision`` (the migration tests walk every revision down and up again)."""
+    _step(settings, command.downgrade, revision)
+
+
+def _step(settings: Settings, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run Alembic's ``step`` to ``revision`` in one transaction."""
     engine = build_engine(settings)
     try:
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            step(config, revision)
     finally:
         engine.dispose()
 

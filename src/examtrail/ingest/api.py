@@ -123,7 +123,10 @@ def put_candidates(
     principal: IngestPrincipal,
     session: WriteSessionDep,
 ) -> CandidatesResult:
-    test = service.require_test(session, principal.tenant_id, test_id)
+    # The test row's lock (PostgreSQL; SQLite has one writer): concurrent PUTs of the same new
+    # userIds queue instead of both finding them missing (the loser's INSERT broke the unique
+    # key), and a PUT racing the test's erasure finds the test gone, not its hidden rows.
+    test = service.require_test(session, principal.tenant_id, test_id, lock=True)
     result = service.put_candidates(session, test, body)
     session.commit()
     return result

@@ -21,6 +21,11 @@ class Test(Base):
     title: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # SQLite only: the last change stamp handed to a write of this test's candidates and
+    # events (``repository.change_stamp``). A counter of its own, so that an erasure moving
+    # rows out cannot lower it (a maximum over the rows could, and stamps would repeat).
+    # Unused on PostgreSQL, whose stamps are transaction ids.
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Candidate(Base):
@@ -70,7 +75,7 @@ class Event(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Which write produced the event or last attached a file to it, for incremental
     # exports: on PostgreSQL the transaction id (server default ``pg_current_xact_id()``,
-    # set by migration 0003), on SQLite a per-test counter (``repository.next_stamp``).
+    # set by migration 0003), on SQLite the test's counter (``Test.change_seq``).
     ingest_xid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 

@@ -54,7 +54,7 @@ class ChangeMark:
     PostgreSQL: the snapshot itself (``xmax`` and the in-progress ``xip``): a row was
     written after it when its transaction id is ``>= xmax`` or was still running then,
     so a transaction that commits late is never missed, whatever ids its rows hold.
-    SQLite (one writer at a time): the highest per-test stamp visible (``seq``).
+    SQLite (one writer at a time): the test's counter ``tests.change_seq`` seen (``seq``).
     """
 
     seq: int | None = None
@@ -143,13 +143,8 @@ def change_mark(connection: Connection, test_pk: int) -> ChangeMark:
         snap = str(connection.exec_driver_sql("SELECT pg_current_snapshot()::text").scalar_one())
         xmin, xmax, xip = snap.split(":")
         return ChangeMark(xmin=int(xmin), xmax=int(xmax), xip=tuple(int(x) for x in xip.split(",") if x))
-    seq = connection.execute(
-        text(
-            "SELECT max(m) FROM (SELECT max(ingest_xid) AS m FROM events WHERE test_pk = :t "
-            "UNION ALL SELECT max(ingest_xid) AS m FROM candidates WHERE test_pk = :t) x"
-        ),
-        {"t": test_pk},
-    ).scalar_one()
+    # The test's counter, not the rows' maximum: an erasure moving rows out lowers that.
+    seq = connection.execute(text("SELECT change_seq FROM tests WHERE id = :t"), {"t": test_pk}).scalar()
     return ChangeMark(seq=int(seq or 0))
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import ColumnElement, func, literal, literal_column, select, text, union_all, update
+from sqlalchemy import ColumnElement, func, literal, literal_column, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select, bindparam
@@ -41,6 +42,7 @@ def upsert_test(session: Session, tenant_id: int, external_id: int, title: str) 
             tenant_id=tenant_id,
             external_id=external_id,
             title=title,
+            change_seq=first_change_seq(),
             created_at=utcnow(),
             updated_at=utcnow(),
         )
@@ -65,29 +67,30 @@ def change_stamp(session: Session, test_pk: int) -> ColumnElement[Any]:
     """The ``ingest_xid`` of rows this transaction writes to test ``test_pk``.
 
     PostgreSQL: the transaction's id (also the column's server default), which an export
-    compares with its snapshot. SQLite: one writer at a time, so a per-test counter one
-    above everything committed is exact (``read_model.change_mark`` reads its maximum).
+    compares with its snapshot. SQLite: one writer at a time, so the test's own counter
+    (``Test.change_seq``), advanced by each write, is exact (``read_model.change_mark``
+    reads it).
     """
     if session.get_bind().dialect.name == "postgresql":
         return literal_column(_PG_XID)
     return literal(_next_sqlite_stamp(session, test_pk))
 
 
-def _highest_stamp_statement() -> Select[Any]:
-    test_pk: Any = bindparam("test_pk")
-    highest = select(func.max(Event.ingest_xid).label("m")).where(Event.test_pk == test_pk)
-    highest_candidate = select(func.max(Candidate.ingest_xid).label("m")).where(Candidate.test_pk == test_pk)
-    both = union_all(highest, highest_candidate).subquery()
-    return select(func.coalesce(func.max(both.c.m), 0))
-
-
-# Built once: it runs on every single-event write, where building it cost more than running
-# it (each max is one step down its (test_pk, ingest_xid) index).
-_HIGHEST_STAMP = _highest_stamp_statement()
+# A plain statement: an ORM update would also move ``updated_at``. One step, as the maximum
+# over the rows it replaces, but never lower after an erasure moved the newest rows out.
+_NEXT_STAMP = text("UPDATE tests SET change_seq = change_seq + 1 WHERE id = :test_pk RETURNING change_seq")
 
 
 def _next_sqlite_stamp(session: Session, test_pk: int) -> int:
-    return int(session.scalar(_HIGHEST_STAMP, {"test_pk": test_pk}) or 0) + 1
+    return int(session.execute(_NEXT_STAMP, {"test_pk": test_pk}).scalar_one())
+
+
+def first_change_seq() -> int:
+    """Where a new test's counter starts: the clock in microseconds. A test erased and
+    created again under its ``testId`` must not reuse stamps an old ``nextSince`` of that
+    ``testId`` covers; the old counter grew by one per write (each takes well over a microsecond), slower than
+    the clock, so it stayed below this."""
+    return time.time_ns() // 1000
 
 
 def test_counts(session: Session, test_pk: int) -> tuple[int, int]:

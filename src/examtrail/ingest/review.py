@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import ColumnElement, Select, case, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from examtrail.core.schemas import is_ascii_digits
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
@@ -122,6 +122,14 @@ def _severity_marker(severity: str) -> str:
     return '"severityLevel":' + orjson.dumps(severity).decode()
 
 
+def _holds(session: Session, column: InstrumentedAttribute[str], fragment: str) -> ColumnElement[bool]:
+    """``fragment`` occurs in ``column`` exactly. SQLite's LIKE ignores the case of ASCII
+    letters (PostgreSQL's does not): "high" would also find "High" there, so ``instr``."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column.contains(fragment, autoescape=True)
+    return func.instr(column, fragment) > 0
+
+
 def candidates_page(
     session: Session,
     test: Test,
@@ -142,7 +150,7 @@ def candidates_page(
             exists().where(
                 Event.candidate_pk == Candidate.id,
                 Event.flag_type.is_not(None),
-                Event.doc.contains(_severity_marker(severity), autoescape=True),
+                _holds(session, Event.doc, _severity_marker(severity)),
             )
         )
     if event:
