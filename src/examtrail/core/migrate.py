@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from examtrail.core.db import build_engine
 from examtrail.core.settings import Settings
@@ -32,13 +32,33 @@ def downgrade(settings: Settings, revision: str) -> None:
 def _step(settings: Settings, step: Callable[[Config, str], None], revision: str) -> None:
     """Run Alembic's ``step`` to ``revision`` in one transaction."""
     engine = build_engine(settings)
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            step(config, revision)
+        with engine.connect() as connection:
+            if sqlite:
+                # A batch ALTER on SQLite rebuilds the table (copy, DROP, rename): with foreign
+                # keys on, the DROP would cascade and delete every child row (events' files,
+                # a test's candidates). The pragma only works outside a transaction.
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            try:
+                with connection.begin():
+                    config = alembic_config()
+                    config.attributes["connection"] = connection
+                    step(config, revision)
+                    if sqlite:
+                        _check_foreign_keys(connection)
+            finally:
+                if sqlite:
+                    connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
     finally:
         engine.dispose()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """With the checks off, a migration could leave a dangling reference: refuse to commit it."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration left rows whose references are missing: {broken[:5]}")
 
 
 def current(settings: Settings) -> str | None:
