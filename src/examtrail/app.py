@@ -21,6 +21,7 @@ from examtrail.auth.deps import require_scope
 from examtrail.core import metrics
 from examtrail.core.access import RequestMiddleware
 from examtrail.core.batching import GroupCommitWriter, writer_threads
+from examtrail.core.body import BodyLimit
 from examtrail.core.db import build_async_engine, build_pg_pool, utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
@@ -127,6 +128,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_error_handlers(app)
     install_relative_slash_redirects(app)
+    # Every request body within its limit (core.body), inside the access line so a 413 is logged.
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     # Outermost, one layer: the request context, then the access line and metrics (core.access).
     app.add_middleware(RequestMiddleware)
     install_redaction()

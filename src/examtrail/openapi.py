@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from examtrail.auth.api import TOKEN_MAX_BODY_BYTES
 from examtrail.core.schemas import ErrorBody
 from examtrail.core.settings import Settings
 from examtrail.ingest.schemas import EventIn
@@ -92,7 +93,8 @@ STATUS_MEANING = {
     403: "The token lacks the scope this call needs",
     404: "Not found (another tenant's resource answers the same)",
     409: "Conflicts with the current state",
-    413: "Too large",
+    413: "The request body is over `EXAMTRAIL_MAX_REQUEST_BYTES` (32 MiB by default), counted as it "
+    "arrives (chunked too); a declared `Content-Length` over it is refused before the body is read",
     415: "Wrong content type",
     416: "No range of the `Range` header starts within the file: `Content-Range` says its size",
     422: "The request is not valid: `details` lists each problem (`index`, `field`, `message`)",
@@ -157,14 +159,32 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
     "getJwks": {},
 }
 # What a status means where the generic meaning is wrong (a signed link carries no token).
+_TOKEN_413 = (
+    f"The form is over {TOKEN_MAX_BODY_BYTES // 1024} KiB (a token request is a few short fields), "
+    "refused before the body is read or any credential checked"
+)
 OPERATION_MEANING: dict[str, dict[int, str]] = {
+    "getAccessToken": {413: _TOKEN_413},
+    "getOAuthToken": {413: _TOKEN_413},
+    "postEvents": {
+        413: "The request body is over `EXAMTRAIL_MAX_REQUEST_BYTES` (32 MiB by default; a declared "
+        "`Content-Length` over it is refused before the body is read), or the batch holds more than "
+        "`EXAMTRAIL_MAX_BATCH_EVENTS` events",
+    },
+    "putEventFile": {
+        413: "The file is over `EXAMTRAIL_MAX_FILE_BYTES` (100 MiB by default; a declared `Content-Length` "
+        "over it is refused before the body is read)",
+    },
     "downloadFile": {
         400: "The `Range` header is malformed",
         403: "The link's signature is not valid, or the link has expired",
     },
 }
-# The token endpoints answer OAuth errors only (their own codes, no 422).
+# The token endpoints answer OAuth errors only (their own codes, no 422), and 413 for a body over
+# their cap (``auth.api.TOKEN_MAX_BODY_BYTES``).
 TOKEN_OPERATIONS = {"getAccessToken", "getOAuthToken"}
+# Bodies limited by the route itself, not ``EXAMTRAIL_MAX_REQUEST_BYTES`` (``core.body.body_limit``).
+OWN_BODY_LIMIT = {"putEventFile"}
 # Operations that answer no error of their own (beyond 503 for the readiness probe).
 NO_ERRORS = {"getHealth", "getExportFileSchema"}
 # Operations any one of several scopes opens: OpenAPI lists alternatives (OR) in ``security``.
@@ -193,11 +213,17 @@ def _statuses(op_id: str, operation: dict[str, Any]) -> set[int]:
         statuses |= {400, 413, 415}
     elif content and "application/x-www-form-urlencoded" not in content:
         statuses |= {413, 415}
+    elif content:
+        statuses.add(413)  # the token forms (core.body.BodyLimit)
     return statuses
 
 
 def _error_response(op_id: str, status: int, operation: dict[str, Any]) -> dict[str, Any]:
-    generic = [] if op_id in TOKEN_OPERATIONS and status != 503 else GENERIC_CODES.get(status, [])
+    generic = GENERIC_CODES.get(status, [])
+    if op_id in TOKEN_OPERATIONS and status not in (413, 503):
+        generic = []
+    if status == 413 and op_id in OWN_BODY_LIMIT:
+        generic = []
     # Malformed JSON needs a JSON body; a missing scope, a token.
     if (status == 400 and _JSON not in operation.get("requestBody", {}).get("content", {})) or (
         status == 403 and not operation.get("security")

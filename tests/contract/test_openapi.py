@@ -171,3 +171,29 @@ def test_links_lead_to_real_operations_with_every_path_parameter(document: dict[
                             expression,
                         )
     assert seen >= 15
+
+
+@pytest.mark.settings(max_request_bytes=1024)
+def test_every_operation_with_a_body_documents_and_answers_413(
+    http: TestClient, document: dict[str, Any], headers: dict[str, str]
+) -> None:
+    for method, path, operation in operations(document):
+        responses = operation["responses"]
+        body = operation.get("requestBody")
+        assert ("413" in responses) == (body is not None), (method, path)
+        if body is None:
+            continue
+        if operation["operationId"] == "putEventFile":  # EXAMTRAIL_MAX_FILE_BYTES, not this limit
+            assert "`payload_too_large`" not in responses["413"]["description"]
+            assert "`file_too_large`" in responses["413"]["description"]
+            continue
+        assert "`payload_too_large`" in responses["413"]["description"], (method, path)
+        content_type = next(iter(body["content"]))
+        url = path.replace("{", "").replace("}", "")  # every path parameter: its own name (a 404 at most)
+        for name in ("testId", "userId", "eventId", "jobId", "subscriptionId", "deliveryId"):
+            url = url.replace(name, "1")
+        response = http.request(
+            method, url, content=b"x" * 2048, headers={**headers, "Content-Type": content_type}
+        )
+        assert response.status_code == 413, (method, path, response.status_code, response.text)
+        assert response.json()["error"] == "payload_too_large"

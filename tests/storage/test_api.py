@@ -236,3 +236,14 @@ def test_the_download_hook_sees_only_what_is_served(
     assert get(http, path).status_code == 200
     key = "ranges/file.txt"
     assert seen == [(key, 10, "bytes=2-4"), (key, 10, None), (key, 10, None), (key, 10, None)]
+
+
+def test_a_link_whose_type_moved_into_its_file_name_is_refused(http: TestClient, link: Link) -> None:
+    path = link(content_type="image/png")
+    assert get(http, path).status_code == 200
+    query = httpx.URL(path).params
+    forged = httpx.URL(
+        httpx.URL(path).path,
+        params={"expires": query["expires"], "sig": query["sig"], "filename": "f.txt\nimage/png"},
+    )
+    assert_error(get(http, str(forged)), 403, "invalid_signature")

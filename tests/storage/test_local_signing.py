@@ -18,8 +18,10 @@ TYPES = ["", "application/octet-stream", "text/plain; charset=utf-8"]
 def _reference(
     base_url: str, key: bytes, object_key: str, expires: int, filename: str, content_type: str
 ) -> str:
-    # The signer as first written: a query dict through urlencode, the key through quote.
-    message = f"{object_key}\n{expires}\n{filename}" + (f"\n{content_type}" if content_type else "")
+    # The signer as first written: a query dict through urlencode, the key through quote; each
+    # signed field after its length.
+    message = f"v2:{len(object_key)}:{object_key}{expires}:{len(filename)}:{filename}"
+    message += f"{len(content_type)}:{content_type}"
     query = {"expires": str(expires), "sig": hmac.new(key, message.encode(), hashlib.sha256).hexdigest()}
     if filename:
         query["filename"] = filename
@@ -45,3 +47,44 @@ def test_signed_link_verifies_and_a_changed_one_does_not() -> None:
     assert signing.verify([b"new", b"old"], "a/b.bin", 99, "r.pdf", signature, "application/pdf")
     assert not signing.verify([b"new"], "a/b.bin", 99, "r.pdf", signature, "text/plain")
     assert not signing.verify([b"old"], "a/b.bin", 99, "r.pdf", signature, "application/pdf")
+
+
+def _sig(url: str) -> str:
+    return url.split("sig=")[1].split("&")[0]
+
+
+def _first_form(key: bytes, object_key: str, expires: int, filename: str, content_type: str) -> str:
+    """A signature as links were signed before the fields were length-prefixed."""
+    message = f"{object_key}\n{expires}\n{filename}" + (f"\n{content_type}" if content_type else "")
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def test_the_type_cannot_be_moved_into_the_file_name() -> None:
+    signature = _sig(signing.sign("http://h", b"k", "a/shot.bin", 99, "shot.png", "image/png"))
+    assert signing.verify(b"k", "a/shot.bin", 99, "shot.png", signature, "image/png")
+    assert not signing.verify(b"k", "a/shot.bin", 99, "shot.png\nimage/png", signature, "")
+    assert not signing.verify(b"k", "a/shot.bin", 99, "shot.pngimage/png", signature, "")
+    # Nor with a link of the first form, which signed both the same.
+    first = _first_form(b"k", "a/shot.bin", 99, "shot.png", "image/png")
+    assert first == _first_form(b"k", "a/shot.bin", 99, "shot.png\nimage/png", "")
+    assert not signing.verify(b"k", "a/shot.bin", 99, "shot.png\nimage/png", first, "")
+
+
+@pytest.mark.parametrize("filename", NAMES)
+@pytest.mark.parametrize("content_type", TYPES)
+def test_links_signed_before_the_upgrade_still_verify(filename: str, content_type: str) -> None:
+    # Handed out before the upgrade, live for up to a token lifetime: no control characters, so
+    # their fields are unambiguous.
+    signature = _first_form(b"old", "a/b.bin", 99, filename, content_type)
+    assert signing.verify([b"new", b"old"], "a/b.bin", 99, filename, signature, content_type)
+    assert not signing.verify([b"new", b"old"], "a/b.bin", 98, filename, signature, content_type)
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\x00b", "a\x7fb", "a\x85b", "\t"])
+def test_control_characters_are_never_signed_nor_verified(bad: str) -> None:
+    for field in ("object_key", "filename", "content_type"):
+        args = {"object_key": "a/b.bin", "filename": "r.pdf", "content_type": "application/pdf", field: bad}
+        with pytest.raises(ValueError):
+            signing.sign("http://h", b"k", args["object_key"], 99, args["filename"], args["content_type"])
+        first = _first_form(b"k", args["object_key"], 99, args["filename"], args["content_type"])
+        assert not signing.verify(b"k", args["object_key"], 99, args["filename"], first, args["content_type"])

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 from examtrail.auth import service
+from examtrail.core.body import body_limit
+from examtrail.core.errors import PayloadTooLarge
 from examtrail.core.media import media_type
 from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings
@@ -20,6 +22,10 @@ from examtrail.deps import AsyncEngineDep, RuntimeDep, in_write_session
 from examtrail.runtime import Runtime
 
 router = APIRouter(tags=["auth"])
+
+# A token request is a few short form fields: its body is capped far below other calls' (the
+# endpoints answer anyone, so an unauthenticated client cannot make the server parse megabytes).
+TOKEN_MAX_BODY_BYTES = 16 * 1024
 
 
 class TokenResponse(BaseModel):
@@ -64,6 +70,8 @@ async def _token_form(request: Request) -> dict[str, str]:
         return {}
     try:
         form = await request.form()
+    except PayloadTooLarge:
+        raise  # over TOKEN_MAX_BODY_BYTES (core.body.BodyLimit): 413, nothing issued
     except Exception:  # a body that is not the form it claims: no fields
         return {}
     return {key: value for key, value in form.items() if isinstance(value, str)}
@@ -124,6 +132,7 @@ _INSPERA_DOC: dict[str, Any] = {
     "or form). Without a client id or key: 401 `invalid_client`; wrong key: 401 `invalid_grant`.",
     openapi_extra=_INSPERA_DOC,
 )
+@body_limit(TOKEN_MAX_BODY_BYTES)
 async def inspera_token(
     request: Request, runtime: RuntimeDep, database: AsyncEngineDep, form: TokenForm
 ) -> JSONResponse:
@@ -169,6 +178,7 @@ _OAUTH_DOC: dict[str, Any] = {
     "wrong ones: 401 `invalid_grant`.",
     openapi_extra=_OAUTH_DOC,
 )
+@body_limit(TOKEN_MAX_BODY_BYTES)
 async def oauth_token(
     request: Request, runtime: RuntimeDep, database: AsyncEngineDep, form: TokenForm
 ) -> JSONResponse:

@@ -1,36 +1,129 @@
-"""Reading and validating JSON request bodies with a size limit and clear errors."""
+"""Request bodies: one size limit for every route, and JSON validation with clear errors.
+
+``BodyLimit`` is a pure ASGI layer: it counts a body's bytes as the server hands them over
+(chunked bodies too) and refuses one over the limit with a 413 ``payload_too_large`` before the
+route has it, whether the route reads it as FastAPI's body parameter, a form or by hand. A
+declared ``Content-Length`` over the limit is refused before any byte is read. The limit is
+``EXAMTRAIL_MAX_REQUEST_BYTES`` unless the route says otherwise (``body_limit``): a smaller cap
+(the token endpoints) or none here (the evidence-file upload, which streams to the object store
+and applies ``EXAMTRAIL_MAX_FILE_BYTES`` itself).
+
+The route is known only once the router has matched it, so the limit is resolved at the first
+read of the body: a route that never reads its body is never refused for it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from examtrail.core.errors import BadRequest, PayloadTooLarge, Unprocessable, validation_details
+from examtrail.core.errors import BadRequest, PayloadTooLarge, Unprocessable, error_body, validation_details
+from examtrail.core.responses import JSONResponse
 from examtrail.core.schemas import is_ascii_digits
 
 T = TypeVar("T")
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+# The endpoint attribute ``body_limit`` sets: a cap in bytes, or None (the route limits itself).
+_LIMIT_ATTRIBUTE = "examtrail_body_limit"
 
 
-def declares_more_than(request: Request, limit: int) -> bool:
+def body_limit(limit: int | None) -> Callable[[Endpoint], Endpoint]:
+    """Mark a route's endpoint: its bodies are capped at ``min(limit, EXAMTRAIL_MAX_REQUEST_BYTES)``,
+    or, with None, not limited by ``BodyLimit`` (the route reads and limits its body itself)."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, _LIMIT_ATTRIBUTE, limit)
+        return endpoint
+
+    return mark
+
+
+def declares_more_than(headers: Mapping[str, str], limit: int) -> bool:
     """Whether the request's ``Content-Length`` says its body is over ``limit`` bytes (refused
     before any of it is read; a body without one is counted as it streams)."""
-    declared = request.headers.get("content-length")
+    declared = headers.get("content-length")
     return declared is not None and is_ascii_digits(declared) and int(declared) > limit
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    if declares_more_than(request, limit):
-        raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise PayloadTooLarge(f"The request body exceeds {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body exceeds {limit} bytes.")
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    def _route_limit(self, scope: Scope) -> int | None:
+        # Set by the router on the shared scope before the endpoint runs (no route: the default).
+        route_limit = getattr(scope.get("endpoint"), _LIMIT_ATTRIBUTE, self.limit)
+        return None if route_limit is None else min(route_limit, self.limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit: int | None = None
+        resolved = False
+        received = 0
+        refused: int | None = None  # the limit the body went over
+        started = replaced = False
+
+        async def limited_receive() -> Message:
+            nonlocal limit, resolved, received, refused
+            if refused is not None:
+                raise too_large(refused)
+            if not resolved:
+                resolved = True
+                limit = self._route_limit(scope)
+                if limit is not None and declares_more_than(Headers(scope=scope), limit):
+                    refused = limit
+                    raise too_large(limit)
+            message = await receive()
+            if limit is not None and message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = limit
+                    raise too_large(limit)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return
+            if message["type"] == "http.response.start":
+                if refused is not None and not started:
+                    # Whatever the route answers once its body was refused (FastAPI turns an
+                    # unreadable body into a 400), the client gets the 413.
+                    replaced = True
+                    await self._refuse(refused, scope, receive, send)
+                    return
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if refused is None or started or replaced:
+                raise
+        if refused is not None and not started and not replaced:
+            await self._refuse(refused, scope, receive, send)
+
+    @staticmethod
+    async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+        error = too_large(limit)
+        # Closing the connection spares the server reading (and discarding) the rest of the body.
+        response = JSONResponse(
+            error_body(error.code, error.message),
+            status_code=error.status_code,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
 
 
 def validate_json(adapter: TypeAdapter[T], raw: bytes) -> T:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal, authenticate, check_scope
 from examtrail.core.batching import GroupCommitWriter, WriterStopped
-from examtrail.core.body import declares_more_than, read_limited, validate_json
+from examtrail.core.body import body_limit, declares_more_than, validate_json
 from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
@@ -142,7 +142,7 @@ _event_adapter = TypeAdapter(EventIn)
 
 async def _events_body(request: Request, runtime: RuntimeDep) -> list[EventIn] | EventBatch:
     settings = runtime.settings
-    raw = await read_limited(request, settings.max_request_bytes)
+    raw = await request.body()  # within EXAMTRAIL_MAX_REQUEST_BYTES (core.body.BodyLimit)
     if raw.lstrip()[:1] != b"[":
         # One event: validated as a batch's are (no model objects), else by EventIn (its errors).
         one = parse_event(raw)
@@ -293,6 +293,7 @@ def _commit(session: Session, unit: Callable[[Session], EventsResult]) -> Events
         }
     },
 )
+@body_limit(None)  # streamed to the object store within EXAMTRAIL_MAX_FILE_BYTES, checked here
 async def put_file(
     request: Request,
     test_id: TestId,
@@ -304,7 +305,7 @@ async def put_file(
     response: Response,
 ) -> AttachmentOut:
     limit = runtime.settings.max_file_bytes
-    if declares_more_than(request, limit):
+    if declares_more_than(request.headers, limit):
         raise _file_too_large(limit)
     content_type = service.checked_content_type(request.headers.get("content-type"))
     uploads = service.FileUploads(runtime.sessions, runtime.store, limit, principal.client_id)

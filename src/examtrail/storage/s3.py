@@ -35,7 +35,11 @@ from examtrail.storage.sigv4 import S3Presigner, response_query
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.literals import BucketLocationConstraintType
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import (
+        CompletedPartTypeDef,
+        MultipartUploadTypeDef,
+        ObjectIdentifierTypeDef,
+    )
 
 MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
@@ -76,13 +80,19 @@ def _error_code(exc: Exception) -> str:
     return exc.code if isinstance(exc, S3Error) else type(exc).__name__
 
 
+class UploadGone(StorageError):
+    """The multipart upload no longer exists (S3's ``NoSuchUpload``: completed or aborted)."""
+
+
 @contextmanager
 def _translate(action: str) -> Iterator[None]:
     """Re-raise client failures as StorageError with a short, credential-free message."""
     try:
         yield
     except _client_errors() as exc:
-        raise StorageError(f"S3 {action} failed: {_error_code(exc)}") from exc
+        code = _error_code(exc)
+        error = UploadGone if code == "NoSuchUpload" else StorageError
+        raise error(f"S3 {action} failed: {code}") from exc
 
 
 def content_disposition(filename: str) -> str:
@@ -500,22 +510,66 @@ class S3ObjectStore:
             raise StorageError(f"S3 creation of bucket {self.bucket!r} failed: {code}") from exc
 
     def sweep_temporaries(self, older_than_seconds: float) -> int:
-        """Abort multipart uploads under this store's prefix started more than
-        ``older_than_seconds`` ago (a killed writer's parts; never visible as objects)."""
+        """Abort the multipart uploads under this store's prefix idle for more than
+        ``older_than_seconds``: started that long ago with no part stored since (a killed writer's
+        parts; never visible as objects).
+
+        An upload being written stores a part every ``part_size`` bytes, so the time of its last
+        part keeps it fresh, as a live write's mtime does in the local store; this holds for the
+        uploads of every process sharing the bucket, which no registry in this process knows."""
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
-        with _translate(f"listing of pending uploads in {self.bucket!r}"):
-            listed = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self._full_prefix(""))
         removed = 0
-        for upload in listed.get("Uploads", []):
+        for upload in self._pending_uploads():
             initiated = upload.get("Initiated")
-            if initiated is None or initiated >= cutoff:
+            key, upload_id = str(upload.get("Key")), str(upload.get("UploadId"))
+            if initiated is None or initiated >= cutoff or self._part_stored_since(key, upload_id, cutoff):
                 continue
-            with _translate(f"abort of a stale upload of {upload.get('Key')!r}"):
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=str(upload.get("Key")), UploadId=str(upload.get("UploadId"))
-                )
+            try:
+                with _translate(f"abort of a stale upload of {key!r}"):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except UploadGone:
+                continue  # completed or aborted meanwhile
             removed += 1
         return removed
+
+    def _pending_uploads(self) -> Iterator[MultipartUploadTypeDef]:
+        """Every multipart upload under this store's prefix, page after page (1,000 a page)."""
+        prefix = self._full_prefix("")
+        markers: tuple[str, str] | None = None
+        while True:
+            with _translate(f"listing of pending uploads in {self.bucket!r}"):
+                if markers is None:
+                    page = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+                else:
+                    page = self.client.list_multipart_uploads(
+                        Bucket=self.bucket, Prefix=prefix, KeyMarker=markers[0], UploadIdMarker=markers[1]
+                    )
+            yield from page.get("Uploads", [])
+            following = (page.get("NextKeyMarker", ""), page.get("NextUploadIdMarker", ""))
+            # A store that names no next page, or the same one again, has no more to give.
+            if not page.get("IsTruncated") or not following[0] or following == markers:
+                return
+            markers = following
+
+    def _part_stored_since(self, key: str, upload_id: str, cutoff: datetime) -> bool:
+        """Whether a part of the upload was stored at ``cutoff`` or later (the upload is live);
+        an upload gone meanwhile (completed or aborted) counts as live: nothing to abort."""
+        marker = 0
+        while True:
+            try:
+                with _translate(f"listing of the parts of an upload of {key!r}"):
+                    page = self.client.list_parts(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker
+                    )
+            except UploadGone:
+                return True
+            modified = (part.get("LastModified") for part in page.get("Parts", []))
+            if any(when is not None and when >= cutoff for when in modified):
+                return True
+            next_marker = page.get("NextPartNumberMarker", 0)
+            if not page.get("IsTruncated") or not next_marker or next_marker == marker:
+                return False
+            marker = next_marker
 
     def check(self) -> None:
         with _translate(f"check of bucket {self.bucket!r}"):

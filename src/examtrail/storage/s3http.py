@@ -475,8 +475,15 @@ class LightS3Client:
         )
         return {}
 
-    def list_multipart_uploads(self, *, Bucket: str, Prefix: str = "") -> dict[str, Any]:
-        root = self._xml("ListMultipartUploads", "GET", Bucket, query={"uploads": "", "prefix": Prefix})
+    def list_multipart_uploads(
+        self, *, Bucket: str, Prefix: str = "", KeyMarker: str = "", UploadIdMarker: str = ""
+    ) -> dict[str, Any]:
+        query = {"uploads": "", "prefix": Prefix}
+        if KeyMarker:
+            query["key-marker"] = KeyMarker
+        if UploadIdMarker:
+            query["upload-id-marker"] = UploadIdMarker
+        root = self._xml("ListMultipartUploads", "GET", Bucket, query=query)
         uploads = [
             {
                 "Key": _child_text(item, "Key"),
@@ -485,4 +492,32 @@ class LightS3Client:
             }
             for item in _children(root, "Upload")
         ]
-        return {"Uploads": uploads} if uploads else {}
+        page: dict[str, Any] = {"IsTruncated": _child_text(root, "IsTruncated") == "true"}
+        if uploads:
+            page["Uploads"] = uploads
+        for field in ("NextKeyMarker", "NextUploadIdMarker"):
+            if value := _child_text(root, field):
+                page[field] = value
+        return page
+
+    def list_parts(
+        self, *, Bucket: str, Key: str, UploadId: str, PartNumberMarker: int = 0
+    ) -> dict[str, Any]:
+        query = {"uploadId": UploadId}
+        if PartNumberMarker:
+            query["part-number-marker"] = str(PartNumberMarker)
+        root = self._xml("ListParts", "GET", Bucket, Key, query=query)
+        parts = [
+            {
+                "PartNumber": int(_child_text(item, "PartNumber") or 0),
+                "LastModified": _timestamp(_child_text(item, "LastModified")),
+                "Size": int(_child_text(item, "Size") or 0),
+            }
+            for item in _children(root, "Part")
+        ]
+        page: dict[str, Any] = {"IsTruncated": _child_text(root, "IsTruncated") == "true"}
+        if parts:
+            page["Parts"] = parts
+        if marker := _child_text(root, "NextPartNumberMarker"):
+            page["NextPartNumberMarker"] = int(marker)
+        return page
