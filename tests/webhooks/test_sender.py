@@ -22,8 +22,10 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from examtrail.core import crypto
+from examtrail.core.settings import Settings
 from examtrail.webhooks import sender
 from examtrail.webhooks.service import retry_delay
+from tests.support.receiver import Receiver, Step
 
 
 @pytest.mark.parametrize(
@@ -265,3 +267,27 @@ def test_https_to_a_pinned_address_keeps_the_tls_name(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("schedule", ["", "[]", "0,-5", "[5, -1]"])
+def test_a_retry_schedule_without_attempts_or_with_negative_waits_is_refused(schedule: str) -> None:
+    """Finding 3: an empty schedule was accepted, and a Retry-After answer then crashed the
+    recording of the attempt (``max(3600, *[])``) after the request had left: the delivery
+    stayed claimed and was sent again after every lease, unlogged, forever."""
+    with pytest.raises(ValueError, match="webhook_retry_schedule"):
+        Settings(_env_file=None, webhook_retry_schedule=schedule)
+    assert retry_delay([], 1, 30.0) is None  # and no schedule never raises
+
+
+def test_the_documented_retry_schedule_is_the_default() -> None:
+    assert Settings(_env_file=None).webhook_retry_schedule == [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+@pytest.mark.parametrize("mode", ["close", "reset", "partial"])
+def test_a_connection_cut_before_the_answer_is_described(receiver: Receiver, mode: str) -> None:
+    """A reset used to be logged as a bare ``ReadError: ``."""
+    receiver.configure("/cut", script=[Step(200, mode=mode)])
+    result = sender.post(receiver.url("/cut"), b"{}", {}, timeout=5, allow_private=True)
+    assert result.status_code is None and not result.ok
+    assert result.error is not None
+    assert not result.error.rstrip().endswith(":"), result.error
