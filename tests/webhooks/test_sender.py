@@ -6,6 +6,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import logging
 import ssl
 import threading
 from datetime import UTC, datetime, timedelta
@@ -22,9 +23,11 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from examtrail.core import crypto
+from examtrail.core.logging import logging_config
 from examtrail.core.settings import Settings
 from examtrail.webhooks import sender
 from examtrail.webhooks.service import retry_delay
+from tests.support.logs import configured_levels
 from tests.support.receiver import Receiver, Step
 
 
@@ -291,3 +294,16 @@ def test_a_connection_cut_before_the_answer_is_described(receiver: Receiver, mod
     assert result.status_code is None and not result.ok
     assert result.error is not None
     assert not result.error.rstrip().endswith(":"), result.error
+
+
+def test_the_endpoint_url_is_not_logged(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    """Finding 4: httpx logged every webhook request's URL at INFO, and an endpoint's path or
+    query may carry the receiver's own token (the audit log keeps only the host for that reason)."""
+    loggers = logging_config(Settings(_env_file=None, log_level="DEBUG"))["loggers"]
+    caplog.set_level(logging.DEBUG)
+    with configured_levels(loggers):
+        result = sender.post(
+            receiver.url("/hook?receiver_key=query-token-1234"), b"{}", {}, timeout=5, allow_private=True
+        )
+    assert result.status_code == 200
+    assert "query-token-1234" not in caplog.text
