@@ -9,7 +9,9 @@ tests drive it with the ``Receiver`` class below, which talks to its control end
   the n-th call to ``path`` (counting from this call) answers ``sequence[n]`` while there
   is one, then ``status``; non-2xx answers carry ``Retry-After`` when given; ``delay``
   seconds pass before answering (slow endpoints: a large ``delay`` is a hanging one);
-  ``drip`` > 0 sends the answer one byte every ``drip`` seconds (a dribbling endpoint).
+  ``drip`` > 0 sends the answer one byte every ``drip`` seconds (a dribbling endpoint);
+  ``script``: the n-th call answers ``script[n]`` (a dict, see ``Step``) while there is one
+  (a misbehaving endpoint: huge bodies, redirects, connections closed or reset mid-answer).
 * ``GET  /_control/requests``  -> every recorded request (body base64)
 * ``POST /_control/reset``     -> forget requests and behaviours
 
@@ -21,6 +23,8 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -39,6 +43,37 @@ CONTROL = "/_control/"
 # --- the program -----------------------------------------------------------------------
 
 
+# How a scripted call ends (``Step.mode``):
+#   answer   - the status, headers and a body of ``body_size`` bytes;
+#   close    - the connection is closed without a byte of answer;
+#   reset    - the connection is reset (RST) without a byte of answer;
+#   partial  - half a status line, then a reset;
+#   truncate - status line and headers announcing more body than is sent, then a reset.
+MODES = ("answer", "close", "reset", "partial", "truncate")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scripted answer."""
+
+    status: int = 200
+    mode: str = "answer"
+    retry_after: str | None = None
+    location: str | None = None
+    delay: float = 0.0
+    body_size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "mode": self.mode,
+            "retry_after": self.retry_after,
+            "location": self.location,
+            "delay": self.delay,
+            "body_size": self.body_size,
+        }
+
+
 @dataclass
 class Behaviour:
     status: int = 200
@@ -46,6 +81,7 @@ class Behaviour:
     retry_after: str | None = None
     delay: float = 0.0
     drip: float = 0.0
+    script: list[Step] = field(default_factory=list)
     calls: int = 0
 
 
@@ -103,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
                 retry_after=spec.get("retry_after"),
                 delay=float(spec.get("delay", 0.0)),
                 drip=float(spec.get("drip", 0.0)),
+                script=[Step(**step) for step in spec.get("script", [])],
             )
             with state.lock:
                 state.behaviours[spec["path"]] = behaviour
@@ -122,6 +159,7 @@ class Handler(BaseHTTPRequestHandler):
             index = behaviour.calls
             behaviour.calls += 1
             status = behaviour.sequence[index] if index < len(behaviour.sequence) else behaviour.status
+            step = behaviour.script[index] if index < len(behaviour.script) else None
             record: dict[str, Any] = {
                 "seq": len(state.records),
                 "time": time.time(),
@@ -130,9 +168,13 @@ class Handler(BaseHTTPRequestHandler):
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": base64.b64encode(body).decode(),
                 "status": None,  # filled in once answered
+                "mode": step.mode if step is not None else None,
             }
             state.records.append(record)
             delay, retry_after, drip = behaviour.delay, behaviour.retry_after, behaviour.drip
+        if step is not None:
+            self._scripted(step, record)
+            return
         if delay:
             time.sleep(delay)
         if drip:
@@ -144,6 +186,57 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with state.lock:
                 record["status"] = status
+
+    def _scripted(self, step: Step, record: dict[str, Any]) -> None:
+        """Answer (or not) as ``step`` says; ``record["status"]`` is the status sent, or -1."""
+        if step.delay:
+            time.sleep(step.delay)
+        answered = -1
+        try:
+            if step.mode == "answer":
+                self._send_head(step, step.body_size)
+                chunk = b"x" * 65536
+                left = step.body_size
+                while left > 0:
+                    self.wfile.write(chunk[: min(left, len(chunk))])
+                    left -= len(chunk)
+                self.wfile.flush()
+                answered = step.status
+            elif step.mode == "truncate":
+                self._send_head(step, step.body_size + 1000)
+                self.wfile.write(b"x" * 10)
+                self.wfile.flush()
+                answered = step.status
+                self._reset()
+            elif step.mode == "partial":
+                self.wfile.write(b"HTTP/1.1 2")
+                self.wfile.flush()
+                self._reset()
+            elif step.mode == "reset":
+                self._reset()
+            else:  # close
+                self.wfile.flush()
+        except OSError:  # the sender gave up first (a slow answer past its deadline)
+            answered = -1
+        self.close_connection = True
+        with self.state.lock:
+            record["status"] = answered
+
+    def _send_head(self, step: Step, length: int) -> None:
+        self.send_response(step.status)
+        self.send_header("content-type", "application/octet-stream")
+        self.send_header("content-length", str(length))
+        if step.retry_after is not None:
+            self.send_header("retry-after", step.retry_after)
+        if step.location is not None:
+            self.send_header("location", step.location)
+        self.end_headers()
+
+    def _reset(self) -> None:
+        """Abort the connection with a TCP reset (SO_LINGER 0), not an orderly close."""
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _drip(self, status: int, drip: float, record: dict[str, Any]) -> None:
         """Answer one byte at a time: a long header dribbled out, every byte well within a read timeout."""
@@ -186,6 +279,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int | None
+    mode: str | None = None  # the scripted step's mode, for scripted calls
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -265,6 +359,7 @@ class Receiver:
         retry_after: str | None = None,
         delay: float = 0.0,
         drip: float = 0.0,
+        script: list[Step] | None = None,
     ) -> None:
         """How ``path`` answers from now on (its call counter restarts)."""
         answers = list(sequence or []) or [fail_status] * fail_first
@@ -275,6 +370,7 @@ class Receiver:
             "retry_after": retry_after,
             "delay": delay,
             "drip": drip,
+            "script": [step.as_dict() for step in script or []],
         }
         self._call("POST", "behaviour", spec)
 
@@ -291,6 +387,7 @@ class Receiver:
                 headers=r["headers"],
                 body=base64.b64decode(r["body"]),
                 status=r["status"],
+                mode=r.get("mode"),
             )
             for r in self._call("GET", "requests")
         ]

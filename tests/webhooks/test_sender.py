@@ -6,6 +6,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import logging
 import ssl
 import threading
 from datetime import UTC, datetime, timedelta
@@ -22,8 +23,12 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from examtrail.core import crypto
+from examtrail.core.logging import logging_config
+from examtrail.core.settings import Settings
 from examtrail.webhooks import sender
 from examtrail.webhooks.service import retry_delay
+from tests.support.logs import configured_levels
+from tests.support.receiver import Receiver, Step
 
 
 @pytest.mark.parametrize(
@@ -265,3 +270,40 @@ def test_https_to_a_pinned_address_keeps_the_tls_name(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("schedule", ["", "[]", "0,-5", "[5, -1]"])
+def test_a_retry_schedule_without_attempts_or_with_negative_waits_is_refused(schedule: str) -> None:
+    """Finding 3: an empty schedule was accepted, and a Retry-After answer then crashed the
+    recording of the attempt (``max(3600, *[])``) after the request had left: the delivery
+    stayed claimed and was sent again after every lease, unlogged, forever."""
+    with pytest.raises(ValueError, match="webhook_retry_schedule"):
+        Settings(_env_file=None, webhook_retry_schedule=schedule)
+    assert retry_delay([], 1, 30.0) is None  # and no schedule never raises
+
+
+def test_the_documented_retry_schedule_is_the_default() -> None:
+    assert Settings(_env_file=None).webhook_retry_schedule == [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+@pytest.mark.parametrize("mode", ["close", "reset", "partial"])
+def test_a_connection_cut_before_the_answer_is_described(receiver: Receiver, mode: str) -> None:
+    """A reset used to be logged as a bare ``ReadError: ``."""
+    receiver.configure("/cut", script=[Step(200, mode=mode)])
+    result = sender.post(receiver.url("/cut"), b"{}", {}, timeout=5, allow_private=True)
+    assert result.status_code is None and not result.ok
+    assert result.error is not None
+    assert not result.error.rstrip().endswith(":"), result.error
+
+
+def test_the_endpoint_url_is_not_logged(receiver: Receiver, caplog: pytest.LogCaptureFixture) -> None:
+    """Finding 4: httpx logged every webhook request's URL at INFO, and an endpoint's path or
+    query may carry the receiver's own token (the audit log keeps only the host for that reason)."""
+    loggers = logging_config(Settings(_env_file=None, log_level="DEBUG"))["loggers"]
+    caplog.set_level(logging.DEBUG)
+    with configured_levels(loggers):
+        result = sender.post(
+            receiver.url("/hook?receiver_key=query-token-1234"), b"{}", {}, timeout=5, allow_private=True
+        )
+    assert result.status_code == 200
+    assert "query-token-1234" not in caplog.text

@@ -203,6 +203,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+            # httpx logs every request's full URL at INFO: a webhook endpoint's path or query
+            # may carry the receiver's token. The sender logs each attempt itself, without it.
+            "httpx": {"handlers": [], "propagate": True, "level": "WARNING"},
         },
     }
 

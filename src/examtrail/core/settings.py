@@ -79,9 +79,10 @@ class Settings(BaseSettings):
     webhook_verify_threads: int = Field(default=16, ge=1, le=256)
     # Threads per process that send webhooks (their own queue lane, apart from exports).
     webhook_threads: int = Field(default=2, ge=1, le=64)
-    # Comma-separated seconds in the environment ("0,5,300"); JSON lists work too.
-    webhook_retry_schedule: Annotated[list[int], NoDecode] = Field(
-        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+    # Comma-separated seconds in the environment ("0,5,300"); JSON lists work too. One entry
+    # per attempt, so at least one; no negative waits.
+    webhook_retry_schedule: Annotated[list[Annotated[int, Field(ge=0)]], NoDecode] = Field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000], min_length=1
     )
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
 

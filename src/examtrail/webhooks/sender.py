@@ -246,7 +246,9 @@ def _describe_error(exc: Exception, timeout: float) -> str:
         text = str(exc).strip() or "connection failed"
         return f"connection failed: {text}"[:500]
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:500]
+    # A reset connection often comes without a message ("ReadError: " tells the log nothing).
+    detail = lines[0] if lines else "the connection was closed or reset before a complete answer"
+    return f"{type(exc).__name__}: {detail}"[:500]
 
 
 # Name resolution runs here, so a resolver that hangs can be abandoned at the deadline

@@ -515,7 +515,7 @@ def _send(runtime: Runtime, prepared: _Prepared) -> sender.SendResult:
 def retry_delay(schedule: list[int], cycle_attempt: int, retry_after: float | None) -> float | None:
     """Seconds until the next attempt after the ``cycle_attempt``-th failed; None: give up."""
     if retry_after is not None:
-        retry_after = min(retry_after, max(RETRY_AFTER_CAP_SECONDS, *schedule))
+        retry_after = min(retry_after, max([RETRY_AFTER_CAP_SECONDS, *schedule]))
     return leases.backoff(schedule, cycle_attempt, retry_after=retry_after)
 
 
@@ -570,11 +570,13 @@ def _record(
     )
     with transaction(runtime.sessions) as session:
         settled = repository.settle(session, prepared.delivery_id, owner, values)
-        # The attempt happened, so it is logged, unless the delivery is gone (subscription deleted).
-        if settled or repository.delivery_exists(session, prepared.delivery_id):
-            repository.add_attempt(session, attempt)
         if not settled:
-            # Our lease ran out and another sender took over: it decides what happens next.
+            # Our lease ran out and another sender took over: it decides what happens next,
+            # so this attempt scheduled nothing. The attempt happened, so it is logged,
+            # unless the delivery is gone (subscription deleted).
+            attempt.next_retry_at = None
+            if repository.delivery_exists(session, prepared.delivery_id):
+                repository.add_attempt(session, attempt)
             return None
         if result.ok:
             repository.clear_failing(session, prepared.subscription_id)
@@ -592,7 +594,10 @@ def _record(
                     f"every delivery failed since {format_dt(since)} "
                     f"(more than {settings.webhook_disable_after_days:g} days)",
                 )
+                # Disabling cancelled this delivery too: the log must not promise a retry.
                 retry_in = None
+                attempt.next_retry_at = None
+        repository.add_attempt(session, attempt)
     return retry_in
 
 
