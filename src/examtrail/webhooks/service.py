@@ -592,7 +592,7 @@ def _record(
                     prepared.subscription_id,
                     now,
                     f"every delivery failed since {format_dt(since)} "
-                    f"(more than {settings.webhook_disable_after_days:g} days)",
+                    f"(more than {_days(settings.webhook_disable_after_days)})",
                 )
                 # Disabling cancelled this delivery too: the log must not promise a retry.
                 retry_in = None
@@ -655,3 +655,7 @@ def dispatch_due(runtime: Runtime) -> int:
     for delivery_id in ids:
         runtime.queue.send(DELIVER_TASK, delivery_id)
     return len(ids)
+
+
+def _days(days: float) -> str:
+    return f"{days:g} day" if days == 1 else f"{days:g} days"
