@@ -186,3 +186,32 @@ def test_a_finished_export_is_reused_only_while_retention_keeps_it_past_the_toke
     assert (
         http.get(f"/v1/test/{TEST_ID}/events/{first['jobId']}", headers=headers).json()["status"] == "expired"
     )
+
+
+def test_the_status_says_when_the_files_links_expire(
+    http: TestClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """A file is immutable: polled with a newer token, its download link is new, but the
+    evidence-file links inside it keep the expiry they were written with, and the status says so."""
+    _seed(http, headers)
+    client_id, _ = create_client(runtime)
+    short = mint_token(runtime, client_id, ttl_seconds=720)
+    first = _export(http, short)
+    links = _attachment_links(fetch(http, first["downloadUrl"]).content)
+    written = _parse_ts(first["attachmentLinksExpire"])
+    assert abs(written - min(_expiry(link) for link in links)) <= 1
+
+    fresh = mint_token(runtime, client_id, ttl_seconds=3600)
+    polled = http.get(f"/v1/test/{TEST_ID}/events", params={"jobId": first["jobId"]}, headers=fresh).json()
+    assert polled["attachmentLinksExpire"] == first["attachmentLinksExpire"]
+    assert _parse_ts(polled["downloadUrlExpires"]) > written + 2400  # the link is the new token's
+
+    # A file without evidence-file links has none to expire.
+    seed_test(http, headers, TEST_ID + 1, candidates=1, events_per_candidate=1)
+    ordered = http.post(f"/v1/test/{TEST_ID + 1}/events", headers=headers).json()
+    plain = wait_for_job(http, headers, TEST_ID + 1, ordered["jobId"])
+    assert plain["status"] == "finished" and plain["attachmentLinksExpire"] is None
+
+
+def _parse_ts(value: str) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())

@@ -36,6 +36,13 @@ class ExportJobOut(BaseModel):
         description="Present when finished (never when expired); expires with the caller's token"
     )
     downloadUrlExpires: Timestamp | None
+    attachmentLinksExpire: Timestamp | None = Field(
+        default=None,
+        description="When finished and the file holds evidence-file links (`presignedUrl`): when "
+        "those links expire. They were signed when the file was written, for the token that "
+        "ordered it (or a later one that joined it); a newer token does not extend them: order "
+        "a new export for fresh links",
+    )
     fileSize: int | None
     sha256: str | None
     error: ExportError | None = Field(description="Why the export failed (only when `failed`)")

@@ -318,6 +318,7 @@ def job_status(job: ExportJob, store: ObjectStore, url_expires_at: datetime | No
         finished=format_dt(job.finished_at),
         downloadUrl=url,
         downloadUrlExpires=format_dt(url_expires_at) if url else None,
+        attachmentLinksExpire=format_dt(job.links_expire_at) if finished and job.files_written else None,
         fileSize=job.file_size if job.status == JobStatus.FINISHED else None,
         sha256=job.sha256 if job.status == JobStatus.FINISHED else None,
         error=ExportError(code=job.error_code or "", message=job.error_message or "") if failed else None,
