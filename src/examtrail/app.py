@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -25,6 +25,7 @@ from examtrail.core.body import BodyLimit
 from examtrail.core.db import build_async_engine, build_pg_pool, utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
+from examtrail.core.query import single_query_values
 from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
 from examtrail.core.slashes import install_relative_slash_redirects
@@ -125,6 +126,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=operation_id,
+        # A one-value query parameter given twice is a 422, not its last value (core.query).
+        dependencies=[Depends(single_query_values)],
     )
     install_error_handlers(app)
     install_relative_slash_redirects(app)

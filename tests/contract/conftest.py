@@ -62,8 +62,9 @@ def live_api(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     )
     migrated = run_cli(["db", "upgrade"], env)
     assert migrated.returncode == 0, migrated.stderr
+    # Every scope: the erasure, legal hold and audit calls are fuzzed too, not only refused (403).
     created = run_cli(
-        ["clients", "create", "--tenant", "contract", "--scopes", "ingest,export", "--json"], env
+        ["clients", "create", "--tenant", "contract", "--scopes", "ingest,export,erase,audit", "--json"], env
     )
     assert created.returncode == 0, created.stderr
     credentials = json.loads(created.stdout)

@@ -60,8 +60,8 @@ def _job_id_of(request: Request) -> str | None:
     job_id = request.path_params.get("jobId")
     if job_id is None:
         query = request.query_params
-        if len(query) != 1:
-            return None
+        if len(query.multi_items()) != 1:
+            return None  # other parameters, or jobId twice: the regular handler answers
         job_id = query.get("jobId")
     if not isinstance(job_id, str) or not 0 < len(job_id) <= 64 or _CONTROL.search(job_id):
         return None  # the regular handler refuses it (422), as JobId's limits say
