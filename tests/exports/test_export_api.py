@@ -134,7 +134,7 @@ def hold_queued_job(runtime: Runtime, test_id: int) -> str:
         principal = Principal(
             require_tenant(session), "et_test", frozenset({"export"}), utcnow() + timedelta(hours=1)
         )
-        job = order_export(session, principal, test_id).job
+        job = order_export(session, principal, test_id, reuse=True, retention_days=0).job
         job.not_before = utcnow() + timedelta(hours=1)
         return job.id
 
@@ -261,7 +261,7 @@ def test_job_lease_lost_is_recovered(http: TestClient, headers: dict[str, str], 
         from examtrail.exports.service import order_export
 
         principal = Principal(tenant_id, "et_test", frozenset({"export"}), utcnow() + timedelta(hours=1))
-        job = order_export(session, principal, 16).job
+        job = order_export(session, principal, 16, reuse=True, retention_days=0).job
         job.status = "running"
         job.attempts = 1
         job.lease_owner = "dead-worker"

@@ -296,7 +296,7 @@ def test_concurrent_orders_create_one_job(runtime: Runtime) -> None:
 
     def order(_: int) -> str:
         with transaction(runtime.sessions) as session:
-            return service.order_export(session, principal, 30).job.id
+            return service.order_export(session, principal, 30, reuse=True, retention_days=0).job.id
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         ids = set(pool.map(order, range(16)))

@@ -100,7 +100,7 @@ def _principal(runtime: Runtime, minutes: int) -> Principal:
 def _order_quietly(runtime: Runtime, principal: Principal) -> service.Ordered:
     """Ordered but never enqueued: the test plays the worker."""
     with transaction(runtime.sessions) as session:
-        return service.order_export(session, principal, TEST_ID)
+        return service.order_export(session, principal, TEST_ID, reuse=True, retention_days=0)
 
 
 def _job(runtime: Runtime, job_id: str) -> ExportJob:
@@ -157,6 +157,20 @@ def test_a_running_export_is_joined_only_when_its_links_cover_the_token(
         assert repository.claim(session, second.job.id, "worker-y", utcnow(), timedelta(minutes=5))
     assert _order_quietly(runtime, early).job.id == second.job.id
     assert _job(runtime, second.job.id).links_expire_at == late.expires_at
+
+
+def test_a_running_export_without_files_is_joined_whatever_the_token(
+    http: TestClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """No evidence file in the test, no link in the file that could expire before a newer
+    token: a running export is shared rather than written a second time."""
+    seed_test(http, headers, TEST_ID, candidates=1, events_per_candidate=2)
+    early, late = _principal(runtime, 12), _principal(runtime, 60)
+    first = _order_quietly(runtime, early)
+    with transaction(runtime.sessions) as session:
+        assert repository.claim(session, first.job.id, "worker-x", utcnow(), timedelta(minutes=5))
+    joined = _order_quietly(runtime, late)
+    assert not joined.created and joined.job.id == first.job.id
 
 
 @pytest.mark.settings(export_retention_days=30)

@@ -299,7 +299,7 @@ def test_an_export_running_during_the_erasure_cannot_publish_its_file(
     principal = Principal(_tenant_id(runtime), "test", frozenset({"export"}), utcnow() + timedelta(hours=1))
     with transaction(runtime.sessions) as session:
         # Ordered but not enqueued: this test plays the worker that claims it.
-        job_id = exports_service.order_export(session, principal, 42).job.id
+        job_id = exports_service.order_export(session, principal, 42, reuse=True, retention_days=0).job.id
     with transaction(runtime.sessions) as session:
         assert exports_repository.claim(session, job_id, "worker-x", utcnow(), timedelta(minutes=5))
 
@@ -359,7 +359,9 @@ def test_a_queued_export_is_not_claimed_while_an_erasure_is_being_accepted(
         _tenant_id(runtime), "test", frozenset({"export", "erase"}), utcnow() + timedelta(hours=1)
     )
     with transaction(runtime.sessions) as session:
-        job_id = exports_service.order_export(session, principal, 42).job.id  # never enqueued
+        job_id = exports_service.order_export(
+            session, principal, 42, reuse=True, retention_days=0
+        ).job.id  # never enqueued
 
     with transaction(runtime.sessions) as erasing:
         accepted = service.erase_candidate(erasing, principal, 42, 100)

@@ -72,14 +72,14 @@ def order_export(
     test_id: int,
     options: ExportOptions = DEFAULT_OPTIONS,
     *,
-    reuse: bool = True,
-    retention_days: int = 0,
+    reuse: bool,
+    retention_days: int,
 ) -> Ordered:
     """Schedule an export with ``options``. An export of the same test with the same options
     already queued or running is returned instead (one running only when the links it writes
     last as long as the caller's token); so is a finished one when nothing was ingested on the
     test since its snapshot, its attachment links last as long as the caller's token, and
-    retention (``retention_days``, 0: never) keeps its file at least that long too."""
+    retention (``retention_days``; 0: files are kept for good) keeps its file at least that long too."""
     # Locking the test row makes "is one under way? else create" atomic across API processes.
     test = require_test(session, principal.tenant_id, test_id, lock=True)
     if options.since is not None:
@@ -183,6 +183,10 @@ def _joined(session: Session, job: ExportJob, principal: Principal) -> bool:
     file holds must stay valid as long as the caller's token (and so its download link)."""
     if job.links_expire_at >= principal.expires_at:
         return True
+    # A file without evidence-file links has nothing that expires before the caller's token
+    # (files are immutable; only an erasure removes them, and it expires this job too).
+    if job.status == JobStatus.RUNNING:
+        return not read_model.has_files(session.connection(), job.test_pk)
     # A queued job's links are not written yet: the worker reads ``links_expire_at`` when it
     # claims the job, so raise it, unless a worker claimed it meanwhile (then it is too late).
     if job.status == JobStatus.QUEUED and repository.extend_links(session, job.id, principal.expires_at):

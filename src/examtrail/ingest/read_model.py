@@ -158,6 +158,12 @@ def changed_since(connection: Connection, test_pk: int, mark: ChangeMark) -> boo
     return bool(connection.exec_driver_sql(sql).scalar_one())
 
 
+def has_files(connection: Connection, test_pk: int) -> bool:
+    """Whether any event of the test has an evidence file."""
+    sql = "SELECT EXISTS (SELECT 1 FROM events WHERE test_pk = :test_pk AND file_count > 0)"
+    return bool(connection.execute(text(sql), {"test_pk": test_pk}).scalar_one())
+
+
 def count_candidates(connection: Connection, test_pk: int, flt: EventFilter = NO_FILTER) -> int:
     params = _Params(test_pk=test_pk)
     where = flt.candidate_sql(params)
