@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+import pytest
+from alembic import command
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from examtrail.core.migrate import current, downgrade, upgrade
-from examtrail.core.settings import Settings
+from examtrail.core.migrate import alembic_config, current, downgrade, upgrade
+from examtrail.core.settings import Settings, get_settings
 from tests.support import db
 
 
@@ -63,9 +65,13 @@ def test_backfills_received_at_and_goes_down_and_up(tmp_path: Path) -> None:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_a_downgrade_keeps_the_rows_of_rebuilt_tables(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", ["examtrail", "alembic"])
+def test_a_downgrade_keeps_the_rows_of_rebuilt_tables(
+    tmp_path: Path, runner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On SQLite a batch ALTER rebuilds a table (copy, DROP, rename): the DROP must not cascade to
-    the rows that reference it (0007's downgrade rebuilds ``events``, 0003's ``candidates``)."""
+    the rows that reference it (0007's downgrade rebuilds ``events``, 0003's ``candidates``),
+    whether the migrations run through ``examtrail db`` or a plain Alembic command."""
     if db.backend() == "postgresql":
         name = db.pg_database_name("downkeep")
         url = db.recreate_pg_database(name)
@@ -101,7 +107,16 @@ def test_a_downgrade_keeps_the_rows_of_rebuilt_tables(tmp_path: Path) -> None:
                 {"h": "0" * 64, "c": created},
             )
 
-        downgrade(settings, "0002")
+        if runner == "alembic":
+            # Alembic's own command: no connection handed over, the environment opens one.
+            monkeypatch.setenv("EXAMTRAIL_DATABASE_URL", url)
+            get_settings.cache_clear()
+            try:
+                command.downgrade(alembic_config(), "0002")
+            finally:
+                get_settings.cache_clear()
+        else:
+            downgrade(settings, "0002")
         engine.dispose()
         assert _row_counts(engine) == (1, 1, 1)
         upgrade(settings, "head")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from alembic import command
 from alembic.config import Config
@@ -32,26 +33,40 @@ def downgrade(settings: Settings, revision: str) -> None:
 def _step(settings: Settings, step: Callable[[Config, str], None], revision: str) -> None:
     """Run Alembic's ``step`` to ``revision`` in one transaction."""
     engine = build_engine(settings)
-    sqlite = engine.dialect.name == "sqlite"
     try:
-        with engine.connect() as connection:
-            if sqlite:
-                # A batch ALTER on SQLite rebuilds the table (copy, DROP, rename): with foreign
-                # keys on, the DROP would cascade and delete every child row (events' files,
-                # a test's candidates). The pragma only works outside a transaction.
-                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
-            try:
-                with connection.begin():
-                    config = alembic_config()
-                    config.attributes["connection"] = connection
-                    step(config, revision)
-                    if sqlite:
-                        _check_foreign_keys(connection)
-            finally:
-                if sqlite:
-                    connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+        with migration_transaction(engine) as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            step(config, revision)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction for migrations (committed if the block succeeds).
+
+    On SQLite foreign keys are off meanwhile: a batch ALTER rebuilds the table (copy, DROP,
+    rename), and with them on the DROP would cascade and delete every child row (events'
+    files, a test's candidates). The pragma only works outside a transaction; the references
+    are checked before the commit instead."""
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            _foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    _check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                _foreign_keys(connection, on=True)
+
+
+def _foreign_keys(connection: Connection, *, on: bool) -> None:
+    # At the driver: through SQLAlchemy the statement would begin a transaction first.
+    connection.connection.dbapi_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")  # type: ignore[union-attr]
 
 
 def _check_foreign_keys(connection: Connection) -> None:

@@ -6,6 +6,7 @@ from alembic import context
 
 import examtrail.models  # noqa: F401  (registers every table)
 from examtrail.core.db import Base, build_engine
+from examtrail.core.migrate import migration_transaction
 from examtrail.core.settings import get_settings
 
 config = context.config
@@ -26,8 +27,10 @@ def run(connection_: object) -> None:
 if connection is not None:
     run(connection)
 else:
+    # A plain ``alembic upgrade``: the same transaction (and SQLite pragmas) as ``examtrail db``.
     engine = build_engine(get_settings())
-    with engine.connect() as conn:
-        run(conn)
-        conn.commit()
-    engine.dispose()
+    try:
+        with migration_transaction(engine) as conn:
+            run(conn)
+    finally:
+        engine.dispose()

@@ -35,6 +35,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Not a batch (SQLite would rebuild ``tests``: its DROP TABLE, with foreign keys on, would
-    # cascade into every candidate and event). SQLite 3.35+ drops a plain column in place.
+    # Not a batch: SQLite 3.35+ drops a plain column in place, without rebuilding ``tests``.
     op.drop_column("tests", "change_seq")
