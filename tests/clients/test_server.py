@@ -246,6 +246,7 @@ def test_upload_file_appears_in_the_export(stack: Stack, tmp_path: Path) -> None
     (attachment,) = files["e-1-2"]
     assert attachment["fileName"] == "evidence.bin"
     assert httpx.get(attachment["presignedUrl"], timeout=30).content == evidence.read_bytes()
+    assert result.job.attachment_links_expire == result.job.raw["attachmentLinksExpire"] is not None
 
 
 def corrupt_one_byte(stack: Stack, request: pytest.FixtureRequest, job_id: str) -> None:

@@ -70,6 +70,7 @@ def test_finished_export_notifies_with_signed_payload_and_working_url(
     assert payload["fileSize"] == job["fileSize"]
     assert payload["sha256"] == job["sha256"]
     assert payload["signature"] == job["signature"]  # the export's JWS (examtrail.signing)
+    assert payload["attachmentLinksExpire"] == job["attachmentLinksExpire"]
     assert payload["timestamp"] == job["finished"]
     assert "error" not in payload
     assert payload["downloadUrlExpires"].endswith(".000Z")  # whole seconds, like the link

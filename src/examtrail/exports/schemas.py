@@ -37,7 +37,6 @@ class ExportJobOut(BaseModel):
     )
     downloadUrlExpires: Timestamp | None
     attachmentLinksExpire: Timestamp | None = Field(
-        default=None,
         description="When finished and the file holds evidence-file links (`presignedUrl`): when "
         "those links expire. They were signed when the file was written, for the token that "
         "ordered it (or a later one that joined it); a newer token does not extend them: order "

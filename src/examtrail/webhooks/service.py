@@ -409,6 +409,7 @@ def build_payload(delivery: WebhookDelivery, status: ExportJobOut) -> dict[str, 
         payload.update(
             downloadUrl=status.downloadUrl,
             downloadUrlExpires=status.downloadUrlExpires,
+            attachmentLinksExpire=status.attachmentLinksExpire,
             fileSize=status.fileSize,
             sha256=status.sha256,
             nextSince=status.nextSince,

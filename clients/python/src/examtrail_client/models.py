@@ -70,6 +70,12 @@ class ExportJob:
         return str(value) if value is not None else None
 
     @property
+    def attachment_links_expire(self) -> str | None:
+        """When the evidence-file links inside the finished file expire (None: it has none)."""
+        value = self.raw.get("attachmentLinksExpire")
+        return str(value) if value is not None else None
+
+    @property
     def format(self) -> str:
         """The file format (``json`` unless the server supports and was asked for another)."""
         return str(self.raw.get("format") or "json")
