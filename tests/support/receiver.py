@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import socket
 import struct
@@ -62,16 +63,6 @@ class Step:
     location: str | None = None
     delay: float = 0.0
     body_size: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "mode": self.mode,
-            "retry_after": self.retry_after,
-            "location": self.location,
-            "delay": self.delay,
-            "body_size": self.body_size,
-        }
 
 
 @dataclass
@@ -370,7 +361,7 @@ class Receiver:
             "retry_after": retry_after,
             "delay": delay,
             "drip": drip,
-            "script": [step.as_dict() for step in script or []],
+            "script": [dataclasses.asdict(step) for step in script or []],
         }
         self._call("POST", "behaviour", spec)
 

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from examtrail.core.db import Base, BigIntPK, UTCDateTime, utcnow
+
+
+def first_change_seq() -> int:
+    """Where a new test's counter starts: the clock in microseconds. A test erased and
+    created again under its ``testId`` must not reuse stamps an old ``nextSince`` of that
+    ``testId`` covers; the old counter grew by one per write (each takes well over a
+    microsecond), slower than the clock, so it stayed below this."""
+    return time.time_ns() // 1000
 
 
 class Test(Base):
@@ -25,7 +34,7 @@ class Test(Base):
     # events (``repository.change_stamp``). A counter of its own, so that an erasure moving
     # rows out cannot lower it (a maximum over the rows could, and stamps would repeat).
     # Unused on PostgreSQL, whose stamps are transaction ids.
-    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=first_change_seq, server_default="0")
 
 
 class Candidate(Base):

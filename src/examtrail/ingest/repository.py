@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -42,7 +41,6 @@ def upsert_test(session: Session, tenant_id: int, external_id: int, title: str) 
             tenant_id=tenant_id,
             external_id=external_id,
             title=title,
-            change_seq=first_change_seq(),
             created_at=utcnow(),
             updated_at=utcnow(),
         )
@@ -83,14 +81,6 @@ _NEXT_STAMP = text("UPDATE tests SET change_seq = change_seq + 1 WHERE id = :tes
 
 def _next_sqlite_stamp(session: Session, test_pk: int) -> int:
     return int(session.execute(_NEXT_STAMP, {"test_pk": test_pk}).scalar_one())
-
-
-def first_change_seq() -> int:
-    """Where a new test's counter starts: the clock in microseconds. A test erased and
-    created again under its ``testId`` must not reuse stamps an old ``nextSince`` of that
-    ``testId`` covers; the old counter grew by one per write (each takes well over a microsecond), slower than
-    the clock, so it stayed below this."""
-    return time.time_ns() // 1000
 
 
 def test_counts(session: Session, test_pk: int) -> tuple[int, int]:

@@ -84,7 +84,7 @@ def hide_test(session: Session, test: Test) -> None:
 def export_jobs_to_expire(
     session: Session,
     test_pk: int,
-    statuses: tuple[str, ...] = (JobStatus.FINISHED, JobStatus.RUNNING),
+    statuses: tuple[str, ...],
     *,
     lock: bool = False,
 ) -> list[ExportJob]:

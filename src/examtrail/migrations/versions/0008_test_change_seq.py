@@ -11,7 +11,7 @@ checks already covered: its rows were missed. ``tests.change_seq`` is a counter 
 that deletes never lower.
 
 Existing tests start at the clock in microseconds (as new ones do,
-``ingest.repository.first_change_seq``): above every stamp and cursor handed out before,
+``ingest.models.first_change_seq``): above every stamp and cursor handed out before,
 which counted up from 1. PostgreSQL keeps transaction ids as stamps: the column is unused there.
 """
 
