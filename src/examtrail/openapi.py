@@ -15,12 +15,12 @@ import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from examtrail.auth.api import TOKEN_MAX_BODY_BYTES
+from examtrail.core.body import body_limit_of
 from examtrail.core.schemas import ErrorBody
 from examtrail.core.settings import Settings
 from examtrail.ingest.schemas import EventIn
@@ -159,13 +159,7 @@ OPERATION_CODES: dict[str, dict[int, list[str]]] = {
     "getJwks": {},
 }
 # What a status means where the generic meaning is wrong (a signed link carries no token).
-_TOKEN_413 = (
-    f"The form is over {TOKEN_MAX_BODY_BYTES // 1024} KiB (a token request is a few short fields), "
-    "refused before the body is read or any credential checked"
-)
 OPERATION_MEANING: dict[str, dict[int, str]] = {
-    "getAccessToken": {413: _TOKEN_413},
-    "getOAuthToken": {413: _TOKEN_413},
     "postEvents": {
         413: "The request body is over `EXAMTRAIL_MAX_REQUEST_BYTES` (32 MiB by default; a declared "
         "`Content-Length` over it is refused before the body is read), or the batch holds more than "
@@ -181,10 +175,8 @@ OPERATION_MEANING: dict[str, dict[int, str]] = {
     },
 }
 # The token endpoints answer OAuth errors only (their own codes, no 422), and 413 for a body over
-# their cap (``auth.api.TOKEN_MAX_BODY_BYTES``).
+# their own cap (``core.body.body_limit`` on the endpoint).
 TOKEN_OPERATIONS = {"getAccessToken", "getOAuthToken"}
-# Bodies limited by the route itself, not ``EXAMTRAIL_MAX_REQUEST_BYTES`` (``core.body.body_limit``).
-OWN_BODY_LIMIT = {"putEventFile"}
 # Operations that answer no error of their own (beyond 503 for the readiness probe).
 NO_ERRORS = {"getHealth", "getExportFileSchema"}
 # Operations any one of several scopes opens: OpenAPI lists alternatives (OR) in ``security``.
@@ -218,11 +210,13 @@ def _statuses(op_id: str, operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
-def _error_response(op_id: str, status: int, operation: dict[str, Any]) -> dict[str, Any]:
+def _error_response(
+    op_id: str, status: int, operation: dict[str, Any], body_limit: int | None, max_request_bytes: int
+) -> dict[str, Any]:
     generic = GENERIC_CODES.get(status, [])
     if op_id in TOKEN_OPERATIONS and status not in (413, 503):
         generic = []
-    if status == 413 and op_id in OWN_BODY_LIMIT:
+    if status == 413 and body_limit is None:  # the route limits its body itself (its own code)
         generic = []
     # Malformed JSON needs a JSON body; a missing scope, a token.
     if (status == 400 and _JSON not in operation.get("requestBody", {}).get("content", {})) or (
@@ -233,6 +227,12 @@ def _error_response(op_id: str, status: int, operation: dict[str, Any]) -> dict[
     codes = list(dict.fromkeys(codes))
     listed = ", ".join(f"`{code}`" for code in codes)
     meaning = OPERATION_MEANING.get(op_id, {}).get(status, STATUS_MEANING[status])
+    if status == 413 and body_limit is not None and body_limit < max_request_bytes:
+        meaning = (
+            f"The body is over this call's own cap, {body_limit:,} bytes (counted as it arrives; a "
+            "declared `Content-Length` over it is refused before the body is read), before anything "
+            "in it is checked"
+        )
     response: dict[str, Any] = {
         "description": f"{meaning}. `error`: {listed}." if listed else meaning,
         "content": {_JSON: {"schema": _ERROR_REF}},
@@ -330,6 +330,12 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     # FastAPI's default validation error body: the API answers ErrorBody instead.
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
+    # Each route's body cap, as core.body.BodyLimit applies it (``body_limit`` on the endpoint).
+    body_limits = {
+        operation_id(context.route): body_limit_of(context.endpoint, settings.max_request_bytes)
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.route, APIRoute)
+    }
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             op_id = operation["operationId"]
@@ -340,7 +346,14 @@ def build_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
             responses: dict[str, Any] = operation.setdefault("responses", {})
             responses.pop("422", None)
             for status in sorted(_statuses(op_id, operation)):
-                responses.setdefault(str(status), _error_response(op_id, status, operation))
+                response = _error_response(
+                    op_id,
+                    status,
+                    operation,
+                    body_limits.get(op_id, settings.max_request_bytes),
+                    settings.max_request_bytes,
+                )
+                responses.setdefault(str(status), response)
             for status_text, response in responses.items():
                 if links := _links(op_id, int(status_text)):
                     response["links"] = links

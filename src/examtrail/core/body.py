@@ -43,6 +43,13 @@ def body_limit(limit: int | None) -> Callable[[Endpoint], Endpoint]:
     return mark
 
 
+def body_limit_of(endpoint: Any, default: int) -> int | None:
+    """The cap on ``endpoint``'s request bodies: ``default`` (``EXAMTRAIL_MAX_REQUEST_BYTES``), a
+    smaller one its ``body_limit`` sets, or None when the route limits its body itself."""
+    limit = getattr(endpoint, _LIMIT_ATTRIBUTE, default)
+    return None if limit is None else min(limit, default)
+
+
 def declares_more_than(headers: Mapping[str, str], limit: int) -> bool:
     """Whether the request's ``Content-Length`` says its body is over ``limit`` bytes (refused
     before any of it is read; a body without one is counted as it streams)."""
@@ -61,8 +68,7 @@ class BodyLimit:
 
     def _route_limit(self, scope: Scope) -> int | None:
         # Set by the router on the shared scope before the endpoint runs (no route: the default).
-        route_limit = getattr(scope.get("endpoint"), _LIMIT_ATTRIBUTE, self.limit)
-        return None if route_limit is None else min(route_limit, self.limit)
+        return body_limit_of(scope.get("endpoint"), self.limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
