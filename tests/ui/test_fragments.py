@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import html as html_text
 import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
+import pytest
 from fastapi.testclient import TestClient
 
 from examtrail.ingest.review import Gap, network_gaps
-from tests.support.api import seed_test
+from tests.support.api import fetch, seed_test
 
 DASH = "\N{EN DASH}"
 
@@ -136,6 +139,30 @@ def test_timeline_escapes_and_shows_gaps_and_files(http: TestClient, headers: di
     assert 'id="ev-d"' in only_flags
     assert 'id="ev-b"' not in only_flags
     assert "Network down" in only_flags
+
+
+@pytest.mark.parametrize("c1", ["\x85", "\x9f"])
+def test_file_names_with_c1_characters_get_working_links(
+    http: TestClient, headers: dict[str, str], c1: str
+) -> None:
+    # Uploads accept C1 (U+0080-U+009F); the local store's links once refused to sign them (500).
+    seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=1)
+    name = f"a{c1}.png"
+    uploaded = http.put(
+        f"/v1/test/9/candidates/100/events/e-100-0/files/{quote(name)}",  # a%C2%85.png
+        content=b"\x89PNG c1",
+        headers={**headers, "Content-Type": "image/png"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["fileName"] == name
+
+    page = http.get("/ui/fragments/tests/9/candidates/100", headers=headers)
+    assert page.status_code == 200, page.text
+    links = re.findall(r'<a href="([^"]+)" target="_blank"', page.text)
+    assert len(links) == 1
+    got = fetch(http, html_text.unescape(links[0]))
+    assert got.status_code == 200
+    assert got.content == b"\x89PNG c1"
 
 
 def test_other_tenants_and_missing_get_404(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -40,8 +41,15 @@ Int64Id = Annotated[int, Field(ge=0, lt=INT64_MAX + 1), ASCII_DIGITS]
 # Ids and search text in paths and queries (job, subscription and delivery ids, `q`): no control
 # characters. None is ever stored, and PostgreSQL cannot even compare a text holding NUL (a query
 # with one fails instead of finding nothing): such input is a 422 before it reaches the database.
-NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
-NO_CONTROL_OR_EMPTY = r"^[^\x00-\x1f\x7f]*$"
+# The control characters every input check refuses, as a regex character-class body: C0 and DEL.
+# The one definition behind ``NO_CONTROL``, the file-name check and the patterns in ingest.schemas
+# (the OpenAPI patterns say exactly this). C1 (U+0080-U+009F) has always been accepted, so stored
+# names and text may hold it: whatever signs or renders them must take it (storage.signing does).
+CONTROL_CHARS = r"\x00-\x1f\x7f"
+NO_CONTROL = rf"^[^{CONTROL_CHARS}]+$"
+NO_CONTROL_OR_EMPTY = rf"^[^{CONTROL_CHARS}]*$"
+# Where ``NO_CONTROL`` is checked by hand (a fast path, a validator with its own message).
+has_control = re.compile(f"[{CONTROL_CHARS}]").search
 
 # UTC RFC 3339 with milliseconds and ``Z`` (see ``core.timeutil.format_dt``), documented as such.
 Timestamp = Annotated[

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ from examtrail.core.db import PgPool
 from examtrail.core.errors import Unprocessable
 from examtrail.core.fastpath import Endpoint, add_fast_route, int64_param
 from examtrail.core.responses import model_response
-from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL
+from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL, has_control
 from examtrail.core.security import Principal
 from examtrail.deps import (
     PgPoolDep,
@@ -40,7 +39,6 @@ schema_router = APIRouter(tags=["export"])
 
 _JOB_ID = "The export job's id, as answered when the export was ordered"
 _JOB_ID_LIMITS: dict[str, Any] = {"min_length": 1, "max_length": 64, "pattern": NO_CONTROL}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 JobId = Annotated[str | None, Query(alias="jobId", description=_JOB_ID, **_JOB_ID_LIMITS)]
 JobIdPath = Annotated[str, Path(alias="jobId", description=_JOB_ID, **_JOB_ID_LIMITS)]
 OptionsDep = Annotated[ExportOptions, Depends(order_options)]
@@ -63,7 +61,7 @@ def _job_id_of(request: Request) -> str | None:
         if len(query.multi_items()) != 1:
             return None  # other parameters, or jobId twice: the regular handler answers
         job_id = query.get("jobId")
-    if not isinstance(job_id, str) or not 0 < len(job_id) <= 64 or _CONTROL.search(job_id):
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= 64 or has_control(job_id):
         return None  # the regular handler refuses it (422), as JobId's limits say
     return job_id
 

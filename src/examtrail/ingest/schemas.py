@@ -21,7 +21,14 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from examtrail.core.schemas import INT64_MAX, Timestamp
+from examtrail.core.schemas import (
+    CONTROL_CHARS,
+    INT64_MAX,
+    NO_CONTROL,
+    NO_CONTROL_OR_EMPTY,
+    Timestamp,
+    has_control,
+)
 from examtrail.core.timeutil import to_epoch_ms
 
 
@@ -35,8 +42,8 @@ def _integral(value: object) -> object:
 # exclusiveMaximum 2**63 in the schema: exact as a float, unlike 2**63 - 1 (generators compare floats).
 Int64 = Annotated[int, Field(ge=0, lt=INT64_MAX + 1), BeforeValidator(_integral)]
 # Printable text: no control characters (they break CSV exports and log lines).
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-ShortText = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL)]
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=NO_CONTROL_OR_EMPTY)]
 # Free text keeps tabs and line breaks; NUL and other control characters are refused
 # everywhere (PostgreSQL cannot store NUL: both deployments answer 422 alike).
 LongText = Annotated[
@@ -79,7 +86,7 @@ def check_file_name(value: str) -> str:
         raise ValueError("the file name cannot contain '/' or '\\' (a name, not a path)")
     if ".." in value or value == ".":
         raise ValueError("the file name cannot be '.' or contain '..'")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value):
+    if has_control(value):
         raise ValueError("the file name cannot contain control characters")
     return value
 
@@ -92,7 +99,7 @@ FileName = Annotated[
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_FILE_NAME_BYTES,
-            "pattern": r"^(?!.*\.\.)[^/\\\x00-\x1f\x7f]+$",
+            "pattern": rf"^(?!.*\.\.)[^/\\{CONTROL_CHARS}]+$",
             "description": "A file name of at most 255 bytes (UTF-8): "
             "no '/', '\\', '..' or control characters",
         }
@@ -105,7 +112,7 @@ class StrictModel(BaseModel):
 
 
 # Not blank, no control characters.
-_TITLE = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+_TITLE = rf"^[^{CONTROL_CHARS}]*[^\s{CONTROL_CHARS}][^{CONTROL_CHARS}]*$"
 
 
 class TestIn(StrictModel):

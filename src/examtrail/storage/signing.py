@@ -13,13 +13,12 @@ from urllib.parse import quote, urlencode
 
 # Keys that quote() leaves as they are (its always-safe characters and '/'): most keys.
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9/_.~-]*").fullmatch
-# C0 and C1 control characters: never in a stored key, an uploaded file's name or its type.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]").search
 
 
 def _message(object_key: str, expires: int, filename: str, content_type: str) -> bytes:
     """What a link signs: each field after its length, so no field can pass for a part of
-    another (a name cannot carry the type, nor a key the expiry)."""
+    another (a name cannot carry the type, nor a key the expiry), whatever characters it holds:
+    any name an upload accepts can be signed."""
     return (
         f"v2:{len(object_key)}:{object_key}{expires}:"
         f"{len(filename)}:{filename}{len(content_type)}:{content_type}"
@@ -29,9 +28,10 @@ def _message(object_key: str, expires: int, filename: str, content_type: str) ->
 def _first_message(object_key: str, expires: int, filename: str, content_type: str) -> bytes:
     """What links signed before ``_message``: the fields joined by newlines, the type left out
     when empty. Ambiguous with a newline in a field ("shot.png\nimage/png" as the name and no
-    type signs as the name "shot.png" with the type), so only checked for fields without
-    control characters. Such links live one access-token lifetime (``EXAMTRAIL_TOKEN_TTL_SECONDS``):
-    this can go once every process has signed with ``_message`` for that long."""
+    type signs as the name "shot.png" with the type), so only checked when no field holds the
+    separator (``_joinable``). Such links live one access-token lifetime
+    (``EXAMTRAIL_TOKEN_TTL_SECONDS``): this can go once every process has signed with
+    ``_message`` for that long."""
     message = f"{object_key}\n{expires}\n{filename}"
     if content_type:
         message += f"\n{content_type}"
@@ -43,8 +43,9 @@ def _mac(key: bytes, message: bytes) -> str:
     return hmac.digest(key, message, "sha256").hex()
 
 
-def _has_control(*fields: str) -> bool:
-    return any(_CONTROL(field) for field in fields)
+def _joinable(*fields: str) -> bool:
+    """Whether the first form reads these fields back unambiguously: none holds its separator."""
+    return not any("\n" in field for field in fields)
 
 
 @lru_cache(maxsize=1024)
@@ -62,9 +63,6 @@ def _query_tail(filename: str, content_type: str) -> str:
 def sign(
     base_url: str, key: bytes, object_key: str, expires: int, filename: str = "", content_type: str = ""
 ) -> str:
-    if _has_control(object_key, filename, content_type):
-        # Uploads refuse them (422): a link to such a name is a bug, never signed.
-        raise ValueError("a signed link's key, file name and type may hold no control characters")
     # The query in urlencode's order and escaping: expires and sig (digits, hex) need none.
     sig = _mac(key, _message(object_key, expires, filename, content_type))
     path = object_key if _PLAIN_KEY(object_key) else quote(object_key)
@@ -80,13 +78,10 @@ def verify(
     signature: str,
     content_type: str = "",
 ) -> bool:
-    if _has_control(object_key, filename, content_type):
-        return False  # never signed (``sign``); and the first form would be ambiguous
     ring = [keys] if isinstance(keys, bytes) else keys
-    messages = (
-        _message(object_key, expires, filename, content_type),
-        _first_message(object_key, expires, filename, content_type),
-    )
+    messages = [_message(object_key, expires, filename, content_type)]
+    if _joinable(object_key, filename, content_type):
+        messages.append(_first_message(object_key, expires, filename, content_type))
     given = signature.encode()  # bytes: compare_digest refuses non-ASCII strings
     return any(
         hmac.compare_digest(_mac(key, message).encode(), given) for key in ring for message in messages
