@@ -22,11 +22,11 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from examtrail.core.errors import BadRequest, PayloadTooLarge, Unprocessable, error_body, validation_details
+from examtrail.core.fastpath import Endpoint
 from examtrail.core.responses import JSONResponse
 from examtrail.core.schemas import is_ascii_digits
 
 T = TypeVar("T")
-Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 # The endpoint attribute ``body_limit`` sets: a cap in bytes, or None (the route limits itself).
 _LIMIT_ATTRIBUTE = "examtrail_body_limit"
@@ -66,10 +66,6 @@ class BodyLimit:
         self.app = app
         self.limit = limit
 
-    def _route_limit(self, scope: Scope) -> int | None:
-        # Set by the router on the shared scope before the endpoint runs (no route: the default).
-        return body_limit_of(scope.get("endpoint"), self.limit)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -86,7 +82,8 @@ class BodyLimit:
                 raise too_large(refused)
             if not resolved:
                 resolved = True
-                limit = self._route_limit(scope)
+                # The router put the endpoint on the shared scope before it read the body.
+                limit = body_limit_of(scope.get("endpoint"), self.limit)
                 if limit is not None and declares_more_than(Headers(scope=scope), limit):
                     refused = limit
                     raise too_large(limit)
