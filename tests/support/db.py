@@ -37,10 +37,11 @@ def pg_url(database: str) -> str:
     return f"{base}/{database}"
 
 
-def recreate_pg_database(name: str) -> str:
+def recreate_pg_database(name: str, options: str = "") -> str:
+    """A fresh database; ``options`` are CREATE DATABASE's (e.g. a locale)."""
     drop_pg_database(name)
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" {options}')
     return pg_url(name)
 
 

@@ -5,8 +5,15 @@ from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from examtrail.core.db import Base, BigIntPK, UTCDateTime, utcnow
+
+
+def _byte_ordered(length: int) -> TypeEngine[str]:
+    """A text key that sorts by code point on PostgreSQL as SQLite's text does, whatever
+    the database's collation (migration 0009)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 def first_change_seq() -> int:
@@ -71,7 +78,8 @@ class Event(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     test_pk: Mapped[int] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"))
     candidate_pk: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
-    event_id: Mapped[str] = mapped_column(String(128))
+    # Byte (code point) order on both databases: see migration 0009.
+    event_id: Mapped[str] = mapped_column(_byte_ordered(128))
     event: Mapped[str] = mapped_column(String(200))
     occurred_at_ms: Mapped[int] = mapped_column(BigInteger)
     creator_user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -102,7 +110,7 @@ class Attachment(Base):
     # Exposed as the export's ``contentItemId``.
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     event_pk: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
-    file_name: Mapped[str] = mapped_column(String(255))
+    file_name: Mapped[str] = mapped_column(_byte_ordered(255))
     content_type: Mapped[str] = mapped_column(String(200))
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
