@@ -22,22 +22,7 @@ def _seed(url: str) -> None:
     try:
         with engine.begin() as connection:
             db.insert_tenant_and_test(connection, CREATED)
-            connection.execute(
-                text(
-                    "INSERT INTO candidates (id, test_pk, user_id, candidate_id, created_at, ingest_xid) "
-                    "VALUES (1, 1, 100, 'c', :c, 1)"
-                ),
-                {"c": CREATED},
-            )
-            for n in (1, 2):
-                connection.execute(
-                    text(
-                        "INSERT INTO events (id, test_pk, candidate_pk, event_id, event, occurred_at_ms, "
-                        "doc, file_count, created_at, ingest_xid) "
-                        "VALUES (:n, 1, 1, :e, 'x', 0, '{}', 0, :c, :n + 1)"
-                    ),
-                    {"n": n, "e": f"e{n}", "c": CREATED},
-                )
+            db.insert_candidate_with_events(connection, CREATED, ["e1", "e2"])
     finally:
         engine.dispose()
 

@@ -23,22 +23,8 @@ def _seed(url: str) -> None:
     try:
         with engine.begin() as connection:
             db.insert_tenant_and_test(connection, CREATED)
-            connection.execute(
-                text(
-                    "INSERT INTO candidates (id, test_pk, user_id, candidate_id, created_at, ingest_xid) "
-                    "VALUES (1, 1, 100, 'c', :c, 1)"
-                ),
-                {"c": CREATED},
-            )
+            db.insert_candidate_with_events(connection, CREATED, IDS)
             for n, event_id in enumerate(IDS, start=1):
-                connection.execute(
-                    text(
-                        "INSERT INTO events (id, test_pk, candidate_pk, event_id, event, occurred_at_ms, "
-                        "doc, file_count, created_at, ingest_xid) "
-                        "VALUES (:n, 1, 1, :e, 'x', 0, '{}', 0, :c, 1)"
-                    ),
-                    {"n": n, "e": event_id, "c": CREATED},
-                )
                 connection.execute(
                     text(
                         "INSERT INTO attachments (event_pk, file_name, content_type, size, sha256, "

@@ -62,6 +62,27 @@ def insert_tenant_and_test(connection: Connection, created: datetime) -> None:
     )
 
 
+def insert_candidate_with_events(connection: Connection, created: datetime, event_ids: list[str]) -> None:
+    """Candidate 1 (``userId`` 100) of test pk 1 and its events, all at time 0, event ``n``
+    (from 1) with pk ``n`` and change stamp ``n + 1`` as SQLite's ingest path stamped them."""
+    connection.execute(
+        text(
+            "INSERT INTO candidates (id, test_pk, user_id, candidate_id, created_at, ingest_xid) "
+            "VALUES (1, 1, 100, 'c', :c, 1)"
+        ),
+        {"c": created},
+    )
+    for n, event_id in enumerate(event_ids, start=1):
+        connection.execute(
+            text(
+                "INSERT INTO events (id, test_pk, candidate_pk, event_id, event, occurred_at_ms, "
+                "doc, file_count, created_at, ingest_xid) "
+                "VALUES (:n, 1, 1, :e, 'x', 0, '{}', 0, :c, :n + 1)"
+            ),
+            {"n": n, "e": event_id, "c": created},
+        )
+
+
 def migrate_template(path: Path) -> None:
     upgrade(Settings(data_dir=path.parent, database_url=f"sqlite:///{path}"))
 
