@@ -117,6 +117,15 @@ def seed_mixed(http: TestClient, headers: dict[str, str], test_id: int) -> None:
         ),
         ({"from": "2026-06-01T11:00:00+02:00"}, {100: ["a2", "a3"], 101: ["b2", "b3"], 102: []}),
         ({"to": "2026-06-01T08:30:00.000Z"}, {100: ["a1"], 101: [], 102: []}),
+        # Finer than a millisecond: exact (a2 is at 09:00:00.000, before either bound).
+        (
+            {"from": "2026-06-01T09:00:00.0005Z", "to": "2026-06-01T10:00:00Z"},
+            {100: [], 101: ["b2"], 102: []},
+        ),
+        (
+            {"from": "2026-06-01T08:59:00Z", "to": "2026-06-01T09:00:00.0005Z"},
+            {100: ["a2"], 101: [], 102: []},
+        ),
         # Combined: AND.
         ({"userId": "101", "flagged": "true", "from": "2026-06-01T09:30:00Z"}, {101: ["b3"]}),
         ({"userId": "101", "candidateId": "cand-100"}, {}),
@@ -165,7 +174,8 @@ def test_options_are_normalised(http: TestClient, headers: dict[str, str]) -> No
     ]
     status = order(http, headers, 62, params)
     assert status["options"]["userId"] == [100, 101]
-    assert status["options"]["from"] == "2026-06-01T09:00:00.123Z"
+    # Rounded up to the events' millisecond: an event at .123 lies before this bound.
+    assert status["options"]["from"] == "2026-06-01T09:00:00.124Z"
 
 
 @pytest.mark.parametrize(
@@ -182,6 +192,12 @@ def test_options_are_normalised(http: TestClient, headers: dict[str, str]) -> No
         ({"from": "1700000000"}, "from"),
         ({"event": ""}, "event.0"),
         ({"from": "2026-06-01T10:00:00Z", "to": "2026-06-01T10:00:00Z"}, "from"),
+        # No whole millisecond between them, however close: the window holds no event time.
+        ({"from": "2026-06-01T10:00:00.0001Z", "to": "2026-06-01T10:00:00.0009Z"}, "from"),
+        # Past year 9999 or before year 1 once in UTC.
+        ({"from": "9999-12-31T23:59:59-01:00"}, "from"),
+        ({"to": "0001-01-01T00:00:00+01:00"}, "to"),
+        ({"to": "9999-12-31T23:59:59.9995Z"}, "to"),
         ({"since": "garbage"}, "since"),
         ({"since": "v1.e30"}, "since"),
     ],
@@ -205,6 +221,15 @@ def test_since_of_another_test_is_422(http: TestClient, headers: dict[str, str])
     response = http.post("/v1/test/65/events", params={"since": cursor}, headers=headers)
     assert response.status_code == 422
     assert response.json()["details"][0]["field"] == "since"
+
+
+def test_order_refuses_a_job_id(http: TestClient, headers: dict[str, str]) -> None:
+    """``POST`` orders: a ``jobId`` (a client meaning to poll) is refused, not ignored."""
+    seed_mixed(http, headers, 76)
+    response = http.post("/v1/test/76/events", params={"jobId": "x"}, headers=headers)
+    assert response.status_code == 422
+    assert [detail["field"] for detail in response.json()["details"]] == ["jobId"]
+    assert http.get("/v1/test/76/events/jobs", headers=headers).json()["jobs"] == []
 
 
 def test_status_call_refuses_options(http: TestClient, headers: dict[str, str]) -> None:
@@ -471,6 +496,11 @@ def test_job_list(http: TestClient, headers: dict[str, str], other_headers: dict
     # A cursor whose job id holds a NUL (PostgreSQL refuses one in a query): refused alike.
     nul = base64.urlsafe_b64encode(b"2026-06-01T10:00:00+00:00|a\x00b").decode()
     assert http.get("/v1/test/73/events/jobs", params={"cursor": nul}, headers=headers).status_code == 422
+    # Well formed, but out of range once in UTC.
+    for when in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        extreme = base64.urlsafe_b64encode(f"{when}|x".encode()).decode()
+        response = http.get("/v1/test/73/events/jobs", params={"cursor": extreme}, headers=headers)
+        assert response.status_code == 422, response.text
     assert http.get("/v1/test/73/events/jobs", headers=other_headers).status_code == 404
 
 

@@ -43,6 +43,7 @@ from tests.support.receiver import Receiver, Step
         ("fc00::1", "private"),
         ("169.254.169.254", "link-local"),
         ("fe80::1", "link-local"),
+        ("fec0::1", "site-local"),
         ("0.0.0.0", "unspecified"),  # noqa: S104
         ("224.0.0.1", "multicast"),
         ("240.0.0.1", "reserved"),

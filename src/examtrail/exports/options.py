@@ -104,7 +104,9 @@ async def order_options(
 ) -> ExportOptions:
     """The FastAPI dependency of the order calls: the query's options, validated (422
     names the field: unknown parameters, bad values, ``from >= to``, a malformed ``since``)."""
-    unknown = sorted(set(request.query_params) - _OPTION_PARAMS - _OTHER_PARAMS)
+    # ``jobId`` names a job to read (GET); an order given one would quietly ignore it.
+    others = _OTHER_PARAMS if request.method != "POST" else frozenset()
+    unknown = sorted(set(request.query_params) - _OPTION_PARAMS - others)
     if unknown:
         raise RequestValidationError(
             [

@@ -127,12 +127,14 @@ def decode_list_cursor(cursor: str) -> tuple[datetime, str] | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
         when = datetime.fromisoformat(created)
-    except ValueError:
+        # Converted here, not by the column type: year 1 at +01:00 is out of range in UTC.
+        utc = when.astimezone(UTC) if when.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
     # A job id never holds a NUL, and PostgreSQL refuses one in a text parameter (a 500).
-    if when.tzinfo is None or not job_id or "\x00" in job_id:
+    if utc is None or not job_id or "\x00" in job_id:
         return None
-    return when, job_id
+    return utc, job_id
 
 
 def jobs_for_test(session: Session, tenant_id: int, test_pk: int) -> list[ExportJob]:

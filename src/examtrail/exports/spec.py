@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -106,23 +106,22 @@ class ExportOptions(BaseModel):
     @field_validator("from_", "to")
     @classmethod
     def _utc_ms(cls, value: datetime | None) -> datetime | None:
-        # Stored and compared in UTC with millisecond precision, like events' timeStamp.
+        # Compared in UTC at the millisecond events are stored with, rounded up: an event at
+        # .123 lies before from=.1235 (inclusive, so left out) and before to=.1235 (exclusive,
+        # so kept).
         if value is None:
             return None
-        value = value.astimezone(UTC)
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-    @field_validator("since")
-    @classmethod
-    def _cursor(cls, value: str | None) -> str | None:
-        if value is not None:
-            decode_cursor(value)  # raises ValueError when malformed
-        return value
+        try:
+            utc = value.astimezone(UTC)
+            rest = utc.microsecond % 1000
+            return utc + timedelta(microseconds=1000 - rest) if rest else utc
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00: past year 9999 in UTC
+            raise ValueError("out of range: the years 0001 to 9999 once converted to UTC") from None
 
     @model_validator(mode="after")
     def _window(self) -> ExportOptions:
         if self.from_ is not None and self.to is not None and self.from_ >= self.to:
-            raise ValueError("'from' must be before 'to'")
+            raise ValueError("'from' must be before 'to' (in whole milliseconds, as events are timed)")
         return self
 
     def public(self) -> dict[str, Any]:

@@ -152,6 +152,9 @@ def address_problem(address: str) -> str | None:
         return "loopback"
     if ip.is_link_local:
         return "link-local"
+    # Deprecated (RFC 3879) but still routed inside some sites; Python counts it as global.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "site-local"
     if ip.is_multicast:
         return "multicast"
     if ip.is_unspecified:
