@@ -88,6 +88,7 @@ def test_retention_deletes_only_what_is_due(
     assert status.status_code == 200
     body = status.json()
     assert body["status"] == "expired" and body["downloadUrl"] is None and body["sha256"] is None
+    assert body["progress"] == 100  # it had finished: not back to 99
     other = http.get(f"/v1/test/42/events/{other_old['jobId']}", headers=other_headers).json()
     assert other["status"] == "expired"
     # Ordering the same export again never hands out the expired job: a new file is written.

@@ -72,7 +72,8 @@ class ExportJob(Base):
 
     @property
     def progress(self) -> int:
-        if self.status == JobStatus.FINISHED:
+        # An export that finished stays at 100 when retention or an erasure expires its file.
+        if self.status == JobStatus.FINISHED or (self.status == JobStatus.EXPIRED and self.finished_at):
             return 100
         if self.candidates_total <= 0:
             return 0
