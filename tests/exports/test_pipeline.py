@@ -139,7 +139,7 @@ def test_taken_over_job_does_not_publish(runtime: Runtime, http: TestClient, hea
         )
     key = "exports/x/job-takeover/1-me.json"
     stored = StoredObject(key=key, size=1, sha256="0" * 64)
-    service._publish(runtime, (), "job-takeover", "me", key, stored, pipeline.Progress())
+    service._publish(runtime, (), "job-takeover", "me", key, stored, pipeline.Progress(), None, utcnow())
     with runtime.sessions() as session:
         after = repository.load_job(session, "job-takeover")
         assert after is not None and after.status == "running" and after.storage_key is None

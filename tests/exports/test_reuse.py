@@ -173,6 +173,46 @@ def test_a_running_export_without_files_is_joined_whatever_the_token(
     assert not joined.created and joined.job.id == first.job.id
 
 
+def test_a_file_uploaded_after_joining_a_running_export_makes_it_written_again(
+    http: TestClient, runtime: Runtime, headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller joins a running export because the test has no files; before the worker opens
+    its snapshot a file arrives, and would be linked with the first caller's shorter expiry.
+    The worker hands the job back instead of publishing, and the next attempt's links last
+    as long as the joining caller's token."""
+    seed_test(http, headers, TEST_ID, candidates=1, events_per_candidate=2)
+    early, late = _principal(runtime, 12), _principal(runtime, 60)
+    first = _order_quietly(runtime, early)
+    open_writer = runtime.store.open_writer
+    joined: list[service.Ordered] = []
+
+    def join_and_upload_first(key: str, **kwargs: Any) -> Any:
+        # Claimed, snapshot not open yet: the caller joins, then a file is uploaded.
+        if not joined:
+            joined.append(_order_quietly(runtime, late))
+            url = f"/v1/test/{TEST_ID}/candidates/100/events/e-100-0/files/shot.png"
+            uploaded = http.put(url, content=b"evidence", headers={**headers, "Content-Type": "image/png"})
+            assert uploaded.status_code == 201, uploaded.text
+        return open_writer(key, **kwargs)
+
+    monkeypatch.setattr(runtime.store, "open_writer", join_and_upload_first)
+    service.run_job(runtime, first.job.id)
+    assert joined and not joined[0].created and joined[0].job.id == first.job.id
+    handed_back = _job(runtime, first.job.id)
+    assert handed_back.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FINISHED)
+    assert handed_back.links_expire_at == late.expires_at
+
+    service.run_job(runtime, first.job.id)  # (a no-op if the queue's worker ran it already)
+    status = wait_for_job(http, headers, TEST_ID, first.job.id)
+    done = _job(runtime, first.job.id)
+    assert status["status"] == "finished" and done.attempts == 1, status  # the rewrite is not a failure
+    assert done.storage_key is not None
+    links = _attachment_links(b"".join(runtime.store.open_read(done.storage_key)))
+    assert links and min(_expiry(link) for link in links) >= int(late.expires_at.timestamp()) - 1
+    # Only the published file remains of the job.
+    assert [key for key in runtime.store.list_keys("exports/") if first.job.id in key] == [done.storage_key]
+
+
 @pytest.mark.settings(export_retention_days=30)
 def test_a_finished_export_is_reused_only_while_retention_keeps_it_past_the_token(
     http: TestClient, runtime: Runtime, headers: dict[str, str]

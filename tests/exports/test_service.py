@@ -50,7 +50,9 @@ def test_publish_of_a_lost_job_survives_a_storage_error_on_cleanup(
 
     monkeypatch.setattr(runtime.store, "delete", unreachable)
     key = f"exports/x/{job_id}/1-me.json"
-    service._publish(runtime, (), job_id, "me", key, StoredObject(key, 1, "0" * 64), pipeline.Progress())
+    service._publish(
+        runtime, (), job_id, "me", key, StoredObject(key, 1, "0" * 64), pipeline.Progress(), None, utcnow()
+    )
     assert deletes == [key]
     with runtime.sessions() as session:
         after = repository.load_job(session, job_id)

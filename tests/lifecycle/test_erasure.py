@@ -308,7 +308,9 @@ def test_an_export_running_during_the_erasure_cannot_publish_its_file(
     with transaction(runtime.sessions) as session:
         later = utcnow() + timedelta(minutes=5)
         assert not exports_repository.renew(session, job_id, "worker-x", later, total=3, done=1, events=4)
-        assert not exports_repository.finish(session, job_id, "worker-x", {"storage_key": "exports/x"})
+        assert not exports_repository.finish(
+            session, job_id, "worker-x", {"storage_key": "exports/x"}, links_until=None
+        )
     status = http.get(f"/v1/test/42/events/{job_id}", headers=headers).json()
     assert status["status"] == "expired" and status["downloadUrl"] is None
 

@@ -119,10 +119,20 @@ def renew(
     return _update(session, spec, spec.is_owned(row_id, owner), {spec.expires.key: expires, **values}) == 1
 
 
-def settle(session: Session, spec: LeaseSpec, row_id: str, owner: str, **values: Any) -> bool:
-    """Release the lease and record the outcome; False when the lease was lost meanwhile."""
+def settle(
+    session: Session,
+    spec: LeaseSpec,
+    row_id: str,
+    owner: str,
+    *,
+    only_if: ColumnElement[bool] | None = None,
+    **values: Any,
+) -> bool:
+    """Release the lease and record the outcome; False when the lease was lost meanwhile
+    (or the row does not meet ``only_if``)."""
     values.update({spec.owner.key: None, spec.expires.key: None})
-    return _update(session, spec, spec.is_owned(row_id, owner), values) == 1
+    condition = spec.is_owned(row_id, owner)
+    return _update(session, spec, condition if only_if is None else and_(condition, only_if), values) == 1
 
 
 def due_for_dispatch(

@@ -189,14 +189,16 @@ def renew(
     )
 
 
-def release(session: Session, job_id: str, owner: str) -> bool:
-    """Hand the job back at shutdown: queued and due at once, the attempt not counted
-    (the worker stopped it; nothing failed)."""
+def release(session: Session, job_id: str, owner: str, *, links_after: datetime | None = None) -> bool:
+    """Hand the job back: queued and due at once, the attempt not counted (the worker stopped
+    it at shutdown, or, with ``links_after``, the links it wrote expire at ``links_after`` and
+    a joining caller needs them to last longer; nothing failed)."""
     return leases.settle(
         session,
         LEASE,
         job_id,
         owner,
+        only_if=None if links_after is None else ExportJob.links_expire_at > links_after,
         status=JobStatus.QUEUED,
         not_before=None,
         enqueued_at=None,
@@ -230,8 +232,26 @@ def extend_links(session: Session, job_id: str, expires_at: datetime) -> bool:
     return update_rows(session, ExportJob, queued, links_expire_at=expires_at) == 1
 
 
-def finish(session: Session, job_id: str, owner: str, values: dict[str, Any]) -> bool:
-    return leases.settle(session, LEASE, job_id, owner, status=JobStatus.FINISHED, **values)
+def raise_links(session: Session, job_id: str, expires_at: datetime) -> None:
+    """Raise a queued or running job's ``links_expire_at`` to ``expires_at`` (never lower it):
+    a caller joins a running export of a test without files. Should its worker write links
+    after all (a file uploaded before its snapshot), :func:`finish` refuses the file."""
+    active = and_(
+        ExportJob.id == job_id,
+        ExportJob.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
+        ExportJob.links_expire_at < expires_at,
+    )
+    update_rows(session, ExportJob, active, links_expire_at=expires_at)
+
+
+def finish(
+    session: Session, job_id: str, owner: str, values: dict[str, Any], *, links_until: datetime | None
+) -> bool:
+    """Record the job as finished; False when the lease was lost, or when the file holds links
+    that expire at ``links_until`` (None: it holds none) and a caller raised the job's
+    ``links_expire_at`` above that meanwhile (:func:`raise_links`)."""
+    covered = None if links_until is None else ExportJob.links_expire_at <= links_until
+    return leases.settle(session, LEASE, job_id, owner, only_if=covered, status=JobStatus.FINISHED, **values)
 
 
 def release_for_retry(
@@ -251,7 +271,12 @@ def release_for_retry(
 
 
 def fail(session: Session, job_id: str, owner: str | None, now: datetime, code: str, message: str) -> bool:
-    values = {"status": JobStatus.FAILED, "finished_at": now, "error_code": code, "error_message": message}
+    values: dict[str, Any] = {
+        "status": JobStatus.FAILED,
+        "finished_at": now,
+        "error_code": code,
+        "error_message": message,
+    }
     if owner:
         return leases.settle(session, LEASE, job_id, owner, **values)
     # Not claimed (e.g. too many attempts): fail it if nobody ended it meanwhile.

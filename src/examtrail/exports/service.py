@@ -186,7 +186,13 @@ def _joined(session: Session, job: ExportJob, principal: Principal) -> bool:
     # A file without evidence-file links has nothing that expires before the caller's token
     # (files are immutable; only an erasure removes them, and it expires this job too).
     if job.status == JobStatus.RUNNING:
-        return not read_model.has_files(session.connection(), job.test_pk)
+        if read_model.has_files(session.connection(), job.test_pk):
+            return False
+        # A file uploaded before the worker opens its snapshot would be linked with the old
+        # expiry: the raised one makes the worker write the file again then (``_publish``).
+        repository.raise_links(session, job.id, principal.expires_at)
+        session.refresh(job)
+        return True
     # A queued job's links are not written yet: the worker reads ``links_expire_at`` when it
     # claims the job, so raise it, unless a worker claimed it meanwhile (then it is too late).
     if job.status == JobStatus.QUEUED and repository.extend_links(session, job.id, principal.expires_at):
@@ -607,7 +613,7 @@ def _attempt(runtime: Runtime, hooks: Sequence[CompletionHook], claimed: _Claime
         _complete_failed(runtime, hooks, job_id, owner, "internal_error", "The export failed unexpectedly.")
         return
 
-    if _publish(runtime, hooks, job_id, owner, key, stored, progress, next_since):
+    if _publish(runtime, hooks, job_id, owner, key, stored, progress, next_since, links_expire_at):
         seconds = time.monotonic() - started
         m = metrics()
         m.export_duration.observe(seconds)
@@ -668,9 +674,11 @@ def _publish(
     key: str,
     stored: StoredObject,
     progress: Progress,
-    next_since: str | None = None,
+    next_since: str | None,
+    links_expire_at: datetime,
 ) -> bool:
-    """Record the job as finished; False when it was not (cancelled, taken over, or unknown)."""
+    """Record the job as finished; False when it was not (cancelled, taken over, unknown, or
+    handed back to be written again because its links end before a joining caller's token)."""
     values = {
         "next_since": next_since or None,
         "files_written": progress.files,
@@ -707,16 +715,24 @@ def _publish(
         )
         _quietly(lambda: runtime.store.delete(key))
         return False
+    links_until = links_expire_at if progress.files else None
+    rewrite = False
+    callbacks: list[AfterCommit] = []
     try:
         with transaction(runtime.sessions) as session:
-            if not repository.finish(session, job_id, owner, values):
+            if repository.finish(session, job_id, owner, values, links_until=links_until):
+                job = repository.load_job(session, job_id)
+                assert job is not None
+                # One Ed25519 signature per job over the hash the writer already computed.
+                job.signature = signer.sign(export_claims(job))
+                session.flush()
+                callbacks = run_completion_hooks(hooks, runtime, session, job)
+            elif links_until is None or not repository.release(
+                session, job_id, owner, links_after=links_until
+            ):
                 raise ExportInterrupted
-            job = repository.load_job(session, job_id)
-            assert job is not None
-            # One Ed25519 signature per job over the hash the writer already computed.
-            job.signature = signer.sign(export_claims(job))
-            session.flush()
-            callbacks = run_completion_hooks(hooks, runtime, session, job)
+            else:
+                rewrite = True
     except ExportInterrupted:
         # Cancelled or taken over between the last byte and now: the file is not ours to publish.
         _quietly(lambda: runtime.store.delete(key))
@@ -725,6 +741,14 @@ def _publish(
         # Whether the commit landed is unknown. Keep the file: if it did not, the lease
         # expires, a later attempt writes a new file and removes this one.
         log.warning("could not record export %s as finished; its lease will expire", job_id, exc_info=True)
+        return False
+    if rewrite:
+        # A caller joined while the test had no files; one was uploaded before the snapshot.
+        log.info(
+            "export %s: its attachment links end before a joining caller's token; writing it again", job_id
+        )
+        _quietly(lambda: runtime.store.delete(key))
+        runtime.queue.send(RUN_TASK, job_id)
         return False
     _after_commit(callbacks)
     # Files of earlier attempts that died after uploading are never referenced; drop them.
