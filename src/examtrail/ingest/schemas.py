@@ -99,9 +99,9 @@ FileName = Annotated[
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_FILE_NAME_BYTES,
-            "pattern": rf"^(?!.*\.\.)[^/\\{CONTROL_CHARS}]+$",
+            "pattern": rf"^(?!\.$)(?!.*\.\.)[^/\\{CONTROL_CHARS}]+$",
             "description": "A file name of at most 255 bytes (UTF-8): "
-            "no '/', '\\', '..' or control characters",
+            "not '.', and no '/', '\\', '..' or control characters",
         }
     ),
 ]
