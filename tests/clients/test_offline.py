@@ -7,9 +7,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import inspect
 import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,7 @@ class FakeServer:
             not signed_link
             and request.headers.get("authorization", "").removeprefix("Bearer ") not in self.valid
         ):
+            request.read()  # as over HTTP: the body was sent before the answer came
             return httpx.Response(401, json={"error": "invalid_token", "message": "Expired."})
         answer = self.routes.get((request.method, request.url.path))
         if answer is None:
@@ -444,3 +447,260 @@ def test_jsonl_export_lines_reingest_without_export_only_fields(tmp_path: Path) 
     [event] = list(iter_jsonl(source))
     assert event.event == {"eventId": "e1", "event": "x", "timeStamp": "2026-06-01T09:00:00.000Z",
                           "extraInfo": None, "flaggingInfo": None, "userId": None}  # fmt: skip
+
+
+def _stored(request: httpx.Request) -> httpx.Response:
+    """The server's answer to an upload: what it received, as it would store it."""
+    body = request.read()
+    name = request.url.path.rsplit("/", 1)[1]
+    answer = {"fileName": name, "contentItemId": 1, "fileSize": len(body)}
+    return httpx.Response(201, json={**answer, "sha256": hashlib.sha256(body).hexdigest()})
+
+
+class DropFirstUpload(httpx.BaseTransport):
+    """Drops the first upload's connection once its body's first chunk was sent (MockTransport
+    reads a body whole before its handler sees it)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.sent: list[int] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and not self.sent:
+            assert isinstance(request.stream, httpx.SyncByteStream)
+            self.sent.append(len(next(iter(request.stream))))
+            raise httpx.WriteError("connection reset by peer", request=request)
+        return self.inner.handle_request(request)
+
+
+def test_upload_sends_the_file_again_whole_and_checks_what_was_stored(tmp_path: Path) -> None:
+    evidence = tmp_path / "evidence.bin"
+    evidence.write_bytes(bytes(range(256)) * 1024)
+    digest = hashlib.sha256(evidence.read_bytes()).hexdigest()
+    path = "/v1/test/7/candidates/1/events/e1/files/"
+    server = FakeServer()
+    bodies: list[bytes] = []
+
+    def upload(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.read())
+        if len(bodies) == 1:
+            return httpx.Response(503, json={"error": "unavailable", "message": "Restarting."})
+        return _stored(request)
+
+    server.routes[("PUT", path + "a.bin")] = upload
+    transport = DropFirstUpload(httpx.MockTransport(server))
+    with ExamtrailClient("http://et.test", "cid", "key", transport=transport) as client:
+        client.authenticate()
+        server.valid.clear()  # a drop, a 401 and a 503: the file is sent again, whole, every time
+        assert client.upload_file(7, 1, "e1", evidence, file_name="a.bin")["sha256"] == digest
+        assert transport.sent == [1 << 16] and bodies == [evidence.read_bytes()] * 2
+    with server.client() as client:
+        with evidence.open("rb") as stream:
+            stream.seek(1000)  # a stream is sent from where it stood, on every attempt
+            bodies.clear()
+            client.upload_file(7, 1, "e1", stream, file_name="a.bin")
+        assert bodies == [evidence.read_bytes()[1000:]] * 2
+        server.routes[("PUT", path + "b.bin")] = httpx.Response(
+            201, json={"fileName": "b.bin", "fileSize": 4, "sha256": hashlib.sha256(b"data").hexdigest()}
+        )
+        with pytest.raises(VerificationError, match="stored 4 bytes") as mismatch:
+            client.upload_file(7, 1, "e1", b"other", file_name="b.bin")
+        assert mismatch.value.code == "upload_mismatch" and mismatch.value.exit_code == 4
+    puts = [r for r in server.requests if r.method == "PUT"]
+    assert len(puts) == 6 and all(r.headers.get("authorization") for r in puts)
+
+
+def test_a_body_that_cannot_be_sent_again_is_not_resent() -> None:
+    attempts: list[bytes] = []
+
+    def drop(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/api/"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        attempts.append(b"".join(request.stream))  # type: ignore[arg-type]
+        raise httpx.WriteError("connection reset by peer", request=request)
+
+    client = ExamtrailClient("http://et.test", "cid", "key", transport=httpx.MockTransport(drop))
+    with pytest.raises(ServerUnreachableError):
+        client.request("PUT", "/v1/x", content=iter([b"first", b"second"]))
+    assert attempts == [b"firstsecond"]  # not retried with the rest of a consumed stream
+    server = FakeServer()
+    with server.client() as client:
+        client.authenticate()
+        server.valid.clear()
+        with pytest.raises(AuthenticationError):
+            client.request("PUT", "/v1/x", content=iter([b"first"]))
+    assert [r.method for r in server.requests].count("PUT") == 1
+
+
+def test_async_upload_sends_the_file_again_whole_and_checks_what_was_stored(tmp_path: Path) -> None:
+    evidence = tmp_path / "evidence.bin"
+    evidence.write_bytes(b"\x00\xff" * 100_000)
+    server = FakeServer()
+    server.routes[("PUT", "/v1/test/7/candidates/1/events/e1/files/a.bin")] = _stored
+    server.routes[("PUT", "/v1/test/7/candidates/1/events/e1/files/b.bin")] = httpx.Response(
+        201, json={"fileName": "b.bin", "fileSize": 5, "sha256": "00" * 32}
+    )
+
+    async def run() -> dict[str, Any]:
+        async with AsyncExamtrailClient(
+            "http://et.test", "cid", "key", transport=httpx.MockTransport(server)
+        ) as client:
+            await client.authenticate()
+            server.valid.clear()
+            answer = await client.upload_file(7, 1, "e1", evidence, file_name="a.bin")
+            with pytest.raises(VerificationError, match="SHA-256"):
+                await client.upload_file(7, 1, "e1", b"other", file_name="b.bin")
+            return answer
+
+    answer = asyncio.run(run())
+    assert answer["sha256"] == hashlib.sha256(evidence.read_bytes()).hexdigest()
+    puts = [r for r in server.requests if r.method == "PUT" and r.url.path.endswith("a.bin")]
+    assert len(puts) == 2 and answer["fileSize"] == evidence.stat().st_size
+
+
+def test_path_segments_are_percent_encoded() -> None:
+    server = FakeServer()
+    seen: list[bytes] = []
+
+    def upload(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path)
+        return _stored(request)
+
+    names = {
+        "photo #1.jpg": b"photo%20%231.jpg",
+        "what?.txt": b"what%3F.txt",
+        "100%.txt": b"100%25.txt",
+        "a%2Fb.txt": b"a%252Fb.txt",
+        "a/b": b"a%2Fb",
+        "..": b"%2E%2E",
+    }
+    with server.client() as client:
+        for name in names:
+            server.routes[("PUT", f"/v1/test/7/candidates/1/events/e:1/files/{name}")] = upload
+            client.upload_file(7, 1, "e:1", name.encode(), file_name=name)
+        server.routes[("PUT", "/v1/test/7/candidates/1/events/../files/x.txt")] = upload
+        client.upload_file(7, 1, "..", b"x", file_name="x.txt")
+    prefix = b"/v1/test/7/candidates/1/events/e%3A1/files/"
+    assert seen[:-1] == [prefix + raw for raw in names.values()]
+    assert seen[-1] == b"/v1/test/7/candidates/1/events/%2E%2E/files/x.txt"
+
+    async def run() -> None:
+        async with AsyncExamtrailClient(
+            "http://et.test", "cid", "key", transport=httpx.MockTransport(server)
+        ) as et:
+            await et.upload_file(7, 1, "e:1", b"photo #1.jpg", file_name="photo #1.jpg")
+
+    asyncio.run(run())
+    assert seen[-1] == prefix + b"photo%20%231.jpg"
+
+
+def test_job_list_pages_are_at_most_200_and_stop_at_the_limit() -> None:
+    server = FakeServer()
+    asked: list[dict[str, str]] = []
+
+    def page(request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        asked.append(params)
+        start = int(params.get("cursor", 0))
+        size = int(params.get("limit", 50))
+        if size > 200:
+            return httpx.Response(422, json={"error": "validation_error", "message": "limit <= 200"})
+        jobs = [{**JOB, "jobId": f"job-{n}"} for n in range(start, min(start + size, 1000))]
+        cursor = str(start + size) if start + size < 1000 else None
+        return httpx.Response(200, json={"jobs": jobs, "nextCursor": cursor})
+
+    server.routes[("GET", "/v1/test/7/events/jobs")] = page
+    with server.client() as client:
+        jobs = client.list_jobs(7, limit=450)
+        assert [j.job_id for j in jobs] == [f"job-{n}" for n in range(450)]
+        assert [a.get("limit") for a in asked] == ["200", "200", "50"]
+        asked.clear()
+        assert len(client.list_jobs(7, status="finished", limit=3)) == 3
+        assert asked == [{"status": "finished", "limit": "3"}]
+        assert len(client.list_jobs(7)) == 1000
+        with pytest.raises(ValueError, match="limit"):
+            client.list_jobs(7, limit=0)
+
+    async def run() -> int:
+        async with AsyncExamtrailClient(
+            "http://et.test", "cid", "key", transport=httpx.MockTransport(server)
+        ) as et:
+            return len(await et.list_jobs(7, limit=500))
+
+    asked.clear()
+    assert asyncio.run(run()) == 500
+    assert [a.get("limit") for a in asked] == ["200", "200", "100"]
+
+
+def test_put_test_requires_a_title() -> None:
+    for method in (ExamtrailClient.put_test, AsyncExamtrailClient.put_test):
+        assert inspect.signature(method).parameters["title"].default is inspect.Parameter.empty
+    server = FakeServer()
+    server.routes[("PUT", "/v1/test/7")] = lambda r: httpx.Response(201, json=json.loads(r.content))
+    with server.client() as client:
+        assert client.put_test(7, "Exam")["title"] == "Exam"
+
+
+def test_verify_webhook_refuses_non_ascii_signatures() -> None:
+    secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+    body = b'{"event":"x"}'
+    stamp = str(int(time.time()))
+    inspera = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    standard = {
+        "Webhook-Id": "m",
+        "Webhook-Timestamp": stamp,
+        "Webhook-Signature": _standard(secret, "m", int(stamp), body),
+    }
+    for headers in (
+        {**standard, "X-Inspera-Signature": "é" * 40},
+        {**standard, "X-Inspera-Signature": inspera, "Webhook-Signature": "v1,ñ\ud800"},
+        {
+            **standard,
+            "X-Inspera-Signature": inspera,
+            "Webhook-Timestamp": "\u0661\u0667" + "\u0660" * 8,
+        },  # Arabic-Indic digits,
+    ):
+        with pytest.raises(VerificationError):
+            verify_webhook(headers, body, secret)
+    assert verify_webhook({**standard, "X-Inspera-Signature": inspera}, body, secret) == {"event": "x"}
+
+
+def test_retry_after_is_honoured_up_to_30_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=12), usegmt=True)
+    busy = [
+        httpx.Response(503, headers={"Retry-After": "7"}, json={"error": "database_unavailable"}),
+        httpx.Response(429, headers={"Retry-After": "3600"}, json={"error": "rate_limited"}),
+        httpx.Response(503, headers={"Retry-After": in_a_minute}, json={"error": "unavailable"}),
+    ]
+
+    def status(request: httpx.Request) -> httpx.Response:
+        return busy.pop(0) if busy else httpx.Response(200, json=JOB)
+
+    server = FakeServer()
+    server.routes[("GET", "/v1/test/7/events")] = status
+    with server.client() as client:
+        assert client.get_job(7, "job-1").job_id == "job-1"
+    assert slept[:2] == [7.0, 30.0] and 9 < slept[2] <= 12, slept
+    slept.clear()
+    busy[:] = [httpx.Response(503, headers={"Retry-After": "soon"}), httpx.Response(503)]
+    with server.client() as client:
+        assert client.get_job(7, "job-1").job_id == "job-1"
+    assert slept == [0.2, 0.5]
+
+    waited: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    busy[:] = [httpx.Response(503, headers={"Retry-After": "2"})]
+
+    async def run() -> str:
+        async with AsyncExamtrailClient(
+            "http://et.test", "cid", "key", transport=httpx.MockTransport(server)
+        ) as et:
+            return (await et.get_job(7, "job-1")).job_id
+
+    assert asyncio.run(run()) == "job-1" and waited == [2.0]

@@ -249,6 +249,139 @@ def test_upload_file_appears_in_the_export(stack: Stack, tmp_path: Path) -> None
     assert result.job.attachment_links_expire == result.job.raw["attachmentLinksExpire"] is not None
 
 
+def _cut_after_first_chunk(request: httpx.Request) -> bool:
+    return request.method == "PUT" and "/files/" in request.url.path
+
+
+def _first_chunk_then_reset(chunks: Any) -> Any:
+    for chunk in chunks:
+        yield chunk
+        raise httpx.WriteError("connection reset by peer")
+
+
+class DropFirstUpload(httpx.BaseTransport):
+    """The real transport, except that the first file upload's connection drops once the
+    server has received the body's first chunk."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.dropped = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if _cut_after_first_chunk(request) and not self.dropped:
+            self.dropped += 1
+            cut = httpx.Request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=_first_chunk_then_reset(request.stream),
+            )
+            return self.real.handle_request(cut)
+        return self.real.handle_request(request)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+class AsyncDropFirstUpload(httpx.AsyncBaseTransport):
+    """:class:`DropFirstUpload` for the async client."""
+
+    def __init__(self) -> None:
+        self.real = httpx.AsyncHTTPTransport()
+        self.dropped = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if _cut_after_first_chunk(request) and not self.dropped:
+            self.dropped += 1
+            stream: Any = request.stream
+
+            async def first_chunk_then_reset() -> Any:
+                async for chunk in stream:
+                    yield chunk
+                    raise httpx.WriteError("connection reset by peer")
+
+            cut = httpx.Request(
+                request.method, request.url, headers=request.headers, content=first_chunk_then_reset()
+            )
+            return await self.real.handle_async_request(cut)
+        return await self.real.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+def _stale_token(client: ExamtrailClient | AsyncExamtrailClient) -> None:
+    """A token the client believes fresh but the server refuses: the next call gets a 401."""
+    client._token.value, client._token.renew_at = "not-a-token", time.monotonic() + 3600
+
+
+def test_upload_resends_the_whole_file_after_a_drop_and_after_a_401(stack: Stack, tmp_path: Path) -> None:
+    evidence = tmp_path / "evidence.bin"
+    evidence.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: several chunks
+    digest = hashlib.sha256(evidence.read_bytes()).hexdigest()
+    size = evidence.stat().st_size
+    transport = DropFirstUpload()
+    with ExamtrailClient(stack.a.url, stack.a.client_id, stack.a.api_key, transport=transport) as client:
+        seed(client, 506)
+        dropped = client.upload_file(506, 1, "e-1-0", evidence, file_name="dropped.bin")
+        assert transport.dropped == 1
+        _stale_token(client)
+        refused_once = client.upload_file(506, 1, "e-1-1", evidence, file_name="after-401.bin")
+        with evidence.open("rb") as stream:
+            _stale_token(client)
+            from_stream = client.upload_file(506, 2, "e-2-0", stream, file_name="stream.bin")
+        result = client.export(506, tmp_path / "files.json")
+    for answer in (dropped, refused_once, from_stream):
+        assert (answer["fileSize"], answer["sha256"]) == (size, digest), answer
+
+    async def run() -> list[dict[str, Any]]:
+        async_transport = AsyncDropFirstUpload()
+        async with AsyncExamtrailClient(
+            stack.a.url, stack.a.client_id, stack.a.api_key, transport=async_transport
+        ) as et:
+            answers = [await et.upload_file(506, 2, "e-2-1", evidence, file_name="async-dropped.bin")]
+            assert async_transport.dropped == 1
+            _stale_token(et)
+            answers.append(await et.upload_file(506, 2, "e-2-2", evidence, file_name="async-401.bin"))
+            return answers
+
+    for answer in asyncio.run(run()):
+        assert (answer["fileSize"], answer["sha256"]) == (size, digest), answer
+    stored = [f for _, e in read_export(result.path) for f in e["attachedFiles"]]
+    assert sorted(f["fileName"] for f in stored) == ["after-401.bin", "dropped.bin", "stream.bin"]
+    for attachment in stored:
+        assert httpx.get(attachment["presignedUrl"], timeout=30).content == evidence.read_bytes()
+
+
+def test_file_names_and_event_ids_are_sent_as_one_path_segment(stack: Stack, tmp_path: Path) -> None:
+    names = ["photo #1.jpg", "what?.txt", "100%.txt", "a%2Fb.txt", "été & co;=+.txt"]
+    with api(stack.a) as client:
+        seed(client, 507)
+        client.ingest_events(507, 3, [{**event(3, 0), "eventId": "ev:1.a_b-c"}])
+        answers = [client.upload_file(507, 3, "ev:1.a_b-c", name.encode(), file_name=name) for name in names]
+        result = client.export(507, tmp_path / "names.json")
+    assert [answer["fileName"] for answer in answers] == names
+    stored = {f["fileName"]: f for _, e in read_export(result.path) for f in e["attachedFiles"]}
+    assert sorted(stored) == sorted(names)
+    for name in names:
+        assert httpx.get(stored[name]["presignedUrl"], timeout=30).content == name.encode()
+
+
+def test_job_list_pages_within_the_servers_cap(stack: Stack) -> None:
+    with api(stack.a) as client:
+        seed(client, 508)
+        # Three distinct jobs (the same export ordered again may be the same job).
+        ordered = [client.wait(client.order_export(508, format=f)).job_id for f in ("json", "jsonl", "csv")]
+        assert len(set(ordered)) == 3
+        assert {job.job_id for job in client.list_jobs(508, limit=500)} == set(ordered)
+        assert len(client.list_jobs(508, limit=2)) == 2
+    listed = client_cli(["jobs", "508", "--limit", "500", "--json"], stack.a.cli_env())
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 3
+    zero = client_cli(["jobs", "508", "--limit", "0"], stack.a.cli_env())
+    assert zero.returncode == 2 and "--limit" in zero.stderr
+
+
 def corrupt_one_byte(stack: Stack, request: pytest.FixtureRequest, job_id: str) -> None:
     """Flips one bit of the stored export file, in the local store or in the S3 bucket."""
     if S3:

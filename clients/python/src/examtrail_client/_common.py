@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import hashlib
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 
-from examtrail_client.errors import ExamtrailError, ServerUnreachableError, error_from_response
+from examtrail_client.errors import (
+    ExamtrailError,
+    ServerUnreachableError,
+    VerificationError,
+    error_from_response,
+)
 from examtrail_client.files import SourceEvent
 from examtrail_client.models import Candidate, RejectedEvent
 
@@ -134,7 +147,165 @@ def unreachable(exc: httpx.TransportError, url: str) -> ServerUnreachableError:
 
 
 RETRY_DELAYS = (0.2, 0.5, 1.0)
-RETRY_STATUSES = frozenset({502, 503, 504})
+# A restarting server or proxy (502/503/504) and "slow down" (429): retried.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A Retry-After is honoured up to this many seconds per retry.
+MAX_RETRY_AFTER = 30.0
+
+
+def retry_delay(response: httpx.Response, default: float) -> float:
+    """Seconds to wait before retrying ``response``: its ``Retry-After`` (delta-seconds or an
+    HTTP date) when it asks for longer than ``default``, at most ``MAX_RETRY_AFTER``."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isascii() and value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return default
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - time.time()
+    return min(MAX_RETRY_AFTER, max(default, seconds))
+
+
+def segment(value: object) -> str:
+    """``value`` as one URL path segment: every reserved character percent-encoded (``photo
+    #1.jpg`` -> ``photo%20%231.jpg``, ``a/b`` -> ``a%2Fb``), and ``.`` or ``..`` escaped so
+    that no URL normalisation drops them."""
+    text = quote(str(value), safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
+
+
+def test_path(test_id: int, *parts: object) -> str:
+    """``/v1/test/{testId}/...`` with every segment encoded:
+    ``test_path(7, "candidates", 1, "events", "e1", "files", "photo #1.jpg")``."""
+    return "/v1/test/" + "/".join(segment(part) for part in (test_id, *parts))
+
+
+# The server's largest page of export jobs.
+MAX_JOBS_PAGE = 200
+
+
+def jobs_query(status: str | None, limit: int | None, cursor: str | None, have: int) -> dict[str, Any]:
+    """The query of the next page of a job list that already holds ``have`` of ``limit`` jobs
+    (a page asks for at most ``MAX_JOBS_PAGE``)."""
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")
+    page = None if limit is None else min(limit - have, MAX_JOBS_PAGE)
+    return {k: v for k, v in {"status": status, "limit": page, "cursor": cursor}.items() if v}
+
+
+_UPLOAD_CHUNK = 1 << 16
+_SPOOL_IN_MEMORY = 8 << 20
+
+
+class UploadBody:
+    """An upload's body that every attempt sends whole, from its first byte: a path is
+    reopened, a seekable stream rewound and bytes sent again (a stream that cannot seek is
+    first copied to a temporary file). What an attempt sent is hashed, so that :meth:`check`
+    can compare it with the ``fileSize`` and ``sha256`` the server stored."""
+
+    def __init__(self, source: str | Path | bytes | IO[bytes]) -> None:
+        self._data: bytes | None = None
+        self._path: Path | None = None
+        self._stream: IO[bytes] | None = None
+        self._spool: IO[bytes] | None = None
+        self._start = 0
+        self.size = -1  # of the last attempt, once all of it was sent
+        self.sha256 = ""
+        if isinstance(source, bytes):
+            self._data, self.size, self.sha256 = source, len(source), hashlib.sha256(source).hexdigest()
+        elif isinstance(source, str | Path):
+            self._path = Path(source)
+            self._path.open("rb").close()  # a missing or unreadable file fails here, before any request
+        elif _seekable(source):
+            self._stream, self._start = source, source.tell()
+        else:
+            spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+            shutil.copyfileobj(source, spool, _UPLOAD_CHUNK)
+            self._stream = self._spool = spool
+
+    def __enter__(self) -> UploadBody:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+    def _open(self) -> AbstractContextManager[IO[bytes]]:
+        if self._path is not None:
+            return self._path.open("rb")
+        assert self._stream is not None
+        self._stream.seek(self._start)
+        return nullcontext(self._stream)
+
+    def _chunks(self) -> Generator[bytes]:
+        self.size, self.sha256 = -1, ""
+        digest, size = hashlib.sha256(), 0
+        with self._open() as stream:
+            while chunk := stream.read(_UPLOAD_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+        self.size, self.sha256 = size, digest.hexdigest()
+
+    def content(self) -> bytes | Iterator[bytes]:
+        """A fresh body for one attempt (sync client)."""
+        return self._data if self._data is not None else self._chunks()
+
+    def acontent(self) -> bytes | AsyncIterator[bytes]:
+        """A fresh body for one attempt (async client; files are read in a thread)."""
+        return self._data if self._data is not None else self._achunks()
+
+    async def _achunks(self) -> AsyncIterator[bytes]:
+        chunks = self._chunks()
+        try:
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                yield chunk
+        finally:
+            chunks.close()
+
+    def check(self, answer: Any) -> None:
+        """``VerificationError`` unless the server stored exactly the bytes the client sent."""
+        stored = answer if isinstance(answer, dict) else {}
+        size, sha256 = stored.get("fileSize"), str(stored.get("sha256") or "").lower()
+        if self.size < 0 or size != self.size or sha256 != self.sha256:
+            raise VerificationError(
+                f"the server stored {size} bytes with SHA-256 {sha256 or '(none)'}, the client sent "
+                f"{max(self.size, 0)} bytes with SHA-256 {self.sha256 or '(unfinished)'}",
+                code="upload_mismatch",
+            )
+
+
+def upload_request(
+    test_id: int,
+    user_id: int,
+    event_id: str,
+    file: str | Path | bytes | IO[bytes],
+    file_name: str | None,
+    content_type: str,
+) -> tuple[str, UploadBody, dict[str, str]]:
+    """Path, body and headers of an evidence file's upload (a path's name unless ``file_name``)."""
+    if isinstance(file, str | Path):
+        file_name = file_name or Path(file).name
+    if not file_name:
+        raise ValueError("file_name is required for bytes or a stream")
+    path = test_path(test_id, "candidates", user_id, "events", event_id, "files", file_name)
+    return path, UploadBody(file), {"content-type": content_type}
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def replayable(content: Any) -> bool:
+    """True for a body that can be sent again after a dropped connection or a 401."""
+    return content is None or isinstance(content, bytes | UploadBody)
 
 
 def link_is_stale(expires: str | None, margin: float = 2.0) -> bool:

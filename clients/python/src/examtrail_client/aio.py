@@ -7,7 +7,7 @@ import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -62,16 +62,20 @@ class AsyncExamtrailClient:
         await self.aclose()
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        replayable = isinstance(kwargs.get("content"), bytes | None)
+        body = kwargs.pop("content", None)
+        replayable = c.replayable(body)
         for delay in (*c.RETRY_DELAYS, None):
+            content = body.acontent() if isinstance(body, c.UploadBody) else body
             try:
-                response = await self._http.request(method, path, **kwargs)
+                response = await self._http.request(method, path, content=content, **kwargs)
             except httpx.TransportError as exc:
-                if delay is None or isinstance(exc, httpx.UnsupportedProtocol):
+                # A stream half sent cannot be sent again: never resend its rest as the body.
+                if delay is None or not replayable or isinstance(exc, httpx.UnsupportedProtocol):
                     raise c.unreachable(exc, self.url) from exc
             else:
                 if delay is None or not replayable or response.status_code not in c.RETRY_STATUSES:
                     return response
+                delay = c.retry_delay(response, delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -98,10 +102,11 @@ class AsyncExamtrailClient:
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated API call; raises the typed error of an error answer."""
         headers = dict(kwargs.pop("headers", None) or {})
+        retry = c.replayable(kwargs.get("content"))
         for attempt in range(2):
             headers["Authorization"] = f"Bearer {await self._token_value()}"
             response = await self._send(method, path, headers=headers, **kwargs)
-            if attempt == 0 and c.token_expired(response):
+            if attempt == 0 and retry and c.token_expired(response):
                 self._token.clear()
                 continue
             c.raise_for_error(response)
@@ -110,33 +115,33 @@ class AsyncExamtrailClient:
 
     async def order_export(self, test_id: int, **options: Any) -> ExportJob:
         """Orders an export (see :meth:`ExamtrailClient.order_export` for the options)."""
-        response = await self.request("POST", f"/v1/test/{test_id}/events", params=c.export_params(options))
+        response = await self.request("POST", c.test_path(test_id, "events"), params=c.export_params(options))
         return ExportJob.from_api(response.json())
 
     async def get_job(self, test_id: int, job_id: str) -> ExportJob:
         """The job's status; once finished it holds a fresh ``download_url``."""
-        response = await self.request("GET", f"/v1/test/{test_id}/events", params={"jobId": job_id})
+        response = await self.request("GET", c.test_path(test_id, "events"), params={"jobId": job_id})
         return ExportJob.from_api(response.json())
 
     async def cancel(self, test_id: int, job_id: str) -> ExportJob:
         """Cancels a queued or running export (``ConflictError`` if it already ended)."""
-        response = await self.request("DELETE", f"/v1/test/{test_id}/events", params={"jobId": job_id})
+        response = await self.request("DELETE", c.test_path(test_id, "events"), params={"jobId": job_id})
         return ExportJob.from_api(response.json())
 
     async def list_jobs(
         self, test_id: int, *, status: str | None = None, limit: int | None = None
     ) -> list[ExportJob]:
-        """Every export job of the test, newest first (servers that list jobs)."""
+        """Every export job of the test (or the newest ``limit``), newest first (servers that list jobs)."""
         jobs: list[ExportJob] = []
         cursor: str | None = None
         while True:
-            params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v}
-            body = (await self.request("GET", f"/v1/test/{test_id}/events/jobs", params=params)).json()
+            params = c.jobs_query(status, limit, cursor, len(jobs))
+            body = (await self.request("GET", c.test_path(test_id, "events", "jobs"), params=params)).json()
             items = (body.get("jobs") or body.get("items") or []) if isinstance(body, dict) else body
             jobs.extend(ExportJob.from_api(item) for item in items)
             cursor = body.get("nextCursor") if isinstance(body, dict) else None
             if not cursor or (limit and len(jobs) >= limit):
-                return jobs
+                return jobs[:limit]
 
     async def wait(
         self, job: ExportJob, on_progress: ProgressCallback | None = None, *, timeout: float | None = None
@@ -228,17 +233,15 @@ class AsyncExamtrailClient:
         job = await self.wait(await self.order_export(test_id, **options), on_progress, timeout=timeout)
         return await self.download(job, path, on_bytes=on_bytes)
 
-    async def put_test(self, test_id: int, title: str = "") -> dict[str, Any]:
-        """Creates or renames a test."""
-        body: dict[str, Any] = (
-            await self.request("PUT", f"/v1/test/{test_id}", json={"title": title})
-        ).json()
+    async def put_test(self, test_id: int, title: str) -> dict[str, Any]:
+        """Creates or renames a test (the title is required, not blank)."""
+        body: dict[str, Any] = (await self.request("PUT", c.test_path(test_id), json={"title": title})).json()
         return body
 
     async def ensure_test(self, test_id: int, title: str | None = None) -> None:
         """Creates the test when it does not exist."""
         try:
-            await self.request("GET", f"/v1/test/{test_id}")
+            await self.request("GET", c.test_path(test_id))
         except NotFoundError:
             await self.put_test(test_id, title or f"Test {test_id}")
 
@@ -248,13 +251,15 @@ class AsyncExamtrailClient:
         """Adds or updates candidates."""
         body = [_candidate_json(item) for item in candidates]
         result: dict[str, Any] = (
-            await self.request("PUT", f"/v1/test/{test_id}/candidates", json=body)
+            await self.request("PUT", c.test_path(test_id, "candidates"), json=body)
         ).json()
         return result
 
     async def ingest_events(self, test_id: int, user_id: int, events: list[dict[str, Any]]) -> dict[str, Any]:
         """Records a batch of events on a candidate (all or nothing; idempotent on ``eventId``)."""
-        response = await self.request("POST", f"/v1/test/{test_id}/candidates/{user_id}/events", json=events)
+        response = await self.request(
+            "POST", c.test_path(test_id, "candidates", user_id, "events"), json=events
+        )
         result: dict[str, Any] = response.json()
         return result
 
@@ -263,26 +268,17 @@ class AsyncExamtrailClient:
         test_id: int,
         user_id: int,
         event_id: str,
-        file: str | Path | bytes,
+        file: str | Path | bytes | IO[bytes],
         *,
         file_name: str | None = None,
         content_type: str = "application/octet-stream",
     ) -> dict[str, Any]:
-        """Attaches an evidence file (a path or bytes) to an event."""
-        if isinstance(file, str | Path):
-            file_name = file_name or Path(file).name
-            content = Path(file).read_bytes()
-        else:
-            content = file
-        if not file_name:
-            raise ValueError("file_name is required for bytes")
-        response = await self.request(
-            "PUT",
-            f"/v1/test/{test_id}/candidates/{user_id}/events/{event_id}/files/{file_name}",
-            content=content,
-            headers={"content-type": content_type},
-        )
-        result: dict[str, Any] = response.json()
+        """Attaches an evidence file (a path, bytes or a binary stream) to an event; every
+        attempt sends it whole and the stored ``sha256`` is checked (see the sync client)."""
+        path, body, headers = c.upload_request(test_id, user_id, event_id, file, file_name, content_type)
+        with body:
+            result: dict[str, Any] = (await self.request("PUT", path, content=body, headers=headers)).json()
+            body.check(result)
         return result
 
     async def ingest(

@@ -349,6 +349,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("export needs -o FILE (or --no-wait)")
     if args.command == "ingest" and args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.command == "jobs" and args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
     assert url and client_id and api_key
     try:
         with ExamtrailClient(url, client_id, api_key) as client:

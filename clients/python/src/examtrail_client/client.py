@@ -73,18 +73,24 @@ class ExamtrailClient:
         self.close()
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request, retried on connection problems and on 502/503/504 (a restarting
-        server); ServerUnreachableError when the connection keeps failing."""
-        replayable = isinstance(kwargs.get("content"), bytes | None)
+        """One request, retried on connection problems and on 429/502/503/504 (a restarting
+        or busy server; after its ``Retry-After``, at most 30 s) when its body can be sent
+        again (bytes, an :class:`~examtrail_client._common.UploadBody`);
+        ServerUnreachableError when the connection keeps failing."""
+        body = kwargs.pop("content", None)
+        replayable = c.replayable(body)
         for delay in (*c.RETRY_DELAYS, None):
+            content = body.content() if isinstance(body, c.UploadBody) else body
             try:
-                response = self._http.request(method, path, **kwargs)
+                response = self._http.request(method, path, content=content, **kwargs)
             except httpx.TransportError as exc:
-                if delay is None or isinstance(exc, httpx.UnsupportedProtocol):
+                # A stream half sent cannot be sent again: never resend its rest as the body.
+                if delay is None or not replayable or isinstance(exc, httpx.UnsupportedProtocol):
                     raise c.unreachable(exc, self.url) from exc
             else:
                 if delay is None or not replayable or response.status_code not in c.RETRY_STATUSES:
                     return response
+                delay = c.retry_delay(response, delay)
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -108,12 +114,16 @@ class ExamtrailClient:
         return self._token.value
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """An authenticated API call; raises the typed error of an error answer."""
+        """An authenticated API call; raises the typed error of an error answer.
+
+        A 401 is retried once with a new token, unless the body is a stream already consumed.
+        """
         headers = dict(kwargs.pop("headers", None) or {})
+        retry = c.replayable(kwargs.get("content"))
         for attempt in range(2):
             headers["Authorization"] = f"Bearer {self._token_value()}"
             response = self._send(method, path, headers=headers, **kwargs)
-            if attempt == 0 and c.token_expired(response):
+            if attempt == 0 and retry and c.token_expired(response):
                 self._token.clear()
                 continue
             c.raise_for_error(response)
@@ -132,33 +142,34 @@ class ExamtrailClient:
         and ``compression`` (``gzip``) or ``gzip=True``; ``pseudonymize=True`` for a research
         export with pseudonyms instead of identities.
         """
-        response = self.request("POST", f"/v1/test/{test_id}/events", params=c.export_params(options))
+        response = self.request("POST", c.test_path(test_id, "events"), params=c.export_params(options))
         return ExportJob.from_api(response.json())
 
     def get_job(self, test_id: int, job_id: str) -> ExportJob:
         """The job's status; once finished it holds a fresh ``download_url``."""
-        response = self.request("GET", f"/v1/test/{test_id}/events", params={"jobId": job_id})
+        response = self.request("GET", c.test_path(test_id, "events"), params={"jobId": job_id})
         return ExportJob.from_api(response.json())
 
     def cancel(self, test_id: int, job_id: str) -> ExportJob:
         """Cancels a queued or running export (``ConflictError`` if it already ended)."""
-        response = self.request("DELETE", f"/v1/test/{test_id}/events", params={"jobId": job_id})
+        response = self.request("DELETE", c.test_path(test_id, "events"), params={"jobId": job_id})
         return ExportJob.from_api(response.json())
 
     def list_jobs(
         self, test_id: int, *, status: str | None = None, limit: int | None = None
     ) -> list[ExportJob]:
-        """Every export job of the test, newest first (servers that list jobs; follows ``nextCursor``)."""
+        """Every export job of the test (or the newest ``limit``), newest first (servers that
+        list jobs; follows ``nextCursor``, pages of at most 200)."""
         jobs: list[ExportJob] = []
         cursor: str | None = None
         while True:
-            params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v}
-            body = self.request("GET", f"/v1/test/{test_id}/events/jobs", params=params).json()
+            params = c.jobs_query(status, limit, cursor, len(jobs))
+            body = self.request("GET", c.test_path(test_id, "events", "jobs"), params=params).json()
             items = (body.get("jobs") or body.get("items") or []) if isinstance(body, dict) else body
             jobs.extend(ExportJob.from_api(item) for item in items)
             cursor = body.get("nextCursor") if isinstance(body, dict) else None
             if not cursor or (limit and len(jobs) >= limit):
-                return jobs
+                return jobs[:limit]
 
     def wait(
         self,
@@ -268,15 +279,15 @@ class ExamtrailClient:
 
     # -- ingestion ------------------------------------------------------------------------
 
-    def put_test(self, test_id: int, title: str = "") -> dict[str, Any]:
-        """Creates or renames a test (``PUT /v1/test/{testId}``)."""
-        body: dict[str, Any] = self.request("PUT", f"/v1/test/{test_id}", json={"title": title}).json()
+    def put_test(self, test_id: int, title: str) -> dict[str, Any]:
+        """Creates or renames a test (``PUT /v1/test/{testId}``; the title is required, not blank)."""
+        body: dict[str, Any] = self.request("PUT", c.test_path(test_id), json={"title": title}).json()
         return body
 
     def ensure_test(self, test_id: int, title: str | None = None) -> None:
         """Creates the test when it does not exist (an existing test's title is left alone)."""
         try:
-            self.request("GET", f"/v1/test/{test_id}")
+            self.request("GET", c.test_path(test_id))
         except NotFoundError:
             self.put_test(test_id, title or f"Test {test_id}")
 
@@ -285,12 +296,12 @@ class ExamtrailClient:
     ) -> dict[str, Any]:
         """Adds or updates candidates (``userId`` and ``candidateId``)."""
         body = [_candidate_json(item) for item in candidates]
-        result: dict[str, Any] = self.request("PUT", f"/v1/test/{test_id}/candidates", json=body).json()
+        result: dict[str, Any] = self.request("PUT", c.test_path(test_id, "candidates"), json=body).json()
         return result
 
     def ingest_events(self, test_id: int, user_id: int, events: list[dict[str, Any]]) -> dict[str, Any]:
         """Records a batch of events on a candidate (all or nothing; idempotent on ``eventId``)."""
-        response = self.request("POST", f"/v1/test/{test_id}/candidates/{user_id}/events", json=events)
+        response = self.request("POST", c.test_path(test_id, "candidates", user_id, "events"), json=events)
         result: dict[str, Any] = response.json()
         return result
 
@@ -304,26 +315,18 @@ class ExamtrailClient:
         file_name: str | None = None,
         content_type: str = "application/octet-stream",
     ) -> dict[str, Any]:
-        """Attaches an evidence file to an event.
+        """Attaches an evidence file (a path, bytes or a binary stream) to an event.
 
-        Returns ``{"fileName", "contentItemId", "fileSize", "sha256"}``.
+        Returns ``{"fileName", "contentItemId", "fileSize", "sha256"}``. Every attempt (after
+        a dropped connection, a 503 or a 401) sends the whole file again: a path is reopened,
+        a stream rewound (one that cannot seek is first copied to a temporary file).
+        ``VerificationError`` (``upload_mismatch``) if the server's ``fileSize`` or ``sha256``
+        differ from what was sent.
         """
-        if isinstance(file, str | Path):
-            name = file_name or Path(file).name
-            with Path(file).open("rb") as stream:
-                return self.upload_file(
-                    test_id, user_id, event_id, stream, file_name=name, content_type=content_type
-                )
-        if not file_name:
-            raise ValueError("file_name is required for bytes or a stream")
-        content = file if isinstance(file, bytes) else _chunks(file)
-        response = self.request(
-            "PUT",
-            f"/v1/test/{test_id}/candidates/{user_id}/events/{event_id}/files/{file_name}",
-            content=content,
-            headers={"content-type": content_type},
-        )
-        result: dict[str, Any] = response.json()
+        path, body, headers = c.upload_request(test_id, user_id, event_id, file, file_name, content_type)
+        with body:
+            result: dict[str, Any] = self.request("PUT", path, content=body, headers=headers).json()
+            body.check(result)
         return result
 
     def ingest(
@@ -383,11 +386,6 @@ def _counting(items: Iterable[SourceEvent], progress: IngestProgress) -> Iterabl
         if item.event is not None or item.problem is not None:
             progress.read += 1
         yield item
-
-
-def _chunks(stream: IO[bytes]) -> Iterable[bytes]:
-    while chunk := stream.read(1 << 16):
-        yield chunk
 
 
 def _candidate_json(item: Candidate | Mapping[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,12 @@ def _standard_key(secret: str) -> bytes:
         raise VerificationError("the webhook secret is not whsec_<base64>", code="bad_secret") from None
 
 
+def _bytes(header: str) -> bytes:
+    """A header value as bytes to compare in constant time (any text: a signature holding
+    non-ASCII characters simply does not match)."""
+    return header.encode("utf-8", "surrogatepass")
+
+
 def verify_webhook(
     headers: Mapping[str, str],
     body: bytes,
@@ -48,7 +54,7 @@ def verify_webhook(
     if signature_header is not None:
         msg_id, stamp = lower.get("webhook-id", ""), lower.get("webhook-timestamp", "")
         try:
-            sent_at = int(stamp)
+            sent_at = int(stamp.encode("ascii"))  # not int(stamp): it takes any script's digits
         except ValueError:
             raise VerificationError(
                 "webhook-timestamp is missing or not a number", code="bad_timestamp"
@@ -56,17 +62,17 @@ def verify_webhook(
         if abs((now if now is not None else time.time()) - sent_at) > tolerance:
             raise VerificationError("webhook-timestamp is too far from now", code="stale_timestamp")
         signed = f"{msg_id}.{stamp}.".encode() + body
-        expected = base64.b64encode(hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()).decode()
+        expected = base64.b64encode(hmac.new(_standard_key(secret), signed, hashlib.sha256).digest())
         candidates = [part.partition(",")[2] for part in signature_header.split() if part.startswith("v1,")]
-        if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+        if not any(hmac.compare_digest(expected, _bytes(candidate)) for candidate in candidates):
             raise VerificationError("webhook-signature does not match", code="bad_signature")
         checked += 1
     elif require_both:
         raise VerificationError("the webhook-signature header is missing", code="missing_signature")
     inspera = lower.get("x-inspera-signature")
     if inspera is not None:
-        expected_hex = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
-        if not hmac.compare_digest(expected_hex, inspera.strip().lower()):
+        expected_hex = hmac.new(secret.encode(), body, hashlib.sha1).hexdigest().encode()
+        if not hmac.compare_digest(expected_hex, _bytes(inspera.strip().lower())):
             raise VerificationError("X-Inspera-Signature does not match", code="bad_signature")
         checked += 1
     elif require_both:
