@@ -25,6 +25,7 @@ from examtrail.core.body import BodyLimit
 from examtrail.core.db import build_async_engine, build_pg_pool, utcnow
 from examtrail.core.errors import Unauthorized, install_error_handlers
 from examtrail.core.logging import install_redaction
+from examtrail.core.methods import HeadAsGet
 from examtrail.core.query import single_query_values
 from examtrail.core.responses import JSONResponse
 from examtrail.core.settings import Settings, get_settings
@@ -131,6 +132,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_error_handlers(app)
     install_relative_slash_redirects(app)
+    # HEAD on every GET route (core.methods), innermost: the access line and limits see a HEAD.
+    app.add_middleware(HeadAsGet)
     # Every request body within its limit (core.body), inside the access line so a 413 is logged.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     # Outermost, one layer: the request context, then the access line and metrics (core.access).

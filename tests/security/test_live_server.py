@@ -89,6 +89,21 @@ def test_the_connection_stays_usable_after_a_500(live: Live, caplog: pytest.LogC
     assert len(traces) == 1 and traces[0].getMessage().startswith("unhandled error on GET /_test/boom")
 
 
+def test_head_answers_like_get_without_a_body(live: Live) -> None:
+    """HEAD on a GET route through the server: the GET's Content-Length, no body, and the
+    kept-alive connection answers the next request (no stray body bytes, no server error)."""
+    connection = live.connection()
+    for _ in range(2):
+        connection.request("HEAD", "/healthz")
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("content-length") == str(len(b'{"status":"ok"}'))
+        assert response.read() == b""
+    status, body = _get(connection, "/healthz")
+    assert (status, body) == (200, b'{"status":"ok"}')
+    connection.close()
+
+
 def test_a_client_that_disconnects_mid_upload_is_one_quiet_line(
     live: Live, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:

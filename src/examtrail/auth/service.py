@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,26 @@ if TYPE_CHECKING:
 
 class InvalidCredentials(Exception):
     """Unknown client, revoked client or wrong key; deliberately not more specific."""
+
+
+# The columns' length (auth.models): longer would be a database error on PostgreSQL.
+MAX_NAME_LENGTH = 200
+
+
+def _check_name(what: str, value: str, *, required: bool) -> None:
+    """A tenant name or client label is one line of printable text within the column's length:
+    operators type it (``--tenant``) and read it in listings, logs and exports."""
+    if required and not value.strip():
+        raise ValueError(f"{what} must not be blank")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"{what} must be at most {MAX_NAME_LENGTH} characters")
+    if value != value.strip():
+        raise ValueError(f"{what} must not start or end with whitespace")
+    # Control, format, surrogate, private-use and unassigned characters; line and paragraph separators.
+    if any(
+        unicodedata.category(char)[0] == "C" or unicodedata.category(char) in ("Zl", "Zp") for char in value
+    ):
+        raise ValueError(f"{what} must not contain control characters or line breaks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +73,8 @@ def create_client(
     unknown = scopes - set(security.SCOPES)
     if unknown or not scopes:
         raise ValueError(f"scopes must be a non-empty subset of {', '.join(security.SCOPES)}")
+    _check_name("the tenant name", tenant_name, required=True)
+    _check_name("the client's name", name, required=False)
     tenant = repository.get_tenant_by_name(session, tenant_name) or repository.add_tenant(
         session, tenant_name
     )

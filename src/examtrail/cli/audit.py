@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from examtrail.audit import service
 from examtrail.audit.actions import Action
 from examtrail.auth import repository as auth_repository
-from examtrail.cli.errors import CliError, output_console, require_database
+from examtrail.cli.errors import CliError, data_table, output_console, require_database
 from examtrail.cli.exports import TYPER_OPTIONS
+from examtrail.cli.params import TEST_ID_FILTER
 from examtrail.core.db import build_engine, build_session_factory
 from examtrail.core.errors import AppError
 from examtrail.core.settings import get_settings
@@ -27,7 +27,7 @@ def list_entries(
     action: list[str] = typer.Option(
         [], "--action", metavar="ACTION", help="Only this action (repeatable), e.g. export.ordered."
     ),
-    test_id: int | None = typer.Option(None, "--test-id", metavar="TEST_ID", help="Only this test."),
+    test_id: int | None = TEST_ID_FILTER,
     since: str | None = typer.Option(None, "--from", metavar="TIME", help="At or after (RFC 3339)."),
     until: str | None = typer.Option(None, "--to", metavar="TIME", help="Before (RFC 3339)."),
     limit: int = typer.Option(
@@ -63,16 +63,22 @@ def list_entries(
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("time", "action", "client", "object", "test", "source IP", "request id", "details")
-    for row in rows:
-        table.add_row(
-            row["time"],
-            row["action"],
-            row["clientId"] or "",
-            f"{row['objectType']} {row['objectId']}",
-            "" if row["testId"] is None else str(row["testId"]),
-            row["sourceIp"] or "",
-            row["requestId"] or "",
-            json.dumps(row["details"], separators=(",", ":")) if row["details"] else "",
+    columns = ("time", "action", "client", "object", "test", "source IP", "request id", "details")
+    console.print(
+        data_table(
+            columns,
+            (
+                (
+                    row["time"],
+                    row["action"],
+                    row["clientId"] or "",
+                    f"{row['objectType']} {row['objectId']}",
+                    "" if row["testId"] is None else str(row["testId"]),
+                    row["sourceIp"] or "",
+                    row["requestId"] or "",
+                    json.dumps(row["details"], separators=(",", ":")) if row["details"] else "",
+                )
+                for row in rows
+            ),
         )
-    console.print(table)
+    )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Sequence
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -23,6 +26,15 @@ def output_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=10_000, no_color=True)
 
 
+def data_table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A table of stored values, every cell plain text: never read as Rich markup or emoji codes
+    (a tenant or candidate id such as ``[/x]`` is shown as it is, not a MarkupError)."""
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
 def _safe_url(settings: Settings) -> str:
     return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
 
@@ -32,8 +44,8 @@ def _first_line(exc: BaseException) -> str:
     return (str(original).strip().splitlines() or [type(original).__name__])[0]
 
 
-def require_database(settings: Settings) -> None:
-    """The database exists, is reachable and is migrated; else a one-line error naming the fix.
+def require_database_file(settings: Settings) -> None:
+    """A SQLite database's file exists; else a one-line error naming the fix.
 
     A missing SQLite file is not created here: running from another folder would otherwise leave
     an empty ``./var/examtrail.db`` behind and fail later with a confusing error.
@@ -48,6 +60,12 @@ def require_database(settings: Settings) -> None:
                 f"no database at {path}: {UPGRADE_HINT} first (from the project folder, "
                 "or set EXAMTRAIL_DATA_DIR / EXAMTRAIL_DATABASE_URL)"
             )
+
+
+def require_database(settings: Settings) -> None:
+    """The database exists (``require_database_file``), is reachable and is migrated; else a
+    one-line error naming the fix."""
+    require_database_file(settings)
     from examtrail.core.migrate import current
 
     try:

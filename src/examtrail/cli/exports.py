@@ -8,10 +8,10 @@ from typing import Any
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 
-from examtrail.cli.errors import CliError, output_console
+from examtrail.cli.errors import CliError, data_table, output_console
 from examtrail.cli.jobs import JobView, cli_principal, follow, is_due, open_runtime, tenant_id_of
+from examtrail.cli.params import TEST_ID
 from examtrail.core.db import transaction
 from examtrail.core.errors import AppError
 from examtrail.core.timeutil import format_dt
@@ -37,6 +37,23 @@ exports_app = typer.Typer(help="Run and inspect exports.", no_args_is_help=True,
 console = output_console()
 
 
+def _check_writable(out: Path) -> None:
+    """``--out`` names a file this process can create or overwrite: opened for appending (nothing
+    of an existing file changes) and removed again if it did not exist."""
+    if not out.parent.is_dir():
+        raise CliError(f"--out: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise CliError(f"--out: {out} is a folder; give a file name")
+    existed = out.exists()
+    try:
+        with out.open("ab"):
+            pass
+    except OSError as exc:
+        raise CliError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
+    if not existed:
+        out.unlink(missing_ok=True)
+
+
 def _runnable(job: ExportJob) -> bool:
     """Waiting, and its retry delay (if any) is over: this process may run it now."""
     return job.status == JobStatus.QUEUED and is_due(job.not_before)
@@ -44,7 +61,7 @@ def _runnable(job: ExportJob) -> bool:
 
 @exports_app.command("run")
 def run_export(
-    test_id: int = typer.Argument(..., metavar="TEST_ID", help="The test's id (testId)."),
+    test_id: int = TEST_ID,
     tenant: str = typer.Option(..., metavar="NAME", help="The tenant that owns the test."),
     out: Path | None = typer.Option(None, metavar="FILE", help="Also copy the finished file here."),
     fmt: str = typer.Option("json", "--format", metavar="FORMAT", help="json, jsonl or csv."),
@@ -61,11 +78,8 @@ def run_export(
     If workers are running, whichever claims the job first runs it; this command waits.
     After a transient failure it runs the job again once its retry delay is over.
     """
-    # Checked before the export runs, not after.
-    if out is not None and not out.parent.is_dir():
-        raise CliError(f"--out: folder {out.parent} does not exist")
-    if out is not None and out.is_dir():
-        raise CliError(f"--out: {out} is a folder; give a file name")
+    if out is not None:
+        _check_writable(out)  # before the export runs, not after
     try:
         options = ExportOptions.model_validate(
             {"format": fmt, "compression": compression, "since": since, "pseudonymize": pseudonymize}
@@ -76,10 +90,15 @@ def run_export(
     try:
         job = _run(runtime, tenant_id_of(runtime, tenant), test_id, options)
         if out is not None and job.storage_key is not None:
-            with out.open("wb") as handle:
-                for chunk in runtime.store.open_read(job.storage_key):
-                    handle.write(chunk)
-            console.print(f"written to {out}")
+            try:
+                with out.open("wb") as handle:
+                    for chunk in runtime.store.open_read(job.storage_key):
+                        handle.write(chunk)
+            except OSError as exc:
+                raise CliError(
+                    f"--out: cannot write {out}: {exc.strerror or exc} (export {job.id} is stored)"
+                ) from None
+            console.print(f"written to {out}", markup=False)
     finally:
         runtime.close()
 
@@ -113,7 +132,7 @@ def _run(
             total=job.candidates_total,
         )
 
-    follow(console, f"export {job_id[:8]} candidates", poll, lambda: run_job(runtime, job_id))
+    follow(f"export {job_id[:8]} candidates", poll, lambda: run_job(runtime, job_id))
     with runtime.sessions() as session:
         job = repository.load_job(session, job_id)
     assert job is not None
@@ -129,7 +148,7 @@ def _run(
 
 @exports_app.command("list")
 def list_exports(
-    test_id: int = typer.Argument(..., metavar="TEST_ID", help="The test's id (testId)."),
+    test_id: int = TEST_ID,
     tenant: str = typer.Option(..., metavar="NAME", help="The tenant that owns the test."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array instead of a table."),
 ) -> None:
@@ -142,19 +161,25 @@ def list_exports(
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("job", "status", "requested by", "created", "finished", "events", "bytes", "error")
-    for row in rows:
-        table.add_row(
-            row["jobId"],
-            row["status"],
-            row["requestedBy"],
-            row["created"] or "",
-            row["finished"] or "",
-            str(row["eventsWritten"]),
-            "" if row["fileSize"] is None else str(row["fileSize"]),
-            row["error"] or "",
+    columns = ("job", "status", "requested by", "created", "finished", "events", "bytes", "error")
+    console.print(
+        data_table(
+            columns,
+            (
+                (
+                    row["jobId"],
+                    row["status"],
+                    row["requestedBy"],
+                    row["created"] or "",
+                    row["finished"] or "",
+                    str(row["eventsWritten"]),
+                    "" if row["fileSize"] is None else str(row["fileSize"]),
+                    row["error"] or "",
+                )
+                for row in rows
+            ),
         )
-    console.print(table)
+    )
 
 
 def _list(runtime: Runtime, tenant_id: int, test_id: int) -> list[dict[str, Any]]:

@@ -23,6 +23,8 @@ from examtrail.runtime import Runtime
 from examtrail.tasks import build_runtime
 
 POLL_SECONDS = 0.2
+# Progress bars go to stderr: stdout holds the result (``--json`` stays parseable, a pipe gets no bar).
+progress_console = Console(stderr=True)
 
 
 def open_runtime() -> Runtime:
@@ -63,12 +65,12 @@ def is_due(not_before: datetime | None) -> bool:
     return not_before is None or not_before <= utcnow()
 
 
-def follow(console: Console, description: str, poll: Callable[[], JobView], run: Callable[[], None]) -> None:
-    """Show ``poll()``'s progress until the job is done; start ``run`` on a thread whenever the
+def follow(description: str, poll: Callable[[], JobView], run: Callable[[], None]) -> None:
+    """Show ``poll()``'s progress on stderr until the job is done; start ``run`` on a thread whenever the
     job is runnable and no earlier run of ours is still going (a retry after a failure)."""
     worker: threading.Thread | None = None
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=progress_console) as bar:
         task = bar.add_task(description, total=None)
         while True:
             view = poll()

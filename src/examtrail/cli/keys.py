@@ -13,11 +13,10 @@ import json
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from examtrail.audit import actions
 from examtrail.auth import service as auth_service
-from examtrail.cli.errors import CliError, output_console, require_database
+from examtrail.cli.errors import CliError, data_table, output_console, require_database
 from examtrail.core import crypto
 from examtrail.core.db import build_engine, build_session_factory, transaction
 from examtrail.core.settings import get_settings
@@ -80,16 +79,22 @@ def list_keys(
         typer.echo(json.dumps(rows))
         return
     console.print(f"newest secret key id: {crypto.key_id(settings.signing_key())}")
-    table = Table("kid", "current", "created", "retired", "sealed with newest secret")
-    for row in rows:
-        table.add_row(
-            str(row["kid"]),
-            "yes" if row["current"] else "",
-            str(row["created"] or ""),
-            str(row["retired"] or ""),
-            "yes" if row["sealedWithNewestSecret"] else "no",
+    columns = ("kid", "current", "created", "retired", "sealed with newest secret")
+    console.print(
+        data_table(
+            columns,
+            (
+                (
+                    str(row["kid"]),
+                    "yes" if row["current"] else "",
+                    str(row["created"] or ""),
+                    str(row["retired"] or ""),
+                    "yes" if row["sealedWithNewestSecret"] else "no",
+                )
+                for row in rows
+            ),
         )
-    console.print(table)
+    )
     if not rows:
         console.print("(no signing key yet: the first start or export creates it)")
 

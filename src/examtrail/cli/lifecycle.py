@@ -12,12 +12,13 @@ import json
 from collections.abc import Callable
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from examtrail.cli.errors import CliError, output_console
 from examtrail.cli.exports import TYPER_OPTIONS
 from examtrail.cli.jobs import JobView, cli_principal, follow, is_due, open_runtime, tenant_id_of
+from examtrail.cli.params import TEST_ID, USER_ID
 from examtrail.core.db import transaction
 from examtrail.core.errors import AppError
 from examtrail.core.security import Principal
@@ -37,11 +38,8 @@ hold_app = typer.Typer(
     **TYPER_OPTIONS,
 )
 console = output_console()
-# The bar goes to stderr: stdout holds the result (``--json`` stays parseable).
-progress_console = Console(stderr=True)
 
 SCOPE = "erase"
-_TEST_ID = typer.Argument(..., metavar="TEST_ID", help="The test's id (testId).")
 _TENANT = typer.Option(..., metavar="NAME", help="The tenant that owns the test.")
 _YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 _JSON = typer.Option(False, "--json", help="Print the result as JSON.")
@@ -50,8 +48,8 @@ _ACTIVE = (ErasureStatus.QUEUED, ErasureStatus.RUNNING)
 
 @erase_app.command("candidate")
 def erase_candidate(
-    test_id: int = _TEST_ID,
-    user_id: int = typer.Argument(..., metavar="USER_ID", help="The candidate's userId."),
+    test_id: int = TEST_ID,
+    user_id: int = USER_ID,
     tenant: str = _TENANT,
     yes: bool = _YES,
     as_json: bool = _JSON,
@@ -67,7 +65,7 @@ def erase_candidate(
 
 @erase_app.command("test")
 def erase_test(
-    test_id: int = _TEST_ID, tenant: str = _TENANT, yes: bool = _YES, as_json: bool = _JSON
+    test_id: int = TEST_ID, tenant: str = _TENANT, yes: bool = _YES, as_json: bool = _JSON
 ) -> None:
     """Erase a whole test: candidates, events, files and every export; its testId is free at once."""
     _confirm(yes, f"Erase test {test_id} of tenant {tenant!r} with all it holds? This cannot be undone.")
@@ -125,24 +123,24 @@ def _accept_and_run(runtime: Runtime, tenant_id: int, accept: Accept) -> Erasure
                 total=job.events_total,
             )
 
-    follow(progress_console, f"erasure {job_id[:8]} events", poll, lambda: service.run_job(runtime, job_id))
+    follow(f"erasure {job_id[:8]} events", poll, lambda: service.run_job(runtime, job_id))
     return load()
 
 
 @hold_app.command("set")
-def set_hold(test_id: int = _TEST_ID, tenant: str = _TENANT, as_json: bool = _JSON) -> None:
+def set_hold(test_id: int = TEST_ID, tenant: str = _TENANT, as_json: bool = _JSON) -> None:
     """Put a test under legal hold (already held: unchanged)."""
     _hold(tenant, as_json, lambda session, principal: service.set_hold(session, principal, test_id))
 
 
 @hold_app.command("release")
-def release_hold(test_id: int = _TEST_ID, tenant: str = _TENANT, as_json: bool = _JSON) -> None:
+def release_hold(test_id: int = TEST_ID, tenant: str = _TENANT, as_json: bool = _JSON) -> None:
     """Release a test's legal hold (not held: unchanged)."""
     _hold(tenant, as_json, lambda session, principal: service.release_hold(session, principal, test_id))
 
 
 @hold_app.command("show")
-def show_hold(test_id: int = _TEST_ID, tenant: str = _TENANT, as_json: bool = _JSON) -> None:
+def show_hold(test_id: int = TEST_ID, tenant: str = _TENANT, as_json: bool = _JSON) -> None:
     """Whether a test is under legal hold, since when and set by whom."""
     _hold(tenant, as_json, lambda session, principal: service.get_hold(session, principal, test_id))
 
@@ -161,6 +159,6 @@ def _hold(tenant: str, as_json: bool, act: Callable[[Session, Principal], HoldOu
     if as_json:
         typer.echo(json.dumps(out.model_dump()))
     elif out.held:
-        console.print(f"test {out.testId}: [bold]held[/] since {out.since} (set by {out.setBy})")
+        console.print(f"test {out.testId}: [bold]held[/] since {out.since} (set by {escape(str(out.setBy))})")
     else:
         console.print(f"test {out.testId}: not held")

@@ -9,10 +9,17 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from examtrail.cli.audit import audit_app
-from examtrail.cli.errors import CliError, output_console, require_database, run
+from examtrail.cli.errors import (
+    CliError,
+    data_table,
+    output_console,
+    require_database,
+    require_database_file,
+    run,
+)
 from examtrail.cli.exports import TYPER_OPTIONS, exports_app
 from examtrail.cli.keys import keys_app
 from examtrail.cli.lifecycle import erase_app, hold_app
@@ -22,6 +29,7 @@ from examtrail.core.memory import DEFAULT_ARENAS
 from examtrail.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from examtrail.auth.service import NewClient
     from examtrail.queue.worker import BackgroundWorker
     from examtrail.runtime import Runtime
 
@@ -171,11 +179,16 @@ def start_worker(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head", metavar="REVISION")) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
+    from alembic.util.exc import CommandError
+
     from examtrail.core.migrate import current, upgrade
 
     settings = get_settings()
-    upgrade(settings, revision)
-    console.print(f"database at revision [bold]{current(settings)}[/]")
+    try:
+        upgrade(settings, revision)
+    except CommandError as exc:
+        raise CliError(f"revision {revision!r}: {exc}") from None
+    console.print(Text.assemble("database at revision ", (current(settings) or "", "bold")))
 
 
 @db_app.command("current")
@@ -183,7 +196,9 @@ def db_current() -> None:
     """Show the database's migration revision."""
     from examtrail.core.migrate import current
 
-    console.print(current(get_settings()) or "(empty database)")
+    settings = get_settings()
+    require_database_file(settings)
+    console.print(Text(current(settings) or "(empty database)"))
 
 
 @clients_app.command("create")
@@ -206,17 +221,23 @@ def clients_create(
     try:
         with transaction(build_session_factory(engine)) as session:
             created = service.create_client(session, tenant_name=tenant, scopes=wanted, name=name)
+            # Printed before the commit: if the key cannot be shown, the client is not created.
+            _print_new_client(created, as_json=as_json)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     finally:
         engine.dispose()
+
+
+def _print_new_client(created: NewClient, *, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps({"clientId": created.client_id, "apiKey": created.api_key}))
         return
-    console.print(f"tenant     [bold]{created.tenant_name}[/]")
-    console.print(f"client id  [bold]{created.client_id}[/]")
-    console.print(f"API key    [bold]{created.api_key}[/]  (shown once; store it now)")
-    console.print(f"scopes     {', '.join(sorted(created.scopes))}")
+    # Stored values as plain text (a tenant may be named "[/x]"), the API key first.
+    console.print(Text.assemble("API key    ", (created.api_key, "bold"), "  (shown once; store it now)"))
+    console.print(Text.assemble("client id  ", (created.client_id, "bold")))
+    console.print(Text.assemble("tenant     ", (created.tenant_name, "bold")))
+    console.print(Text(f"scopes     {', '.join(sorted(created.scopes))}"))
 
 
 @clients_app.command("list")
@@ -247,17 +268,23 @@ def clients_list(
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("client id", "tenant", "name", "scopes", "created", "revoked")
-    for row in rows:
-        table.add_row(
-            row["clientId"],
-            row["tenant"],
-            row["name"],
-            ",".join(row["scopes"]),
-            row["created"] or "",
-            row["revoked"] or "",
+    columns = ("client id", "tenant", "name", "scopes", "created", "revoked")
+    console.print(
+        data_table(
+            columns,
+            (
+                (
+                    row["clientId"],
+                    row["tenant"],
+                    row["name"],
+                    ",".join(row["scopes"]),
+                    row["created"] or "",
+                    row["revoked"] or "",
+                )
+                for row in rows
+            ),
         )
-    console.print(table)
+    )
 
 
 @clients_app.command("revoke")
@@ -279,7 +306,9 @@ def clients_revoke(
     if not revoked:
         raise CliError(f"no active client {client_id}")
     seconds = get_settings().revocation_check_seconds
-    console.print(f"revoked {client_id}: no new tokens; its current tokens are refused within {seconds:g} s")
+    console.print(
+        Text(f"revoked {client_id}: no new tokens; its current tokens are refused within {seconds:g} s")
+    )
 
 
 @app.command()
@@ -299,9 +328,11 @@ def demo(
         f"[bold green]Demo ready[/]: test {result.test_id} with {result.candidates} candidates "
         f"and {result.events} events (flags of each severity, network gaps, two evidence files)."
     )
-    console.print(f"client id  [bold]{result.client_id}[/]")
-    console.print(f"API key    [bold]{result.api_key}[/]  (also saved in {result.credentials_file})")
-    console.print(f"\nReview pages: {base}/ui/ (sign in with the client id and API key above)")
+    console.print(Text.assemble("client id  ", (result.client_id, "bold")))
+    console.print(
+        Text.assemble("API key    ", (result.api_key, "bold"), f"  (also saved in {result.credentials_file})")
+    )
+    console.print(f"\nReview pages: {base}/ui/ (sign in with the client id and API key above)", markup=False)
     read = "python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])'"
     lines = [
         f"TOKEN=$(curl -s -X POST '{base}/api/authenticate/token/?grant_type=authorization_code"

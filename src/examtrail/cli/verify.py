@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 import typer
+from rich.text import Text
 
 from examtrail.cli.errors import CliError, output_console
 from examtrail.core.settings import get_settings
@@ -53,9 +54,30 @@ def _file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _say(*parts: str | tuple[str, str]) -> None:
+    """One line of plain text: what the line shows (a kid from the signature's header, a claim,
+    a URL or file name) is never read as Rich markup."""
+    console.print(Text.assemble(*parts))
+
+
 def _check(ok: bool, what: str) -> bool:
-    console.print(f"{'[green]ok[/]  ' if ok else '[red]FAIL[/]'} {what}", highlight=False)
+    _say(("ok  ", "green") if ok else ("FAIL", "red"), " ", what)
     return ok
+
+
+def _read_signature(signature: str) -> str:
+    """The JWS itself, or the content of the file ``@FILE`` names."""
+    if not signature.startswith("@"):
+        return signature.strip()
+    name = signature[1:]
+    if not name:
+        raise CliError("--signature: give the file after @ (@FILE)")
+    try:
+        return Path(name).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CliError(f"--signature: cannot read {name}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"--signature: {name} is not UTF-8 text (a JWS is ASCII)") from None
 
 
 def verify(
@@ -74,7 +96,7 @@ def verify(
 ) -> None:
     """Verify an export file against its signature: the JWS (EdDSA, with the key its kid names),
     then the file's size and SHA-256. Prints each check; exits 1 if any fails."""
-    token = Path(signature[1:]).read_text().strip() if signature.startswith("@") else signature.strip()
+    token = _read_signature(signature)
     source = jwks or get_settings().public_url.rstrip("/") + "/.well-known/jwks.json"
     try:
         header = jwt.get_unverified_header(token)
@@ -82,7 +104,7 @@ def verify(
         raise CliError(f"the signature is not a compact JWS: {exc}") from None
     kid, alg = header.get("kid"), header.get("alg")
     keys = _load_jwks(source)
-    console.print(f"key set    {source}", highlight=False)
+    _say(f"key set    {source}")
     ok = _check(alg == "EdDSA", f"algorithm {alg!r} is EdDSA")
     match = [k for k in keys["keys"] if isinstance(k, dict) and k.get("kid") == kid]
     ok = _check(bool(match), f"key {kid} is in the key set") and ok
@@ -94,11 +116,11 @@ def verify(
     except (jwt.InvalidTokenError, jwt.PyJWKError) as exc:
         # A damaged key in the set fails like a bad signature: nothing was verified.
         claims, signed = {}, False
-        console.print(f"     ({exc})", highlight=False)
+        _say(f"     ({exc})")
     if not _check(signed, "the signature is valid for this payload"):
         raise typer.Exit(1)
     for name in ("jobId", "testId", "tenant", "created", "options"):
-        console.print(f"     {name:<9}{json.dumps(claims.get(name))}", highlight=False)
+        _say(f"     {name:<9}{json.dumps(claims.get(name))}")
     size, sha256 = _file_digest(file)
     ok = _check(
         size == claims.get("fileSize"), f"file size {size} = signed fileSize {claims.get('fileSize')}"
@@ -106,6 +128,4 @@ def verify(
     ok = _check(sha256 == claims.get("sha256"), f"file SHA-256 {sha256} = signed sha256") and ok
     if not ok:
         raise typer.Exit(1)
-    console.print(
-        f"[bold green]verified[/]: {file} is export {claims.get('jobId')} as signed", highlight=False
-    )
+    _say(("verified", "bold green"), f": {file} is export {claims.get('jobId')} as signed")

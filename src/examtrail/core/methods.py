@@ -1,4 +1,9 @@
-"""The ``Allow`` header of a 405: every method the resource supports, across all its routes."""
+"""HTTP methods beyond the routes' own: every GET route answers HEAD (``HeadAsGet``), and the
+``Allow`` header of a 405 lists every method the resource supports, across all its routes.
+
+HEAD is not written into the OpenAPI document: it is implied by GET (RFC 9110 §9.3.2), as
+Starlette's own routes (``/openapi.json``) serve it undocumented.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _PARAM = re.compile(r"\{[^}]+\}")
@@ -42,4 +48,50 @@ def allowed_methods(request: Request) -> str | None:
     documented = _documented(request)
     if documented is not None:
         served = [method for method in served if method in documented or method == "HEAD"]
+    if "GET" in served and "HEAD" not in served:  # answered by HeadAsGet
+        served.insert(served.index("GET") + 1, "HEAD")
     return ", ".join(served) or None
+
+
+def _matches(routes: list[BaseRoute], scope: Scope, method: str) -> bool:
+    probe = {**scope, "method": method}
+    return any(route.matches(probe)[0] == Match.FULL for route in routes)
+
+
+class HeadAsGet:
+    """A HEAD request that no route serves itself but a GET route does is answered by that route
+    as a GET: the same status and headers (``Content-Length`` among them), no body (RFC 9110
+    §9.3.2). FastAPI's routes serve only the methods they name, so without this, ``HEAD /healthz``
+    (a load balancer's health check) was a 405.
+
+    Routes that serve HEAD themselves (Starlette's, the signed downloads with their ranges and
+    static files) get the request as it is. The route sees a copy of the scope whose method is
+    GET; the server's scope keeps HEAD (uvicorn sends no body for it), and the route's match is
+    copied back to it for the access log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        routes: list[BaseRoute] = getattr(scope.get("app"), "routes", [])
+        if _matches(routes, scope, "HEAD") or not _matches(routes, scope, "GET"):
+            await self.app(scope, receive, send)  # its own HEAD, or a 404/405 as before
+            return
+        as_get = {**scope, "method": "GET"}
+        ended = False
+
+        async def send_headers_only(message: Message) -> None:
+            nonlocal ended
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif not ended:
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        try:
+            await self.app(as_get, receive, send_headers_only)
+        finally:
+            scope.update({key: value for key, value in as_get.items() if key != "method"})
