@@ -50,7 +50,27 @@ def test_allow_lists_head_beside_get(http: TestClient) -> None:
     assert refused.status_code == 405
     assert refused.headers["allow"] == "GET, HEAD"
     refused = http.patch("/v1/test/1/events")
-    assert refused.headers["allow"] == "GET, HEAD, POST, DELETE"
+    # Its GET orders an export (Inspera's convention): HEAD must be safe, so it is not served.
+    assert refused.headers["allow"] == "GET, POST, DELETE"
+
+
+def test_no_head_on_gets_with_effects(http: TestClient, headers: dict[str, str]) -> None:
+    """A GET that orders an export or records the download links it issues does not run for a
+    HEAD: a 405 whose Allow has no HEAD, and nothing ordered or recorded."""
+    seed_test(http, headers, test_id=42, candidates=1, events_per_candidate=1)
+    audit_before = http.get("/v1/audit", headers=headers).json()
+    job_id = http.post("/v1/test/42/events", headers=headers).json()["jobId"]
+    for path in (
+        "/v1/test/42/events",
+        f"/v1/test/42/events?jobId={job_id}",
+        f"/v1/test/42/events/{job_id}",
+        "/v1/test/42/events/jobs",
+    ):
+        refused = http.head(path, headers=headers)
+        assert refused.status_code == 405, path
+        assert "HEAD" not in refused.headers["allow"] and "GET" in refused.headers["allow"]
+    jobs = http.get("/v1/test/42/events/jobs", headers=headers).json()["jobs"]
+    assert [job["jobId"] for job in jobs] == [job_id]  # HEAD ordered nothing
 
 
 def test_the_access_line_says_head(http: TestClient, caplog: pytest.LogCaptureFixture) -> None:

@@ -10,11 +10,25 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from examtrail.core.fastpath import Endpoint
+
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_WITH_EFFECTS = "_examtrail_get_with_effects"
+
+
+def get_with_effects(endpoint: Endpoint) -> Endpoint:
+    """Marks a GET endpoint that changes state (Inspera's GET that orders an export; a status
+    that records the download link it issues): HEAD must be safe (RFC 9110 §9.2.1), so
+    ``HeadAsGet`` does not run it for a HEAD, which stays a 405."""
+    setattr(endpoint, _WITH_EFFECTS, True)
+    return endpoint
+
+
 _PARAM = re.compile(r"\{[^}]+\}")
 
 
@@ -48,7 +62,7 @@ def allowed_methods(request: Request) -> str | None:
     documented = _documented(request)
     if documented is not None:
         served = [method for method in served if method in documented or method == "HEAD"]
-    if "GET" in served and "HEAD" not in served:  # answered by HeadAsGet
+    if "GET" in served and "HEAD" not in served and _mirrored(routes, request.scope):  # by HeadAsGet
         served.insert(served.index("GET") + 1, "HEAD")
     return ", ".join(served) or None
 
@@ -56,6 +70,18 @@ def allowed_methods(request: Request) -> str | None:
 def _matches(routes: list[BaseRoute], scope: Scope, method: str) -> bool:
     probe = {**scope, "method": method}
     return any(route.matches(probe)[0] == Match.FULL for route in routes)
+
+
+def _mirrored(routes: list[BaseRoute], scope: Scope) -> bool:
+    """Whether ``HeadAsGet`` answers a HEAD on this path: a GET route serves it, and the first
+    one that does (in routing order, through included routers) has no effects."""
+    if not _matches(routes, scope, "GET"):
+        return False
+    path = scope["path"]
+    for context in iter_route_contexts(routes):
+        if "GET" in (getattr(context, "methods", None) or ()) and context.path_regex.match(path):
+            return not getattr(context.endpoint, _WITH_EFFECTS, False)
+    return True
 
 
 class HeadAsGet:
@@ -77,7 +103,7 @@ class HeadAsGet:
             await self.app(scope, receive, send)
             return
         routes: list[BaseRoute] = getattr(scope.get("app"), "routes", [])
-        if _matches(routes, scope, "HEAD") or not _matches(routes, scope, "GET"):
+        if _matches(routes, scope, "HEAD") or not _mirrored(routes, scope):
             await self.app(scope, receive, send)  # its own HEAD, or a 404/405 as before
             return
         as_get = {**scope, "method": "GET"}

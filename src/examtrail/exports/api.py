@@ -14,6 +14,7 @@ from examtrail.auth.deps import ExportPrincipal, authenticate, check_scope
 from examtrail.core.db import PgPool
 from examtrail.core.errors import Unprocessable
 from examtrail.core.fastpath import Endpoint, add_fast_route, int64_param
+from examtrail.core.methods import get_with_effects
 from examtrail.core.responses import model_response
 from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL, has_control
 from examtrail.core.security import Principal
@@ -147,6 +148,7 @@ def order_events(
     "options as `POST` and answers **200** (not 202, unlike `POST`) with the job and a `Location` "
     "header, as Inspera's job APIs do and their clients expect.",
 )
+@get_with_effects  # orders an export without jobId; records the link it issues
 async def get_events(
     test_id: TestId,
     principal: ExportPrincipal,
@@ -204,6 +206,7 @@ def _read_job(test_id: int, principal: Principal, job_id: str, session: Session)
     "status, options and (when finished) a `downloadUrl`. Keyset pagination: pass `nextCursor` as "
     "`cursor`.",
 )
+@get_with_effects  # records the download links it issues
 async def list_jobs(
     test_id: TestId,
     principal: ExportPrincipal,
@@ -254,6 +257,7 @@ def _record_links(principal: Principal, jobs: list[ExportJob], session: Session)
     summary="Export status and download URL",
     description="The same as `GET /v1/test/{testId}/events?jobId=…`.",
 )
+@get_with_effects  # records the download link it issues
 async def get_events_job(
     test_id: TestId,
     job_id: JobIdPath,
