@@ -213,3 +213,37 @@ def test_tests_list_pages_by_test_id(http: TestClient, headers: dict[str, str]) 
     assert second.count('<td><a href="/ui/tests/') == 2
     assert ">First page<" in second
     assert 'rel="next"' not in second
+
+
+def test_flagged_takes_only_the_checkbox_values(http: TestClient, headers: dict[str, str]) -> None:
+    seed_test(http, headers, test_id=9, candidates=2, events_per_candidate=1)
+    path = "/v1/test/9/candidates/{}/events"
+    assert http.post(path.format(100), json=flag("f1", "2026-06-01T10:00:00Z", "low"), headers=headers)
+    test_page, timeline = "/ui/fragments/tests/9", "/ui/fragments/tests/9/candidates/100"
+
+    def rows(value: str | None) -> int:
+        params = {} if value is None else {"flagged": value}
+        page = http.get(test_page, params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        return page.text.count('<tr>\n      <td><a href="/ui/tests/9/candidates/')
+
+    def events(value: str | None) -> int:
+        params = {} if value is None else {"flagged": value}
+        page = http.get(timeline, params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        return page.text.count('<li class="event')
+
+    # Unchecked (absent, or spelled out as off): every candidate and event.
+    for off in (None, "", "0", "false"):
+        assert rows(off) == 2, off
+        assert events(off) == 2, off
+    for on in ("1", "true"):
+        assert rows(on) == 1, on
+        assert events(on) == 1, on
+    # Anything else is refused, as any other bad parameter is; never read as "flagged only".
+    for bad in ("no", "2", "yes", "False", "on"):
+        for url in (test_page, timeline):
+            answer = http.get(url, params={"flagged": bad}, headers=headers)
+            assert answer.status_code == 422, (url, bad, answer.text)
+            assert answer.json()["error"] == "validation_error"
+            assert answer.json()["details"][0]["field"] == "flagged"
