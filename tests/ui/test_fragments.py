@@ -247,3 +247,37 @@ def test_flagged_takes_only_the_checkbox_values(http: TestClient, headers: dict[
             assert answer.status_code == 422, (url, bad, answer.text)
             assert answer.json()["error"] == "validation_error"
             assert answer.json()["details"][0]["field"] == "flagged"
+
+
+def test_a_gap_that_never_ends_reads_not_restored_on_the_test_page(
+    http: TestClient, headers: dict[str, str]
+) -> None:
+    seed_test(http, headers, test_id=9, candidates=3, events_per_candidate=0)
+    lost = {"event": "network_lost"}
+    restored = {"event": "network_restored"}
+    sent = {
+        100: [{**lost, "eventId": "a", "timeStamp": "2026-06-01T09:00:00Z"}],
+        101: [
+            {**lost, "eventId": "a", "timeStamp": "2026-06-01T09:00:00Z"},
+            {**restored, "eventId": "b", "timeStamp": "2026-06-01T09:00:45Z"},
+            {**lost, "eventId": "c", "timeStamp": "2026-06-01T09:10:00Z"},
+        ],
+        102: [
+            {**lost, "eventId": "a", "timeStamp": "2026-06-01T09:00:00Z"},
+            {**restored, "eventId": "b", "timeStamp": "2026-06-01T09:00:45Z"},
+        ],
+    }
+    for user_id, events in sent.items():
+        events = [{**event, "eventId": f"{user_id}-{event['eventId']}"} for event in events]
+        posted = http.post(f"/v1/test/9/candidates/{user_id}/events", json=events, headers=headers)
+        assert posted.status_code == 201, posted.text
+    html = http.get("/ui/fragments/tests/9", headers=headers).text
+    rows = html.split("<tbody>")[1].split("</tr>")[:-1]
+    cells = {re.findall(r"<td>(.*?)</td>", row)[1]: re.findall(r"<td>(.*?)</td>", row)[-2] for row in rows}
+    assert cells == {
+        "cand-0": "not restored (1 gap)",
+        "cand-1": "45 s, then not restored (2 gaps)",
+        "cand-2": "45 s (1 gap)",
+    }
+    timeline = http.get("/ui/fragments/tests/9/candidates/100", headers=headers).text
+    assert "not restored" in timeline
