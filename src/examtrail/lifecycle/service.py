@@ -105,7 +105,7 @@ def _record(
     principal: Principal,
     action: actions.Action,
     object_type: str,
-    object_id: int,
+    object_id: int | str,
     test_id: int,
     details: dict[str, object] | None = None,
 ) -> None:
@@ -162,17 +162,22 @@ def _excludes(options: str, user_id: int) -> bool:
 
 
 def _again(
-    session: Session, tenant_id: int, test_id: int, user_id: int | None, what: str, code: str
+    session: Session, principal: Principal, test_id: int, user_id: int | None, what: str, code: str
 ) -> Accepted:
-    """A repeated erasure: the latest one of the same target (a failed one is requeued)."""
-    job = repository.latest_job(session, tenant_id, test_id, user_id)
+    """A repeated erasure: the latest one of the same target (a failed one is requeued, and
+    that restart audited as ``erasure.restarted``)."""
+    job = repository.latest_job(session, principal.tenant_id, test_id, user_id)
     if job is None:
         raise NotFound(f"{what} not found.", code=code)
     if job.status == ErasureStatus.FAILED:
+        error = job.error_code
         job.status, job.attempts, job.finished_at = ErasureStatus.QUEUED, 0, None
         job.error_code = job.error_message = None
         job.enqueued_at = utcnow()
         session.flush()
+        details: dict[str, object] = {"jobId": job.id, "userId": user_id, "error": error}
+        restarted = actions.ERASURE_RESTARTED
+        _record(session, principal, restarted, actions.OBJECT_ERASURE, job.id, test_id, details)
         return Accepted(job, created=True)
     return Accepted(job, created=False)
 
@@ -183,11 +188,11 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
     what = f"Candidate {user_id} of test {test_id}"
     test = _test(session, tenant_id, test_id, lock=True)
     if test is None:
-        return _again(session, tenant_id, test_id, user_id, f"Test {test_id}", "test_not_found")
+        return _again(session, principal, test_id, user_id, f"Test {test_id}", "test_not_found")
     _refuse_if_held(session, test)
     candidate = repository.candidate_row(session, test.id, user_id)
     if candidate is None:
-        return _again(session, tenant_id, test_id, user_id, what, "candidate_not_found")
+        return _again(session, principal, test_id, user_id, what, "candidate_not_found")
     now = utcnow()
     events = repository.count_events(session, candidate_pk=candidate.id)
     # Queued jobs are locked too (and left queued): a worker's claim waits for this commit, so
@@ -212,7 +217,7 @@ def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted
     tenant_id = principal.tenant_id
     test = _test(session, tenant_id, test_id, lock=True)
     if test is None:
-        return _again(session, tenant_id, test_id, None, f"Test {test_id}", "test_not_found")
+        return _again(session, principal, test_id, None, f"Test {test_id}", "test_not_found")
     _refuse_if_held(session, test)
     now = utcnow()
     events = repository.count_events(session, test_pk=test.id)

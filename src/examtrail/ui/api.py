@@ -222,6 +222,7 @@ def candidate_fragment(
     view = service.timeline_view(
         session, runtime.store, principal, test_id, user_id, event=event or None, flagged=_flagged(flagged)
     )
+    session.commit()  # the evidence links' audit entry, before the links leave
     return render(
         runtime.settings,
         "_timeline.html",
