@@ -122,6 +122,10 @@ def _audit_order(
     chosen = {k: v for k, v in public.items() if v != defaults[k] and k != "since"}
     if options.since is not None:
         chosen["incremental"] = True
+    # The log outlives erasure (it is never changed): a candidateId names a person, so the
+    # entry says how many the filter had, never which (userIds are opaque numbers: kept).
+    if chosen.pop("candidateId", None):
+        chosen["candidateIdCount"] = len(options.candidateId)
     record(
         session,
         tenant_id=principal.tenant_id,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import orjson
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -161,6 +162,29 @@ def _excludes(options: str, user_id: int) -> bool:
     return bool(user_ids) and user_id not in user_ids
 
 
+# What an erased candidate's ``candidateId`` becomes in the stored options of the export
+# jobs that named it (all of them expired, cancelled or failed by then).
+ERASED_CANDIDATE_ID = "(erased)"
+
+
+def _names(options: str, candidate_id: str) -> bool:
+    """Whether an export with these options was filtered by this ``candidateId``."""
+    return candidate_id in ExportOptions.from_stored(options).candidateId
+
+
+def _scrub_candidate_id(session: Session, test_pk: int, candidate_id: str) -> None:
+    """Replaces the erased candidate's ``candidateId`` in the options of every export job of
+    the test that names it: the status and the job list show the options of expired jobs."""
+    for job in repository.export_jobs_naming(session, test_pk, orjson.dumps(candidate_id).decode()):
+        options = ExportOptions.from_stored(job.options)
+        if candidate_id not in options.candidateId:
+            continue
+        kept = {value for value in options.candidateId if value != candidate_id}
+        scrubbed = options.model_copy(update={"candidateId": sorted({*kept, ERASED_CANDIDATE_ID})})
+        job.options = scrubbed.canonical()
+    session.flush()
+
+
 def _again(
     session: Session, principal: Principal, test_id: int, user_id: int | None, what: str, code: str
 ) -> Accepted:
@@ -197,16 +221,19 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
     events = repository.count_events(session, candidate_pk=candidate.id)
     # Queued jobs are locked too (and left queued): a worker's claim waits for this commit, so
     # an export either was running before it (and is expired here) or reads after the move.
+    # A job whose candidateId filter names the candidate goes whatever its status (a queued
+    # one too): its options would keep the name readable.
     statuses = (JobStatus.FINISHED, JobStatus.RUNNING)
+    every = (*statuses, JobStatus.QUEUED)
     expiring = [
         job.id
-        for job in repository.export_jobs_to_expire(
-            session, test.id, (*statuses, JobStatus.QUEUED), lock=True
-        )
-        if job.status in statuses and not _excludes(job.options, user_id)
+        for job in repository.export_jobs_to_expire(session, test.id, every, lock=True)
+        if (job.status in statuses and not _excludes(job.options, user_id))
+        or _names(job.options, candidate.candidate_id)
     ]
-    expired = repository.expire_exports(session, expiring, now, statuses)
+    expired = repository.expire_exports(session, expiring, now, every)
     _record_expired(session, principal.client_id, expired, "erasure")
+    _scrub_candidate_id(session, test.id, candidate.candidate_id)
     holding = repository.new_holding_test(session, tenant_id)
     repository.move_candidate(session, candidate.id, holding.id)
     return _accept(session, principal, test, test_id, holding.id, user_id, events, expired)
