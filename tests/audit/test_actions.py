@@ -323,3 +323,112 @@ def test_a_notification_link_is_issued_by_the_service(
     row = only(rows)
     assert (row.object_id, row.test_id, row.request_id) == (job_id, 14, None)
     assert details(row)["subscriptionId"] == subscription_id
+
+
+def test_test_and_candidate_changes_are_audited_without_names(
+    http: TestClient, runtime: Runtime, audit_log: Log
+) -> None:
+    client_id, headers = _client(http, runtime)
+    mark = audit_log.mark()
+    assert http.put("/v1/test/7", json={"title": "T"}, headers=_with_id(headers)).status_code == 201
+    row = only(audit_log.since(mark))
+    assert (row.action, row.client_id, row.object_type, row.object_id, row.test_id) == (
+        "test.created",
+        client_id,
+        "test",
+        "7",
+        7,
+    )
+    assert row.request_id == RID
+
+    mark = audit_log.mark()
+    assert http.put("/v1/test/7", json={"title": "Renamed"}, headers=headers).status_code == 200
+    assert http.put("/v1/test/7", json={"title": "Renamed"}, headers=headers).status_code == 200
+    renamed, same = audit_log.since(mark)
+    assert (renamed.action, details(renamed)) == ("test.updated", {"renamed": True})
+    assert (same.action, details(same)) == ("test.updated", {"renamed": False})
+    assert "Renamed" not in (renamed.details or "")
+
+    mark = audit_log.mark()
+    people = [{"userId": 70, "candidateId": "Jane-Doe-1990"}, {"userId": 71, "candidateId": "c71"}]
+    assert http.put("/v1/test/7/candidates", json=people, headers=headers).status_code == 200
+    people[0]["candidateId"] = "Jane-Roe-1990"
+    assert http.put("/v1/test/7/candidates", json=people, headers=headers).status_code == 200
+    added, changed = audit_log.since(mark)
+    assert (added.action, added.object_type, added.object_id, added.test_id) == (
+        "candidates.updated",
+        "test",
+        "7",
+        7,
+    )
+    assert details(added) == {"received": 2, "created": 2, "updated": 0}
+    assert details(changed) == {"received": 2, "created": 0, "updated": 1}
+    assert all("Jane" not in (row.details or "") for row in audit_log.rows())
+
+    # Refused: nothing recorded.
+    mark = audit_log.mark()
+    contradicting = [{"userId": 72, "candidateId": "a"}, {"userId": 72, "candidateId": "b"}]
+    assert http.put("/v1/test/7/candidates", json=contradicting, headers=headers).status_code == 422
+    assert http.put("/v1/test/8/candidates", json=people, headers=headers).status_code == 404
+    assert audit_log.since(mark) == []
+
+    # Ingest stays one entry per request, never one per event.
+    mark = audit_log.mark()
+    assert (
+        http.post("/v1/test/7/candidates/70/events", json=_events("z", 10), headers=headers).status_code
+        == 201
+    )
+    assert only(audit_log.since(mark)).action == "events.ingested"
+
+
+def test_export_cancelled(http: TestClient, runtime: Runtime, audit_log: Log) -> None:
+    from tests.exports.test_export_api import hold_queued_job
+
+    client_id, headers = _client(http, runtime)
+    seed_test(http, headers, test_id=14)
+    job_id = hold_queued_job(runtime, 14)
+    mark = audit_log.mark()
+    cancelled = http.delete("/v1/test/14/events", params={"jobId": job_id}, headers=_with_id(headers))
+    assert cancelled.status_code == 200
+    row = only(audit_log.since(mark))
+    assert (row.action, row.client_id, row.object_type, row.object_id, row.test_id) == (
+        "export.cancelled",
+        client_id,
+        "export",
+        job_id,
+        14,
+    )
+    assert details(row) == {"jobId": job_id, "was": "queued"}
+    mark = audit_log.mark()
+    assert http.delete(f"/v1/test/14/events/{job_id}", headers=headers).status_code == 409
+    assert audit_log.since(mark) == []
+
+
+def test_webhook_redelivered(http: TestClient, runtime: Runtime, audit_log: Log, receiver: Receiver) -> None:
+    from tests.webhooks.helpers import wait_for_delivery
+
+    client_id, headers = _client(http, runtime)
+    body = {"event": "event_by_candidates_export_finished", "endpoint": receiver.url()}
+    subscription_id = http.post("/v1/subscription", json=body, headers=headers).json()["subscriptionId"]
+    seed_test(http, headers, test_id=14, candidates=1, events_per_candidate=1)
+    job_id = http.post("/v1/test/14/events", headers=headers).json()["jobId"]
+    delivery = wait_for_delivery(http, headers, subscription_id, "succeeded")
+    mark = audit_log.mark()
+    url = f"/v1/subscription/{subscription_id}/deliveries/{delivery['deliveryId']}/redeliver"
+    assert http.post(url, headers=_with_id(headers)).status_code == 202
+    row = next(r for r in audit_log.since(mark) if r.action == "webhook.redelivered")
+    assert (row.client_id, row.object_type, row.object_id, row.test_id) == (
+        client_id,
+        "delivery",
+        delivery["deliveryId"],
+        14,
+    )
+    assert details(row) == {
+        "subscriptionId": subscription_id,
+        "deliveryId": delivery["deliveryId"],
+        "jobId": job_id,
+    }
+    mark = audit_log.mark()
+    assert http.post(url.replace(delivery["deliveryId"], "0" * 36), headers=headers).status_code in (404, 422)
+    # (the redelivered notification's own link may land meanwhile: the service's entry)
+    assert [r for r in audit_log.since(mark) if r.action == "webhook.redelivered"] == []

@@ -69,15 +69,17 @@ def test_filters(http: TestClient, headers: dict[str, str], auditor: dict[str, s
     both = _all(http, auditor, action=["events.ingested", "token.issued"])
     assert {e["action"] for e in both} == {"events.ingested", "token.issued"}
     on_32 = _all(http, auditor, testId=32)
-    assert len(on_32) == 2 and {e["testId"] for e in on_32} == {32}
+    # Newest first: a batch per candidate, after the candidates and the test were put.
+    assert [e["action"] for e in on_32] == ["events.ingested"] * 2 + ["candidates.updated", "test.created"]
+    assert {e["testId"] for e in on_32} == {32}
     now = datetime.now(UTC)
-    assert len(_all(http, auditor, testId=31, **{"from": (now - timedelta(minutes=5)).isoformat()})) == 1
+    assert len(_all(http, auditor, testId=31, **{"from": (now - timedelta(minutes=5)).isoformat()})) == 3
     assert (
         _all(http, auditor, **{"from": (now + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")}) == []
     )
     assert _all(http, auditor, to=(now - timedelta(minutes=5)).isoformat()) == []
     window = {"from": "2020-01-01T00:00:00+02:00", "to": (now + timedelta(minutes=5)).isoformat()}
-    assert len(_all(http, auditor, testId=31, **window)) == 1
+    assert len(_all(http, auditor, testId=31, **window)) == 3
 
 
 @pytest.mark.parametrize(
@@ -155,7 +157,11 @@ def test_cli_lists_entries(http: TestClient, headers: dict[str, str], runtime: R
     listed = run_cli(["audit", "list", "--tenant", "uni-a", "--test-id", "51", "--json"], env)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [(r["action"], r["testId"]) for r in rows] == [("events.ingested", 51)]
+    assert [(r["action"], r["testId"]) for r in rows] == [
+        ("events.ingested", 51),
+        ("candidates.updated", 51),
+        ("test.created", 51),
+    ]
     only_tokens = json.loads(
         run_cli(["audit", "list", "--tenant", "uni-a", "--action", "token.issued", "--json"], env).stdout
     )

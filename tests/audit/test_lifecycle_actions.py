@@ -11,6 +11,7 @@ from sqlalchemy import update
 from examtrail.core.db import transaction, utcnow
 from examtrail.exports.models import ExportJob
 from examtrail.lifecycle import service
+from examtrail.lifecycle.models import ErasureJob, ErasureStatus
 from examtrail.runtime import Runtime
 from tests.audit.conftest import Log, details, only
 from tests.lifecycle.helpers import erase_headers, export, seed_with_files
@@ -80,3 +81,46 @@ def test_retention_records_each_expired_export(
     assert recent != due
     assert service.sweep_retention(runtime) == 0
     assert len(audit_log.since(mark)) == 1  # nothing more was due
+
+
+def test_restarting_a_failed_erasure_is_audited(
+    http: TestClient, runtime: Runtime, headers: dict[str, str], audit_log: Log
+) -> None:
+    eraser = {**erase_headers(http, runtime), "X-Request-ID": RID}
+    seed_with_files(http, headers, candidates=2)
+    erased = http.delete("/v1/test/42/candidates/100", headers=eraser)
+    assert erased.status_code in (200, 202)
+    job_id = erased.json()["jobId"]
+    with transaction(runtime.sessions) as session:
+        session.execute(
+            update(ErasureJob)
+            .where(ErasureJob.id == job_id)
+            .values(status=ErasureStatus.FAILED, error_code="storage_unavailable", error_message="x")
+        )
+    mark = audit_log.mark()
+    assert http.delete("/v1/test/42/candidates/100", headers=eraser).status_code in (200, 202)
+    restarted = only(audit_log.since(mark))
+    assert (restarted.action, restarted.object_type, restarted.object_id, restarted.test_id) == (
+        "erasure.restarted",
+        "erasure",
+        job_id,
+        42,
+    )
+    assert restarted.request_id == RID
+    assert details(restarted) == {"jobId": job_id, "userId": 100, "error": "storage_unavailable"}
+    # Not failed (any more): a repeat changes nothing and records nothing.
+    _wait_erasure(http, eraser, job_id)
+    mark = audit_log.mark()
+    assert http.delete("/v1/test/42/candidates/100", headers=eraser).status_code in (200, 202)
+    assert audit_log.since(mark) == []
+
+
+def _wait_erasure(http: TestClient, headers: dict[str, str], job_id: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if http.get(f"/v1/erasures/{job_id}", headers=headers).json()["status"] == "finished":
+            return
+        time.sleep(0.05)
+    raise AssertionError("erasure did not finish")

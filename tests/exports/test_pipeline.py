@@ -291,7 +291,7 @@ def test_concurrent_orders_create_one_job(runtime: Runtime) -> None:
 
     with transaction(runtime.sessions) as session:
         tenant_id = create_client(session, tenant_name="uni-a", scopes=frozenset({"export"})).tenant_id
-        put_test(session, tenant_id, 30, "race")
+        put_test(session, tenant_id, 30, "race", actor=None)
     principal = Principal(tenant_id, "et_x", frozenset({"export"}), utcnow() + timedelta(hours=1))
 
     def order(_: int) -> str:

@@ -26,7 +26,7 @@ from tests.lifecycle.helpers import (
     seed_with_files,
     user_rows,
 )
-from tests.support.api import fetch
+from tests.support.api import bearer, fetch
 
 
 def _export_keys(runtime: Runtime, job_id: str) -> set[str]:
@@ -376,3 +376,61 @@ def test_a_queued_export_is_not_claimed_while_an_erasure_is_being_accepted(
     status = http.get(f"/v1/test/42/events/{job_id}", headers=headers).json()
     assert status["status"] == "finished" and status["candidatesTotal"] == 2
     assert "e-100-" not in fetch(http, status["downloadUrl"]).text
+
+
+def test_an_erased_candidates_candidate_id_is_left_in_no_job_and_no_new_audit_entry(
+    http: TestClient, runtime: Runtime, headers: dict[str, str]
+) -> None:
+    """Jobs whose `candidateId` filter names the erased candidate are expired (queued ones
+    too) and the name is replaced in their options; the log records how many candidateIds a
+    filter had, never which."""
+    from examtrail.exports.service import order_export
+    from examtrail.exports.spec import ExportOptions
+    from tests.audit.conftest import Log
+    from tests.support.api import create_client, get_token
+
+    eraser = erase_headers(http, runtime)
+    auditor_id, auditor_key = create_client(runtime, "uni-a", "audit")
+    auditor = bearer(get_token(http, auditor_id, auditor_key))
+    seed_with_files(http, headers)
+    people = [{"userId": 100, "candidateId": "Jane-Doe-1990"}]
+    assert http.put("/v1/test/42/candidates", json=people, headers=headers).status_code == 200
+    alone = export(http, headers, 42, candidateId="Jane-Doe-1990", format="csv")
+    with_other = export(http, headers, 42, candidateId=["Jane-Doe-1990", "cand-1"])
+    spared_by_user = export(http, headers, 42, candidateId="Jane-Doe-1990", userId=101)
+    unrelated = export(http, headers, 42, candidateId="cand-2", userId=102)
+    with transaction(runtime.sessions) as session:
+        tenant_id = session.scalars(select(Tenant.id).where(Tenant.name == "uni-a")).one()
+        principal = Principal(tenant_id, "et_test", frozenset({"export"}), utcnow() + timedelta(hours=1))
+        options = ExportOptions(candidateId=["Jane-Doe-1990"], format="jsonl")
+        queued = order_export(session, principal, 42, options, reuse=False, retention_days=0).job
+        queued.not_before = utcnow() + timedelta(hours=1)
+        queued_id = queued.id
+    ordered = Log(runtime).rows("export.ordered")
+    assert ordered and all("Jane" not in (row.details or "") for row in ordered)
+    assert '"candidateIdCount":2' in (ordered[1].details or "")
+
+    assert http.delete("/v1/test/42/candidates/100", headers=eraser).status_code == 200
+
+    def status(job_id: str) -> dict[str, object]:
+        answer = http.get(f"/v1/test/42/events/{job_id}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    expected = {
+        alone["jobId"]: ["(erased)"],
+        with_other["jobId"]: ["(erased)", "cand-1"],
+        spared_by_user["jobId"]: ["(erased)"],
+        queued_id: ["(erased)"],
+    }
+    for job_id, candidate_ids in expected.items():
+        job = status(job_id)
+        assert job["status"] == "expired", job
+        assert job["options"]["candidateId"] == candidate_ids  # type: ignore[index]
+    kept = status(unrelated["jobId"])
+    assert kept["status"] == "finished" and kept["options"]["candidateId"] == ["cand-2"]  # type: ignore[index]
+    listed = http.get("/v1/test/42/events/jobs", headers=headers)
+    assert listed.status_code == 200 and len(listed.json()["jobs"]) == 5
+    assert "Jane" not in listed.text
+    log = http.get("/v1/audit", params={"limit": 1000}, headers=auditor)
+    assert log.status_code == 200 and "Jane" not in log.text

@@ -8,10 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from examtrail.audit.models import AuditEntry
 from examtrail.ingest.review import Gap, network_gaps
+from examtrail.runtime import Runtime
 from tests.support.api import fetch, seed_test
 
 DASH = "\N{EN DASH}"
@@ -213,3 +217,109 @@ def test_tests_list_pages_by_test_id(http: TestClient, headers: dict[str, str]) 
     assert second.count('<td><a href="/ui/tests/') == 2
     assert ">First page<" in second
     assert 'rel="next"' not in second
+
+
+def test_flagged_takes_only_the_checkbox_values(http: TestClient, headers: dict[str, str]) -> None:
+    seed_test(http, headers, test_id=9, candidates=2, events_per_candidate=1)
+    path = "/v1/test/9/candidates/{}/events"
+    assert http.post(path.format(100), json=flag("f1", "2026-06-01T10:00:00Z", "low"), headers=headers)
+    test_page, timeline = "/ui/fragments/tests/9", "/ui/fragments/tests/9/candidates/100"
+
+    def rows(value: str | None) -> int:
+        params = {} if value is None else {"flagged": value}
+        page = http.get(test_page, params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        return str(page.text).count('<tr>\n      <td><a href="/ui/tests/9/candidates/')
+
+    def events(value: str | None) -> int:
+        params = {} if value is None else {"flagged": value}
+        page = http.get(timeline, params=params, headers=headers)
+        assert page.status_code == 200, page.text
+        return str(page.text).count('<li class="event')
+
+    # Unchecked (absent, or spelled out as off): every candidate and event.
+    for off in (None, "", "0", "false"):
+        assert rows(off) == 2, off
+        assert events(off) == 2, off
+    for on in ("1", "true"):
+        assert rows(on) == 1, on
+        assert events(on) == 1, on
+    # Anything else is refused, as any other bad parameter is; never read as "flagged only".
+    for bad in ("no", "2", "yes", "False", "on"):
+        for url in (test_page, timeline):
+            answer = http.get(url, params={"flagged": bad}, headers=headers)
+            assert answer.status_code == 422, (url, bad, answer.text)
+            assert answer.json()["error"] == "validation_error"
+            assert answer.json()["details"][0]["field"] == "flagged"
+
+
+def test_a_gap_that_never_ends_reads_not_restored_on_the_test_page(
+    http: TestClient, headers: dict[str, str]
+) -> None:
+    seed_test(http, headers, test_id=9, candidates=3, events_per_candidate=0)
+    lost = {"event": "network_lost"}
+    restored = {"event": "network_restored"}
+    sent = {
+        100: [{**lost, "eventId": "a", "timeStamp": "2026-06-01T09:00:00Z"}],
+        101: [
+            {**lost, "eventId": "a", "timeStamp": "2026-06-01T09:00:00Z"},
+            {**restored, "eventId": "b", "timeStamp": "2026-06-01T09:00:45Z"},
+            {**lost, "eventId": "c", "timeStamp": "2026-06-01T09:10:00Z"},
+        ],
+        102: [
+            {**lost, "eventId": "a", "timeStamp": "2026-06-01T09:00:00Z"},
+            {**restored, "eventId": "b", "timeStamp": "2026-06-01T09:00:45Z"},
+        ],
+    }
+    for user_id, events in sent.items():
+        events = [{**event, "eventId": f"{user_id}-{event['eventId']}"} for event in events]
+        posted = http.post(f"/v1/test/9/candidates/{user_id}/events", json=events, headers=headers)
+        assert posted.status_code == 201, posted.text
+    html = http.get("/ui/fragments/tests/9", headers=headers).text
+    rows = html.split("<tbody>")[1].split("</tr>")[:-1]
+    cells = {re.findall(r"<td>(.*?)</td>", row)[1]: re.findall(r"<td>(.*?)</td>", row)[-2] for row in rows}
+    assert cells == {
+        "cand-0": "not restored (1 gap)",
+        "cand-1": "45 s, then not restored (2 gaps)",
+        "cand-2": "45 s (1 gap)",
+    }
+    timeline = http.get("/ui/fragments/tests/9/candidates/100", headers=headers).text
+    assert "not restored" in timeline
+
+
+def test_evidence_links_of_a_timeline_are_audited(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=0)
+    events = [flag("d", "2026-06-01T09:02:00Z", "high"), flag("e", "2026-06-01T09:03:00Z", "low")]
+    assert http.post("/v1/test/9/candidates/100/events", json=events, headers=headers).status_code == 201
+    ids = []
+    for event_id, name in (("d", "a.png"), ("e", "b.txt"), ("e", "c.txt")):
+        uploaded = http.put(
+            f"/v1/test/9/candidates/100/events/{event_id}/files/{name}", content=b"x", headers=headers
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        ids.append(uploaded.json()["contentItemId"])
+
+    def issued() -> list[AuditEntry]:
+        with runtime.sessions() as session:
+            stmt = select(AuditEntry).where(AuditEntry.action == "attachment.link_issued")
+            return list(session.scalars(stmt.order_by(AuditEntry.id)))
+
+    page = http.get("/ui/fragments/tests/9/candidates/100", headers={**headers, "X-Request-ID": "ui-1"})
+    assert page.status_code == 200
+    [entry] = issued()
+    assert (entry.object_type, entry.object_id, entry.test_id) == ("candidate", "100", 9)
+    assert entry.request_id == "ui-1"
+    assert entry.client_id is not None
+    recorded = orjson.loads(entry.details or "{}")
+    assert recorded["userId"] == 100
+    assert recorded["attachmentIds"] == sorted(ids)
+    assert recorded["expires"]
+    # One entry per rendered timeline.
+    http.get("/ui/fragments/tests/9/candidates/100", params={"flagged": "1"}, headers=headers)
+    assert len(issued()) == 2
+    # No file shown, no link, no entry.
+    seed_test(http, headers, test_id=9, candidates=2, events_per_candidate=1)
+    assert http.get("/ui/fragments/tests/9/candidates/101", headers=headers).status_code == 200
+    assert len(issued()) == 2

@@ -172,6 +172,35 @@ def test_sign_in_tests_test_candidate_and_export(page: Any, demo: Demo) -> None:
     assert page.console_problems == []
 
 
+def test_a_malformed_hash_leaves_the_page_working_and_downloads_are_named_by_job(
+    page: Any, demo: Demo
+) -> None:
+    sign_in(page, demo, "/ui/tests/1001")
+    page.locator("#candidates-table").wait_for()
+    # Not valid percent-encoding: decoding it throws; the rest of the page must still work.
+    page.goto("/ui/tests/1001/candidates/2002#ev-%E0%A4%A")
+    page.locator("ol.timeline").wait_for()
+    page.get_by_role("button", name="Export this candidate").click()
+    link = page.get_by_role("link", name="Download the export")
+    link.wait_for(timeout=60_000)
+    # Named as the API's own download names the job's file (not test-1001-events.json).
+    job_id = page.evaluate(
+        "() => performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => n.includes('jobId='))[0].split('jobId=')[1]"
+    )
+    assert link.get_attribute("download") == f"test-1001-events-{job_id}.json"
+    screenshot(page, "6-malformed-hash-export")
+    with page.expect_download() as info:
+        link.click()
+    assert info.value.suggested_filename == f"test-1001-events-{job_id}.json"
+    assert [c["userId"] for c in json.loads(info.value.path().read_text())["candidates"]] == [2002]
+    # The timeline's keyboard set-up ran too.
+    page.locator("li.event").first.focus()
+    page.keyboard.press("End")
+    assert page.evaluate("document.activeElement.id") == "ev-demo-2002-9"
+    assert [p for p in page.console_problems if p.startswith("page error")] == []
+
+
 def test_expiry_sign_out_and_other_tenants(page: Any, demo: Demo) -> None:
     sign_in(page, demo, "/ui/tests/1001")
     page.locator("#candidates-table").wait_for()

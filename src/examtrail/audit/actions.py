@@ -29,6 +29,14 @@ class Action(StrEnum):
     # change what signs and seals that tenant's data.
     SIGNING_KEY_ROTATED = "signing_key.rotated"
     SECRETS_RESEALED = "secrets.resealed"
+    # Added later (new names go at the end).
+    ATTACHMENT_LINK_ISSUED = "attachment.link_issued"
+    TEST_CREATED = "test.created"
+    TEST_UPDATED = "test.updated"
+    CANDIDATES_UPDATED = "candidates.updated"
+    EXPORT_CANCELLED = "export.cancelled"
+    WEBHOOK_REDELIVERED = "webhook.redelivered"
+    ERASURE_RESTARTED = "erasure.restarted"
 
 
 CLIENT_CREATED = Action.CLIENT_CREATED
@@ -48,6 +56,13 @@ HOLD_SET = Action.HOLD_SET
 HOLD_RELEASED = Action.HOLD_RELEASED
 SIGNING_KEY_ROTATED = Action.SIGNING_KEY_ROTATED
 SECRETS_RESEALED = Action.SECRETS_RESEALED
+ATTACHMENT_LINK_ISSUED = Action.ATTACHMENT_LINK_ISSUED
+TEST_CREATED = Action.TEST_CREATED
+TEST_UPDATED = Action.TEST_UPDATED
+CANDIDATES_UPDATED = Action.CANDIDATES_UPDATED
+EXPORT_CANCELLED = Action.EXPORT_CANCELLED
+WEBHOOK_REDELIVERED = Action.WEBHOOK_REDELIVERED
+ERASURE_RESTARTED = Action.ERASURE_RESTARTED
 
 # What an entry is about (``object_type``).
 OBJECT_CLIENT = "client"
@@ -56,6 +71,8 @@ OBJECT_CANDIDATE = "candidate"
 OBJECT_ATTACHMENT = "attachment"
 OBJECT_EXPORT = "export"
 OBJECT_SUBSCRIPTION = "subscription"
+OBJECT_DELIVERY = "delivery"
+OBJECT_ERASURE = "erasure"
 OBJECT_SIGNING_KEY = "signing_key"
 OBJECT_SECRET_KEY = "secret_key"  # noqa: S105 (an object type; the object id is the key's public id)
 

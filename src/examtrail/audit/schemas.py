@@ -18,9 +18,11 @@ class AuditEntryOut(BaseModel):
     action: str = Field(description="What happened (see the `action` filter for the list)")
     objectType: str = Field(
         description="What it happened to: `client`, `test`, `candidate`, `attachment`, `export`, "
-        "`subscription`"
+        "`subscription`, `delivery`, `erasure`, `signing_key`, `secret_key`"
     )
-    objectId: str = Field(description="Its id (client id, testId, contentItemId, jobId, subscriptionId, …)")
+    objectId: str = Field(
+        description="Its id (client id, testId, userId, contentItemId, jobId, subscriptionId, deliveryId, …)"
+    )
     testId: int | None = Field(description="The test concerned, if any")
     requestId: str | None = Field(description="The request's `X-Request-ID` (null outside a request)")
     sourceIp: str | None = Field(description="The caller's address (null outside a request)")

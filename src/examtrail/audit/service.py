@@ -26,6 +26,7 @@ from examtrail.core.context import current_client_ip, current_request_id
 from examtrail.core.db import WRITE_OPTIONS, PgPool, utcnow
 from examtrail.core.errors import Unprocessable
 from examtrail.core.schemas import is_ascii_digits
+from examtrail.core.security import Principal
 from examtrail.core.timeutil import format_dt
 
 if TYPE_CHECKING:
@@ -61,6 +62,22 @@ def record(
 ) -> None:
     """Add one entry to ``session``'s transaction (the action's own)."""
     record_many(session, [Entry(tenant_id, client_id, action, object_type, object_id, test_id, details)])
+
+
+def record_by(
+    session: Session,
+    principal: Principal,
+    action: Action,
+    object_type: str,
+    object_id: str | int,
+    test_id: int | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """:func:`record` of an action taken by ``principal`` (its tenant and client)."""
+    record_many(
+        session,
+        [Entry(principal.tenant_id, principal.client_id, action, object_type, object_id, test_id, details)],
+    )
 
 
 def record_many(session: Session, entries: Sequence[Entry]) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from examtrail.audit.actions import CLI_ACTOR
 from examtrail.auth import repository as auth_repository
 from examtrail.auth import service as auth_service
 from examtrail.core.db import build_engine, build_session_factory, transaction
@@ -197,10 +198,10 @@ def seed_demo(settings: Settings) -> DemoResult:
                     session, tenant_name=DEMO_TENANT, scopes=frozenset({"ingest", "export"}), name="demo"
                 )
                 client_id, api_key, tenant_id = created.client_id, created.api_key, created.tenant_id
-            ingest.put_test(session, tenant_id, DEMO_TEST_ID, "Demo: Mathematics final")
+            ingest.put_test(session, tenant_id, DEMO_TEST_ID, "Demo: Mathematics final", actor=CLI_ACTOR)
             test_row = ingest.require_test(session, tenant_id, DEMO_TEST_ID)
             candidates = [CandidateIn(userId=2000 + n, candidateId=f"C-{n:03d}") for n in range(1, 7)]
-            ingest.put_candidates(session, test_row, candidates)
+            ingest.put_candidates(session, test_row, candidates, actor=CLI_ACTOR)
             total = 0
             # The last candidate has no events: exports list them too.
             for candidate in candidates[:-1]:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from examtrail.audit import actions
-from examtrail.audit.service import Entry, become_writer, record, record_committed, record_many
+from examtrail.audit.service import Entry, become_writer, record, record_by, record_committed, record_many
 from examtrail.core import leases
 from examtrail.core.context import job_context
 from examtrail.core.crypto import SecretUnavailableError
@@ -122,6 +122,10 @@ def _audit_order(
     chosen = {k: v for k, v in public.items() if v != defaults[k] and k != "since"}
     if options.since is not None:
         chosen["incremental"] = True
+    # The log outlives erasure (it is never changed): a candidateId names a person, so the
+    # entry says how many the filter had, never which (userIds are opaque numbers: kept).
+    if chosen.pop("candidateId", None):
+        chosen["candidateIdCount"] = len(options.candidateId)
     record(
         session,
         tenant_id=principal.tenant_id,
@@ -278,6 +282,16 @@ def cancel_export(session: Session, principal: Principal, test_id: int, job_id: 
     job = get_job(session, principal, test_id, job_id)
     if not repository.cancel(session, principal.tenant_id, job_id, utcnow()):
         raise Conflict(f"Export job {job_id} is already {job.status}.", code="job_not_cancellable")
+    details = {"jobId": job.id, "was": job.status}
+    record_by(
+        session,
+        principal,
+        actions.EXPORT_CANCELLED,
+        actions.OBJECT_EXPORT,
+        job.id,
+        job.test_external_id,
+        details,
+    )
     session.refresh(job)
     return job
 

@@ -94,7 +94,8 @@ def list_tests(
 def put_test(
     test_id: TestId, body: TestIn, principal: IngestPrincipal, session: WriteSessionDep, response: Response
 ) -> TestOut:
-    out, created = service.put_test(session, principal.tenant_id, test_id, body.title)
+    actor = principal.client_id
+    out, created = service.put_test(session, principal.tenant_id, test_id, body.title, actor=actor)
     session.commit()
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return out
@@ -127,7 +128,7 @@ def put_candidates(
     # userIds queue instead of both finding them missing (the loser's INSERT broke the unique
     # key), and a PUT racing the test's erasure finds the test gone, not its hidden rows.
     test = service.require_test(session, principal.tenant_id, test_id, lock=True)
-    result = service.put_candidates(session, test, body)
+    result = service.put_candidates(session, test, body, actor=principal.client_id)
     session.commit()
     return result
 

@@ -73,8 +73,10 @@ class CandidateSummary:
     flags: int = 0
     submitted: bool = False
     severities: Counter[str] = field(default_factory=Counter)
+    # The length of the gaps that ended; ``network_open``: the last one never did.
     network_lost_ms: int = 0
     gaps: int = 0
+    network_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +231,7 @@ def _fill_counts(session: Session, summaries: Sequence[CandidateSummary]) -> Non
         gaps = network_gaps(pairs)
         by_pk[pk].gaps = len(gaps)
         by_pk[pk].network_lost_ms = sum(gap.duration_ms or 0 for gap in gaps)
+        by_pk[pk].network_open = any(gap.end_ms is None for gap in gaps)
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,8 +177,17 @@ def _ingested_entry(tenant_id: int, test_id: int, actor: str | None, result: Eve
     )
 
 
-def put_test(session: Session, tenant_id: int, test_id: int, title: str) -> tuple[TestOut, bool]:
+def put_test(
+    session: Session, tenant_id: int, test_id: int, title: str, *, actor: str | None
+) -> tuple[TestOut, bool]:
+    """Creates or renames the test; audited (``test.created``, or ``test.updated`` saying
+    whether the title changed: never the title itself)."""
+    before = repository.get_test(session, tenant_id, test_id)
+    old_title = before.title if before is not None else None
     test, created = repository.upsert_test(session, tenant_id, test_id, title)
+    action = actions.TEST_CREATED if created else actions.TEST_UPDATED
+    details = None if created else {"renamed": old_title != title}
+    record_many(session, [Entry(tenant_id, actor, action, actions.OBJECT_TEST, test_id, test_id, details)])
     return describe_test(session, test), created
 
 
@@ -220,7 +229,11 @@ def list_tests(
     return TestsPage(tests=tests, nextAfter=rows[-1].external_id if more and rows else None)
 
 
-def put_candidates(session: Session, test: Test, candidates: Sequence[CandidateIn]) -> CandidatesResult:
+def put_candidates(
+    session: Session, test: Test, candidates: Sequence[CandidateIn], *, actor: str | None
+) -> CandidatesResult:
+    """Registers and renames candidates; one ``candidates.updated`` entry with the counts
+    (never a ``candidateId``)."""
     wanted: dict[int, str] = {}
     problems = []
     for index, candidate in enumerate(candidates):
@@ -248,7 +261,13 @@ def put_candidates(session: Session, test: Test, candidates: Sequence[CandidateI
     }
     repository.insert_candidates(session, new_rows)
     repository.rename_candidates(session, test.id, renames)
-    return CandidatesResult(received=len(candidates), created=len(new_rows), updated=len(renames))
+    result = CandidatesResult(received=len(candidates), created=len(new_rows), updated=len(renames))
+    test_id, details = test.external_id, result.model_dump()
+    entry = Entry(
+        test.tenant_id, actor, actions.CANDIDATES_UPDATED, actions.OBJECT_TEST, test_id, test_id, details
+    )
+    record_many(session, [entry])
+    return result
 
 
 def event_doc(event_id: str, event: EventIn, occurred_at_ms: int) -> str:

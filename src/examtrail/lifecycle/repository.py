@@ -81,6 +81,15 @@ def hide_test(session: Session, test: Test) -> None:
     session.flush()
 
 
+def export_jobs_naming(session: Session, test_pk: int, text: str) -> list[ExportJob]:
+    """The test's jobs (any status) whose stored options contain ``text`` (a JSON string:
+    a prefilter, the caller reads the options), locked until the commit."""
+    stmt = select(ExportJob).where(
+        ExportJob.test_pk == test_pk, ExportJob.options.contains(text, autoescape=True)
+    )
+    return list(session.scalars(stmt.with_for_update().execution_options(populate_existing=True)))
+
+
 def export_jobs_to_expire(
     session: Session,
     test_pk: int,

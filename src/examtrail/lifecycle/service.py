@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import orjson
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -105,7 +106,7 @@ def _record(
     principal: Principal,
     action: actions.Action,
     object_type: str,
-    object_id: int,
+    object_id: int | str,
     test_id: int,
     details: dict[str, object] | None = None,
 ) -> None:
@@ -161,18 +162,46 @@ def _excludes(options: str, user_id: int) -> bool:
     return bool(user_ids) and user_id not in user_ids
 
 
+# What an erased candidate's ``candidateId`` becomes in the stored options of the export
+# jobs that named it (all of them expired, cancelled or failed by then).
+ERASED_CANDIDATE_ID = "(erased)"
+
+
+def _names(options: str, candidate_id: str) -> bool:
+    """Whether an export with these options was filtered by this ``candidateId``."""
+    return candidate_id in ExportOptions.from_stored(options).candidateId
+
+
+def _scrub_candidate_id(session: Session, test_pk: int, candidate_id: str) -> None:
+    """Replaces the erased candidate's ``candidateId`` in the options of every export job of
+    the test that names it: the status and the job list show the options of expired jobs."""
+    for job in repository.export_jobs_naming(session, test_pk, orjson.dumps(candidate_id).decode()):
+        options = ExportOptions.from_stored(job.options)
+        if candidate_id not in options.candidateId:
+            continue
+        kept = {value for value in options.candidateId if value != candidate_id}
+        scrubbed = options.model_copy(update={"candidateId": sorted({*kept, ERASED_CANDIDATE_ID})})
+        job.options = scrubbed.canonical()
+    session.flush()
+
+
 def _again(
-    session: Session, tenant_id: int, test_id: int, user_id: int | None, what: str, code: str
+    session: Session, principal: Principal, test_id: int, user_id: int | None, what: str, code: str
 ) -> Accepted:
-    """A repeated erasure: the latest one of the same target (a failed one is requeued)."""
-    job = repository.latest_job(session, tenant_id, test_id, user_id)
+    """A repeated erasure: the latest one of the same target (a failed one is requeued, and
+    that restart audited as ``erasure.restarted``)."""
+    job = repository.latest_job(session, principal.tenant_id, test_id, user_id)
     if job is None:
         raise NotFound(f"{what} not found.", code=code)
     if job.status == ErasureStatus.FAILED:
+        error = job.error_code
         job.status, job.attempts, job.finished_at = ErasureStatus.QUEUED, 0, None
         job.error_code = job.error_message = None
         job.enqueued_at = utcnow()
         session.flush()
+        details: dict[str, object] = {"jobId": job.id, "userId": user_id, "error": error}
+        restarted = actions.ERASURE_RESTARTED
+        _record(session, principal, restarted, actions.OBJECT_ERASURE, job.id, test_id, details)
         return Accepted(job, created=True)
     return Accepted(job, created=False)
 
@@ -183,25 +212,28 @@ def erase_candidate(session: Session, principal: Principal, test_id: int, user_i
     what = f"Candidate {user_id} of test {test_id}"
     test = _test(session, tenant_id, test_id, lock=True)
     if test is None:
-        return _again(session, tenant_id, test_id, user_id, f"Test {test_id}", "test_not_found")
+        return _again(session, principal, test_id, user_id, f"Test {test_id}", "test_not_found")
     _refuse_if_held(session, test)
     candidate = repository.candidate_row(session, test.id, user_id)
     if candidate is None:
-        return _again(session, tenant_id, test_id, user_id, what, "candidate_not_found")
+        return _again(session, principal, test_id, user_id, what, "candidate_not_found")
     now = utcnow()
     events = repository.count_events(session, candidate_pk=candidate.id)
     # Queued jobs are locked too (and left queued): a worker's claim waits for this commit, so
     # an export either was running before it (and is expired here) or reads after the move.
+    # A job whose candidateId filter names the candidate goes whatever its status (a queued
+    # one too): its options would keep the name readable.
     statuses = (JobStatus.FINISHED, JobStatus.RUNNING)
+    every = (*statuses, JobStatus.QUEUED)
     expiring = [
         job.id
-        for job in repository.export_jobs_to_expire(
-            session, test.id, (*statuses, JobStatus.QUEUED), lock=True
-        )
-        if job.status in statuses and not _excludes(job.options, user_id)
+        for job in repository.export_jobs_to_expire(session, test.id, every, lock=True)
+        if (job.status in statuses and not _excludes(job.options, user_id))
+        or _names(job.options, candidate.candidate_id)
     ]
-    expired = repository.expire_exports(session, expiring, now, statuses)
+    expired = repository.expire_exports(session, expiring, now, every)
     _record_expired(session, principal.client_id, expired, "erasure")
+    _scrub_candidate_id(session, test.id, candidate.candidate_id)
     holding = repository.new_holding_test(session, tenant_id)
     repository.move_candidate(session, candidate.id, holding.id)
     return _accept(session, principal, test, test_id, holding.id, user_id, events, expired)
@@ -212,7 +244,7 @@ def erase_test(session: Session, principal: Principal, test_id: int) -> Accepted
     tenant_id = principal.tenant_id
     test = _test(session, tenant_id, test_id, lock=True)
     if test is None:
-        return _again(session, tenant_id, test_id, None, f"Test {test_id}", "test_not_found")
+        return _again(session, principal, test_id, None, f"Test {test_id}", "test_not_found")
     _refuse_if_held(session, test)
     now = utcnow()
     events = repository.count_events(session, test_pk=test.id)

@@ -144,6 +144,16 @@ def candidate_page(test_id: TestId, user_id: UserId, request: Request, runtime: 
     )
 
 
+# The "Flagged only" checkbox: checked sends ``1`` (``true`` also reads as checked);
+# unchecked sends nothing (``0``, ``false`` or empty also read as unchecked). Anything
+# else is a 422 like any other bad parameter, never "flagged only".
+FlaggedParam = Annotated[Literal["1", "true", "0", "false", ""] | None, Query()]
+
+
+def _flagged(value: str | None) -> bool:
+    return value in ("1", "true")
+
+
 def _with_query(path: str, request: Request) -> str:
     query = request.url.query
     return f"{path}?{query}" if query else path
@@ -174,7 +184,7 @@ def exam_fragment(
     runtime: RuntimeDep,
     sort: Annotated[Literal["userId", "candidateId", "events", "flags"], Query()] = "userId",
     dir: Annotated[Literal["asc", "desc"], Query()] = "asc",
-    flagged: Annotated[str | None, Query(max_length=5)] = None,
+    flagged: FlaggedParam = None,
     severity: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
     event: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
     candidate: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
@@ -184,7 +194,7 @@ def exam_fragment(
     filters = service.CandidateFilters(
         sort=sort,
         descending=dir == "desc",
-        flagged=bool(flagged),
+        flagged=_flagged(flagged),
         severity=severity or None,
         event=event or None,
         candidate=(candidate or "").strip() or None,
@@ -207,11 +217,12 @@ def candidate_fragment(
     session: SessionDep,
     runtime: RuntimeDep,
     event: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_OR_EMPTY)] = None,
-    flagged: Annotated[str | None, Query(max_length=5)] = None,
+    flagged: FlaggedParam = None,
 ) -> HTMLResponse:
     view = service.timeline_view(
-        session, runtime.store, principal, test_id, user_id, event=event or None, flagged=bool(flagged)
+        session, runtime.store, principal, test_id, user_id, event=event or None, flagged=_flagged(flagged)
     )
+    session.commit()  # the evidence links' audit entry, before the links leave
     return render(
         runtime.settings,
         "_timeline.html",

@@ -14,8 +14,10 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
+from examtrail.audit import actions
+from examtrail.audit.service import become_writer, record_by
 from examtrail.core.security import Principal
-from examtrail.core.timeutil import format_ms
+from examtrail.core.timeutil import format_dt, format_ms
 from examtrail.ingest import review
 from examtrail.ingest import service as ingest
 from examtrail.ingest.read_model import AttachmentRef
@@ -203,6 +205,28 @@ def _file_view(store: ObjectStore, ref: AttachmentRef, expires_at: datetime) -> 
     return FileView(ref.file_name, ref.size, ref.content_type, url)
 
 
+def _record_links(
+    session: Session, principal: Principal, test_id: int, user_id: int, events: list[review.TimelineEvent]
+) -> None:
+    """One ``attachment.link_issued`` entry for the evidence links of a rendered timeline
+    (on S3 the store serves them itself: the issued link is the record). Uncommitted: the
+    caller commits before the links leave."""
+    attachment_ids = sorted({ref.content_item_id for item in events for ref in item.files})
+    if not attachment_ids:
+        return
+    become_writer(session)
+    details = {"userId": user_id, "attachmentIds": attachment_ids, "expires": format_dt(principal.expires_at)}
+    record_by(
+        session,
+        principal,
+        actions.ATTACHMENT_LINK_ISSUED,
+        actions.OBJECT_CANDIDATE,
+        user_id,
+        test_id,
+        details,
+    )
+
+
 def timeline_view(
     session: Session,
     store: ObjectStore,
@@ -262,6 +286,7 @@ def timeline_view(
             blocks.append(Block(gap=gap))
         current = None
         gap = next(gaps, None)
+    _record_links(session, principal, test.external_id, user_id, timeline.events)
     return TimelineView(
         test_id=test.external_id,
         title=test.title,

@@ -33,7 +33,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from examtrail.audit import actions
-from examtrail.audit.service import record
+from examtrail.audit.service import record, record_by
 from examtrail.core import crypto, leases
 from examtrail.core.context import job_context
 from examtrail.core.db import begin_write, transaction, utcnow
@@ -310,6 +310,17 @@ def redeliver(session: Session, principal: Principal, subscription_id: str, deli
         raise Conflict(
             "An attempt of this delivery is in progress; try again shortly.", code="delivery_in_progress"
         )
+    details = {"subscriptionId": subscription.id, "deliveryId": delivery.id, "jobId": delivery.job_id}
+    test_id = delivery.test_external_id
+    record_by(
+        session,
+        principal,
+        actions.WEBHOOK_REDELIVERED,
+        actions.OBJECT_DELIVERY,
+        delivery.id,
+        test_id,
+        details,
+    )
     refreshed = repository.load_delivery(session, delivery.id)
     assert refreshed is not None
     return _delivery_out(refreshed, repository.attempts_of(session, [delivery.id])[delivery.id])

@@ -112,6 +112,10 @@
     }
   }
 
+  function independently(step) {
+    try { step(); } catch (e) { if (window.console) console.error(e); }
+  }
+
   function loadFragment() {
     var content = document.getElementById("content");
     if (!content) return;
@@ -133,10 +137,11 @@
         mark("examtrail:inserted");  // server-rendered, escaped; inline scripts never run (CSP)
         var h1 = content.querySelector("h1");
         if (h1) document.title = h1.textContent.replace(/\s+/g, " ").trim() + " · Examtrail review";
-        localTimes(content);
+        // Each step on its own: one that fails (a bad link, an old browser) leaves the others working.
+        independently(function () { localTimes(content); });
         mark("examtrail:local-times");
-        setUpTimeline(content);
-        setUpExports(content);
+        independently(function () { setUpTimeline(content); });
+        independently(function () { setUpExports(content); });
         mark("examtrail:ready");
       });
     }).catch(function () { /* redirected */ }).then(function () {
@@ -180,7 +185,9 @@
     });
 
     function showTarget() {
-      var id = decodeURIComponent(location.hash.slice(1));
+      var id = location.hash.slice(1);
+      // A malformed escape (#ev-%E0%A4%A) is taken as written: it matches no event.
+      try { id = decodeURIComponent(id); } catch (e) { /* keep it as written */ }
       var previous = timeline.querySelector(".is-target");
       if (previous) previous.classList.remove("is-target");
       if (!id) return;
@@ -202,6 +209,12 @@
     var value = bytes, unit = -1;
     while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
     return value.toFixed(1) + " " + units[unit];
+  }
+
+  /* The name the API's download gives the file (exports.service.download_name). */
+  function downloadName(testId, job) {
+    var suffix = "." + (job.format || "json") + (job.compression === "gzip" ? ".gz" : "");
+    return "test-" + testId + "-events-" + job.jobId + suffix;
   }
 
   function setUpExports(root) {
@@ -235,7 +248,7 @@
           show(job);
           if (job.status === "finished") {
             link.href = job.downloadUrl;
-            link.setAttribute("download", "test-" + testId + "-events.json");
+            link.setAttribute("download", downloadName(testId, job));
             meta.textContent = formatSize(job.fileSize) + " · SHA-256 " + job.sha256;
             done.hidden = false;
             busy(false);
