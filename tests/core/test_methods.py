@@ -70,6 +70,9 @@ def test_no_head_on_gets_with_effects(http: TestClient, headers: dict[str, str])
         assert "HEAD" not in refused.headers["allow"] and "GET" in refused.headers["allow"]
     jobs = http.get("/v1/test/42/events/jobs", headers=headers).json()["jobs"]
     assert [job["jobId"] for job in jobs] == [job_id]  # HEAD ordered nothing
+    # The review page's timeline records the evidence links it hands out.
+    refused = http.head("/ui/fragments/tests/42/candidates/100")
+    assert refused.status_code == 405 and "HEAD" not in refused.headers["allow"]
 
 
 def test_the_access_line_says_head(http: TestClient, caplog: pytest.LogCaptureFixture) -> None:

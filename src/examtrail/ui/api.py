@@ -19,6 +19,7 @@ from pydantic import Field
 from starlette.staticfiles import StaticFiles
 
 from examtrail.auth.deps import ReaderPrincipal
+from examtrail.core.methods import get_with_effects
 from examtrail.core.schemas import ASCII_DIGITS, NO_CONTROL_OR_EMPTY, Int64Id
 from examtrail.core.settings import Settings
 from examtrail.deps import RuntimeDep, SessionDep
@@ -209,6 +210,7 @@ def exam_fragment(
 
 
 @router.get("/fragments/tests/{testId}/candidates/{userId}", response_class=HTMLResponse)
+@get_with_effects  # records the evidence links it issues
 def candidate_fragment(
     test_id: TestId,
     user_id: UserId,
