@@ -22,14 +22,17 @@ from sqlalchemy import (
     Executable,
     MetaData,
     Result,
+    String,
     create_engine,
     event,
+    func,
+    literal,
     update,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from examtrail.core.settings import Settings
@@ -135,6 +138,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
+
+
+def contains_folded(
+    column: ColumnElement[str] | InstrumentedAttribute[str], text: str
+) -> ColumnElement[bool]:
+    """Whether ``column`` contains ``text`` whatever the case of their letters, its LIKE wildcards
+    taken as plain characters. Both sides are lowered by the database's own ``lower()``: Python's
+    folds some letters otherwise than PostgreSQL's (a final capital sigma, a dotted capital I), so a
+    search lowered in Python missed titles PostgreSQL lowered (SQLite's ``lower()`` is Python's)."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return func.lower(column).contains(func.lower(literal(escaped, String)), escape="/")
 
 
 class _WriterGate:

@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select, bindparam
 
-from examtrail.core.db import utcnow
-from examtrail.core.schemas import is_ascii_digits
+from examtrail.core.db import contains_folded, utcnow
+from examtrail.core.schemas import int64_of
 from examtrail.core.timeutil import to_epoch_ms
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 
@@ -100,9 +100,10 @@ def list_tests(
     if after is not None:
         stmt = stmt.where(Test.external_id > after)
     if query:
-        matches = func.lower(Test.title).contains(query.lower(), autoescape=True)
-        if is_ascii_digits(query) and len(query) <= 19:
-            matches = matches | (Test.external_id == int(query))
+        matches = contains_folded(Test.title, query)
+        test_id = int64_of(query)
+        if test_id is not None:
+            matches = matches | (Test.external_id == test_id)
         stmt = stmt.where(matches)
     return list(session.scalars(stmt.order_by(Test.external_id).limit(limit)))
 
