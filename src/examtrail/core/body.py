@@ -54,7 +54,12 @@ def declares_more_than(headers: Mapping[str, str], limit: int) -> bool:
     """Whether the request's ``Content-Length`` says its body is over ``limit`` bytes (refused
     before any of it is read; a body without one is counted as it streams)."""
     declared = headers.get("content-length")
-    return declared is not None and is_ascii_digits(declared) and int(declared) > limit
+    if declared is None or not is_ascii_digits(declared):
+        return False
+    # Compared as digits first: int() refuses (a ValueError, a 500) past 4,300 digits, and the
+    # HTTP parsers take any number of leading zeros ("000…049" is 49 bytes).
+    digits = declared.lstrip("0")
+    return len(digits) > len(str(limit)) or int(digits or "0") > limit
 
 
 def too_large(limit: int) -> PayloadTooLarge:
