@@ -232,6 +232,7 @@ class _PostgresEvents:
         INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at)
         SELECT %(test_pk)s, %(candidate_pk)s, {_ROW_COLUMNS}, 0, %(created_at)s, %(received_at)s
         FROM {_STAGING}
+        ORDER BY event_id COLLATE "C"
         ON CONFLICT (test_pk, event_id) DO NOTHING
         RETURNING event_id
     """  # noqa: S608
@@ -259,6 +260,11 @@ class _PostgresEvents:
     ) -> set[str]:
         created_at = now.replace(tzinfo=None)
         received_at = to_epoch_ms(now)
+        # In event id order (code points, the index's "C" collation), as the staging move below
+        # and ``insert_keyed_events``: two batches sharing event ids take the unique index's
+        # entries in the same order, one waiting for the other, never each for the other (a
+        # deadlock, one answered 503).
+        rows = sorted(rows, key=lambda row: row[0])
         if len(rows) <= self._SMALL_BATCH:
             params = [
                 value for row in rows for value in (test_pk, candidate_pk, *row, created_at, received_at)
