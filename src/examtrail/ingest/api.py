@@ -11,7 +11,7 @@ from pydantic import Field, TypeAdapter
 
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal, authenticate, check_scope
 from examtrail.core.batching import GroupCommitWriter, WriterStopped
-from examtrail.core.body import body_limit, declares_more_than, validate_json
+from examtrail.core.body import JsonBodyRoute, body_limit, declares_more_than, validate_json
 from examtrail.core.db import commit_retrying_deadlock
 from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from examtrail.core.fastpath import add_fast_route, int64_param
@@ -38,7 +38,8 @@ from examtrail.ingest.schemas import (
 from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectTooLarge
 
-router = APIRouter(prefix="/v1/test", tags=["ingest"])
+# JSON bodies read as the events call reads its own (core.body.parse_json).
+router = APIRouter(prefix="/v1/test", tags=["ingest"], route_class=JsonBodyRoute)
 list_router = APIRouter(tags=["ingest"])
 
 TestId = Annotated[Int64Id, Path(alias="testId", description="The test's int64 id")]
