@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from examtrail.audit.models import AuditEntry
 from examtrail.auth.api import TOKEN_MAX_BODY_BYTES
-from examtrail.core.body import BodyLimit
+from examtrail.core.body import BodyLimit, declares_more_than
 from examtrail.ingest.models import Candidate, Test
 from examtrail.runtime import Runtime
 from tests.support.api import create_client, seed_test
@@ -142,3 +142,54 @@ def test_a_declared_length_over_the_limit_is_refused_unread() -> None:
     assert reads == []
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
     assert b"payload_too_large" in sent[1]["body"]
+
+
+def test_declared_lengths_are_compared_as_digits() -> None:
+    assert not declares_more_than({"content-length": "0" * 5000 + "1024"}, 1024)
+    assert declares_more_than({"content-length": "0" * 5000 + "1025"}, 1024)
+    assert declares_more_than({"content-length": "9" * 5000}, 1024)
+    assert not declares_more_than({"content-length": "0" * 5000}, 1024)
+    assert not declares_more_than({}, 1024)
+    # Not a length (the HTTP server refuses these itself): the body is counted as it streams.
+    for malformed in ("", "+1", "1,1", "-1", "1e9", "\u0661"):
+        assert not declares_more_than({"content-length": malformed}, 1024), malformed
+
+
+@pytest.mark.settings(max_request_bytes=LIMIT, max_file_bytes=LIMIT)
+def test_a_length_with_thousands_of_leading_zeros_is_its_value(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    # int() refuses more than 4,300 digits: a 500 on the events and file calls, a misleading
+    # 400 http_error on the others. The HTTP parsers take the zeros: the length is the value.
+    seed_test(http, headers, test_id=42, candidates=1, events_per_candidate=0)
+
+    def padded(body: bytes, kind: str = "application/json", zeros: int = 4300) -> dict[str, str]:
+        return {**headers, "Content-Type": kind, "Content-Length": "0" * zeros + str(len(body))}
+
+    event = b'{"eventId": "e1", "event": "x", "timeStamp": "2026-06-01T10:00:00Z"}'
+    events = "/v1/test/42/candidates/100/events"
+    response = http.post(events, content=event, headers=padded(event))
+    assert response.status_code == 201, response.text
+    octets = "application/octet-stream"
+    response = http.put(f"{events}/e1/files/a.bin", content=b"z", headers=padded(b"z", octets))
+    assert response.status_code == 201, response.text
+    people = b'[{"userId": 100, "candidateId": "renamed"}]'
+    response = http.put("/v1/test/42/candidates", content=people, headers=padded(people))
+    assert response.status_code == 200, response.text
+    title = b'{"title": "t"}'
+    assert http.put("/v1/test/42", content=title, headers=padded(title)).status_code == 200
+    client_id, key = create_client(runtime, "uni-a")
+    form = f"grant_type=client_credentials&client_id={client_id}&client_secret={key}".encode()
+    kind = "application/x-www-form-urlencoded"
+    token = http.post(
+        "/oauth/token",
+        content=form,
+        headers={"Content-Length": "0" * 4300 + str(len(form)), "Content-Type": kind},
+    )
+    assert token.status_code == 200, token.text
+    # Over the limit, however it is written: refused unread.
+    big = b"z" * (LIMIT + 1)
+    response = http.put(f"{events}/e1/files/b.bin", content=big, headers=padded(big, octets))
+    assert response.status_code == 413 and response.json()["error"] == "file_too_large"
+    big_event = b'{"event": "' + b"x" * LIMIT + b'"}'
+    _is_413(http.post(events, content=big_event, headers=padded(big_event)))

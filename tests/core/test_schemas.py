@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from examtrail.core.schemas import INT64_MAX, Int64Id, is_ascii_digits
+from examtrail.core.schemas import INT64_MAX, Int64Id, int64_of, is_ascii_digits
 
 # str.isdigit() takes each of these: superscripts and circled digits (int() refuses them) and
 # Arabic-Indic or fullwidth digits (int() reads them as 12).
@@ -58,3 +58,15 @@ def test_ids_outside_int64_are_refused(raw: str) -> None:
 def test_the_json_schema_is_a_bounded_integer() -> None:
     # The bounds are written as JSON Schema keywords (not pydantic's "ge"/"lt").
     assert INT64_ID.json_schema() == {"type": "integer", "minimum": 0, "exclusiveMaximum": 2**63}
+
+
+def test_int64_of_reads_any_digits_within_int64() -> None:
+    assert int64_of("0") == 0
+    assert int64_of("0042") == 42
+    assert int64_of(str(INT64_MAX)) == INT64_MAX
+    assert int64_of("0" * 5000 + str(INT64_MAX)) == INT64_MAX  # int() refuses past 4,300 digits
+    assert int64_of(str(INT64_MAX + 1)) is None
+    assert int64_of("9" * 19) is None
+    assert int64_of("9" * 5000) is None
+    for text in ["", "-1", "1.0", *UNICODE_DIGITS]:
+        assert int64_of(text) is None, text

@@ -5,6 +5,9 @@ of one transaction (as the group-commit writer runs them)."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import orjson
@@ -236,3 +239,28 @@ def test_backslashes_and_escapes_are_stored_as_sent(
     assert stored_doc["flaggingInfo"]["comment"] == "\\\\"
     # The same event again on its own (EventIn) is the same doc: a duplicate.
     assert http.post(URL, json=body, headers=headers).status_code == 200
+
+
+def _together(
+    http: TestClient, headers: dict[str, str], start: threading.Barrier, events: list[dict[str, Any]]
+) -> Any:
+    start.wait()
+    return http.post(URL, json=events, headers=headers)
+
+
+def test_concurrent_batches_sharing_event_ids_in_any_order_never_deadlock(
+    http: TestClient, headers: dict[str, str], runtime: Runtime
+) -> None:
+    """PostgreSQL: each batch took the unique index's entries in the order it was sent, so two
+    sharing ids, one of them reversed, waited each for the other: a deadlock, one answered 503
+    database_unavailable. In id order, one waits for the other and finds its events stored."""
+    seed_test(http, headers, test_id=42, candidates=1, events_per_candidate=0)
+    for round_ in range(3):
+        batch = [event(n, eventId=f"r{round_}-{n}") for n in range(2000)]
+        start = threading.Barrier(2)
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(partial(_together, http, headers, start), [batch, batch[::-1]]))
+        assert sorted(a.status_code for a in answers) == [200, 201], [a.text[:200] for a in answers]
+        assert sorted(a.json()["created"] for a in answers) == [0, 2000]
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 3 * 2000

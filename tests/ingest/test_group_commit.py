@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.errors import DeadlockDetected
 from sqlalchemy import Connection, event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from examtrail.audit.models import AuditEntry
 from examtrail.auth.models import Tenant
 from examtrail.core.batching import GroupCommitWriter, Outcome, WriterStopped
-from examtrail.core.db import utcnow
+from examtrail.core.db import commit_retrying_deadlock, utcnow
 from examtrail.ingest.api import GROUP_COMMIT_MAX_EVENTS
 from examtrail.ingest.models import Event
 from examtrail.runtime import Runtime
@@ -557,3 +558,56 @@ def test_awaited_units_are_answered_per_group_with_their_own_outcomes(runtime: R
     assert "gone" not in ran
     # The group of three (the cancelled unit left out) reached the loop in one wake-up.
     assert wakeups == 1
+
+
+class _Deadlocking:
+    """A unit PostgreSQL aborts to break a deadlock its first ``times`` runs."""
+
+    def __init__(self, times: int) -> None:
+        self.times = times
+        self.runs = 0
+
+    def __call__(self, _session: Session) -> str:
+        self.runs += 1
+        if self.runs <= self.times:
+            raise OperationalError("INSERT", None, DeadlockDetected("deadlock detected"))
+        return "stored"
+
+
+@pytest.mark.parametrize("deadlocks", [1, 2, 3])
+def test_a_unit_aborted_by_a_deadlock_runs_once_more_alone(runtime: Runtime, deadlocks: int) -> None:
+    """A group runs without savepoints, then again with them; a unit still aborted by a deadlock
+    runs alone after the group's commit, with one more try: a deadlock in any of those runs is
+    not the unit's answer, but neither is it retried forever."""
+    writer = GroupCommitWriter(runtime.sessions, name="deadlock-writer")
+    writer.start()
+    try:
+        assert writer.submit(_Deadlocking(deadlocks)).result(timeout=60) == "stored"
+        always = _Deadlocking(1000)
+        with pytest.raises(OperationalError, match="deadlock"):
+            writer.submit(always).result(timeout=60)
+        # In the group (without savepoints unless a failure just made the writer careful, then
+        # with), then alone twice.
+        assert always.runs == (3 if deadlocks > 1 else 4)
+    finally:
+        writer.stop()
+
+
+def test_commit_retrying_deadlock_runs_the_work_once_more_then_gives_up(runtime: Runtime) -> None:
+    def fails_with(error: Exception, times: int) -> Callable[[Session], int]:
+        runs: list[int] = []
+
+        def work(_session: Session) -> int:
+            runs.append(1)
+            if len(runs) <= times:
+                raise error
+            return len(runs)
+
+        return work
+
+    with runtime.sessions() as session:  # as psycopg raises it on a driver cursor
+        assert commit_retrying_deadlock(session, fails_with(DeadlockDetected("deadlock"), 1)) == 2
+    with runtime.sessions() as session, pytest.raises(DeadlockDetected):
+        commit_retrying_deadlock(session, fails_with(DeadlockDetected("deadlock"), 2))
+    with runtime.sessions() as session, pytest.raises(ValueError, match="other"):
+        commit_retrying_deadlock(session, fails_with(ValueError("other"), 1))

@@ -94,3 +94,45 @@ def test_search_ignores_the_case_of_every_letter_on_both_databases(
         assert found(query) == [8], query
     assert found("økonomi eksamen") == [7]
     assert found("okonomi") == []  # folded, never transliterated
+
+
+def test_search_folds_alike_on_both_databases_when_python_folds_otherwise(
+    http: TestClient, headers: dict[str, str]
+) -> None:
+    # Python lowers a final capital sigma to "ς" and "İ" to "i" + a combining dot; PostgreSQL's
+    # lower() does not: a search lowered in Python found this title on SQLite only.
+    assert http.put("/v1/test/7", json={"title": "ΣΑΣ İSTANBUL"}, headers=headers).status_code == 201
+    http.put("/v1/test/8", json={"title": "a_b/c"}, headers=headers)
+
+    def found(query: str) -> list[int]:
+        response = http.get("/v1/tests", params={"q": query}, headers=headers)
+        assert response.status_code == 200, response.text
+        return [t["testId"] for t in response.json()["tests"]]
+
+    for query in ("ΣΑΣ", "İSTANBUL", "ΣΑΣ İSTANBUL", "STANBUL"):
+        assert found(query) == [7], query
+    assert found("_") == [8]  # wildcards and the escape character stay plain characters
+    assert found("/") == [8]
+    assert found("b/c") == [8]
+    assert found("a%") == []
+
+
+def test_a_number_past_int64_is_searched_as_text_not_a_500(http: TestClient, headers: dict[str, str]) -> None:
+    big = 2**63 - 1
+    assert http.put(f"/v1/test/{big}", json={"title": "Largest"}, headers=headers).status_code == 201
+    http.put("/v1/test/42", json={"title": "Exam 9223372036854775808"}, headers=headers)
+
+    def found(query: str) -> list[int]:
+        response = http.get("/v1/tests", params={"q": query}, headers=headers)
+        assert response.status_code == 200, response.text
+        return [t["testId"] for t in response.json()["tests"]]
+
+    assert found(str(big + 1)) == [42]  # 19 digits over int64: only the title matches
+    assert found("9" * 19) == []
+    assert found("9" * 200) == []
+    assert found(str(big)) == [big]
+    # Leading zeros: the id the digits denote, however many there are.
+    assert found("0" * 30 + str(big)) == [big]
+    assert found("0" * 30 + "42") == [42]
+    ui = http.get("/ui/fragments/tests", params={"q": "9" * 19}, headers=headers)
+    assert ui.status_code == 200

@@ -100,6 +100,30 @@ def test_candidate_search_and_severity_filter_match_alike_on_both_databases(
     assert f"Candidates 1{DASH}1 of 1" in capital and ">101</a>" in capital
 
 
+def test_candidate_search_folds_alike_and_takes_any_int64_user_id(
+    http: TestClient, headers: dict[str, str]
+) -> None:
+    seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=0)
+    big = 2**63 - 1
+    people = [{"userId": 101, "candidateId": "ΣΑΣ İSTANBUL"}, {"userId": big, "candidateId": "max"}]
+    assert http.put("/v1/test/9/candidates", json=people, headers=headers).status_code == 200
+
+    def listed(candidate: str) -> str:
+        response = http.get("/ui/fragments/tests/9", params={"candidate": candidate}, headers=headers)
+        assert response.status_code == 200
+        text: str = response.text
+        return text
+
+    # Python lowers "ΣΑΣ" and "İ" otherwise than PostgreSQL: found on SQLite only, before.
+    for query in ("ΣΑΣ", "İSTANBUL"):
+        found = listed(query)
+        assert f"Candidates 1{DASH}1 of 1" in found and ">101</a>" in found, query
+    # A 19-digit user id (was: 18 digits at most), leading zeros too; past int64 it is text.
+    for query in (str(big), "000" + str(big)):
+        assert f">{big}</a>" in listed(query), query
+    assert f"Candidates 1{DASH}" not in listed(str(big + 1))
+
+
 def test_timeline_escapes_and_shows_gaps_and_files(http: TestClient, headers: dict[str, str]) -> None:
     seed_test(http, headers, test_id=9, candidates=1, events_per_candidate=0)
     events = [

@@ -28,6 +28,8 @@ SAVEPOINT per unit, each unit on its own: one bad request never fails the others
 
 If the group's transaction itself fails before its commit (a statement, the connection), each
 unit is run again alone in its own transaction, so one unit never takes the others down with it.
+A unit PostgreSQL aborted to break a deadlock (the group's units take rows in their own orders)
+runs once more alone after the group's commit, and once more again if that deadlocks too.
 If the COMMIT fails, the group may be stored all the same (its answer was lost with the
 connection): every unit gets that error and none runs again, which could store it (and its
 audit entry) twice.
@@ -48,7 +50,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from examtrail.core.db import begin_write
+from examtrail.core.db import begin_write, commit_retrying_deadlock, is_deadlock
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +230,12 @@ class GroupCommitWriter:
             return
         try:
             outcomes = self._run_group(live)
+            # A unit PostgreSQL aborted to break a deadlock (its savepoint rolled back) runs
+            # once more, alone, now that the group's commit has let go of its locks.
+            outcomes = [
+                self._run_alone(item) if _deadlocked(outcome) else outcome
+                for item, outcome in zip(live, outcomes, strict=True)
+            ]
         except _CommitFailed as failed:
             log.warning("the commit of a group of %d writes failed; none runs again", len(live))
             outcomes = [(None, failed.error)] * len(live)
@@ -278,14 +286,17 @@ class GroupCommitWriter:
         session = self.sessions()
         try:
             begin_write(session)
-            value = item.context.run(item.unit, session)
-            session.commit()
+            value = commit_retrying_deadlock(session, lambda s: item.context.run(item.unit, s))
         except Exception as exc:
             session.rollback()
             return None, exc
         finally:
             session.close()
         return value, None
+
+
+def _deadlocked(outcome: Outcome) -> bool:
+    return outcome[1] is not None and is_deadlock(outcome[1])
 
 
 def _answer(items: Sequence[_Item[Any]], outcomes: Sequence[Outcome]) -> None:

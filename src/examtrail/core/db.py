@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import select
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from weakref import WeakKeyDictionary
 
 import psycopg
+from psycopg.errors import DeadlockDetected
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -22,14 +24,17 @@ from sqlalchemy import (
     Executable,
     MetaData,
     Result,
+    String,
     create_engine,
     event,
+    func,
+    literal,
     update,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from examtrail.core.settings import Settings
@@ -38,6 +43,8 @@ if TYPE_CHECKING:  # imported where used: workers and the CLI never load the asy
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 # SQLite has no 64-bit autoincrement type distinct from INTEGER; keep PostgreSQL BIGINT.
 BigIntPK = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
@@ -137,6 +144,17 @@ def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
+def contains_folded(
+    column: ColumnElement[str] | InstrumentedAttribute[str], text: str
+) -> ColumnElement[bool]:
+    """Whether ``column`` contains ``text`` whatever the case of their letters, its LIKE wildcards
+    taken as plain characters. Both sides are lowered by the database's own ``lower()``: Python's
+    folds some letters otherwise than PostgreSQL's (a final capital sigma, a dotted capital I), so a
+    search lowered in Python missed titles PostgreSQL lowered (SQLite's ``lower()`` is Python's)."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return func.lower(column).contains(func.lower(literal(escaped, String)), escape="/")
+
+
 class _WriterGate:
     """One in-process SQLite writer at a time; the holder is a DB-API connection."""
 
@@ -176,6 +194,33 @@ WRITE_LOCK_TIMEOUT = 30.0
 def begin_write(session: Session) -> None:
     """Start ``session``'s transaction as a writer (call before its first query)."""
     session.connection(execution_options=WRITE_OPTIONS)
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL aborting this transaction to break a deadlock (raised by
+    psycopg itself on the driver's cursor, or wrapped by SQLAlchemy)."""
+    return isinstance(exc, DeadlockDetected) or isinstance(getattr(exc, "orig", None), DeadlockDetected)
+
+
+def commit_retrying_deadlock(session: Session, work: Callable[[Session], T]) -> T:
+    """``work`` in ``session``'s write transaction, then COMMIT. If PostgreSQL aborts it to break
+    a deadlock (nothing of it stored), it runs once more in a new transaction: the transaction it
+    deadlocked with has its locks by then. Writers that take rows in a consistent order rarely
+    deadlock; a unit of several statements (a group of requests) cannot always."""
+    try:
+        result = work(session)
+        session.commit()
+    except Exception as exc:
+        if not is_deadlock(exc):
+            raise
+        log.info("deadlock detected; the transaction runs once more: %s", exc)
+        session.rollback()
+    else:
+        return result
+    begin_write(session)
+    result = work(session)
+    session.commit()
+    return result
 
 
 def update_rows(session: Session, model: Any, where: ColumnElement[bool], **values: Any) -> int:

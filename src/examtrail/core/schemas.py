@@ -21,6 +21,19 @@ def is_ascii_digits(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
 
+def int64_of(value: str) -> int | None:
+    """The int64 id that ``value`` writes in ASCII digits (leading zeros allowed: "0042" is 42),
+    or None when it is not one (other characters, or over ``INT64_MAX``: compared as digits first,
+    since ``int()`` refuses, a ValueError, past 4,300 digits)."""
+    if not is_ascii_digits(value):
+        return None
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(INT64_MAX)):
+        return None
+    number = int(digits)
+    return number if number <= INT64_MAX else None
+
+
 def _ascii_digits_only(value: object) -> object:
     # Pydantic's lax mode reads "1001.0", "+1001", "1_001" and " 1001" as 1001.
     if isinstance(value, str) and not is_ascii_digits(value):

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache, partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import Field, TypeAdapter
-from sqlalchemy.orm import Session
 
 from examtrail.auth.deps import IngestPrincipal, ReaderPrincipal, authenticate, check_scope
 from examtrail.core.batching import GroupCommitWriter, WriterStopped
-from examtrail.core.body import body_limit, declares_more_than, validate_json
+from examtrail.core.body import JsonBodyRoute, body_limit, declares_more_than, validate_json
+from examtrail.core.db import commit_retrying_deadlock
 from examtrail.core.errors import PayloadTooLarge, ServiceUnavailable, Unprocessable
 from examtrail.core.fastpath import add_fast_route, int64_param
 from examtrail.core.media import require_json
@@ -38,7 +38,8 @@ from examtrail.ingest.schemas import (
 from examtrail.runtime import Runtime
 from examtrail.storage.base import ObjectTooLarge
 
-router = APIRouter(prefix="/v1/test", tags=["ingest"])
+# JSON bodies read as the events call reads its own (core.body.parse_json).
+router = APIRouter(prefix="/v1/test", tags=["ingest"], route_class=JsonBodyRoute)
 list_router = APIRouter(tags=["ingest"])
 
 TestId = Annotated[Int64Id, Path(alias="testId", description="The test's int64 id")]
@@ -261,13 +262,9 @@ async def _record(
                 code="shutting_down",
                 headers={"Retry-After": "1"},
             ) from None
-    return await in_write_session(runtime, partial(_commit, unit=store))
-
-
-def _commit(session: Session, unit: Callable[[Session], EventsResult]) -> EventsResult:
-    result = unit(session)
-    session.commit()
-    return result
+    # Its events in id order, it never deadlocks with another batch; it can with a group of the
+    # writer (several requests in one transaction): then it runs once more.
+    return await in_write_session(runtime, partial(commit_retrying_deadlock, work=store))
 
 
 @router.put(

@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select, bindparam
 
-from examtrail.core.db import utcnow
-from examtrail.core.schemas import is_ascii_digits
+from examtrail.core.db import contains_folded, utcnow
+from examtrail.core.schemas import int64_of
 from examtrail.core.timeutil import to_epoch_ms
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 
@@ -100,9 +100,10 @@ def list_tests(
     if after is not None:
         stmt = stmt.where(Test.external_id > after)
     if query:
-        matches = func.lower(Test.title).contains(query.lower(), autoescape=True)
-        if is_ascii_digits(query) and len(query) <= 19:
-            matches = matches | (Test.external_id == int(query))
+        matches = contains_folded(Test.title, query)
+        test_id = int64_of(query)
+        if test_id is not None:
+            matches = matches | (Test.external_id == test_id)
         stmt = stmt.where(matches)
     return list(session.scalars(stmt.order_by(Test.external_id).limit(limit)))
 
@@ -154,16 +155,34 @@ def insert_candidates(session: Session, rows: list[dict[str, Any]]) -> None:
         session.execute(_insert(session, Candidate), rows)
 
 
+_RENAME_CANDIDATES_PG = text(
+    f"UPDATE candidates SET candidate_id = renamed.candidate_id, ingest_xid = {_PG_XID} "  # noqa: S608
+    "FROM unnest(CAST(:user_ids AS bigint[]), CAST(:candidate_ids AS text[])) "
+    "AS renamed(user_id, candidate_id) "
+    "WHERE candidates.test_pk = :test_pk AND candidates.user_id = renamed.user_id"
+)
+
+
 def rename_candidates(session: Session, test_pk: int, renames: dict[int, str]) -> None:
+    """One statement for all, not one per candidate: renaming 100,000 took 18 s on SQLite (its
+    write lock held all along) and 33 s on PostgreSQL."""
     if not renames:
         return
-    stamp = change_stamp(session, test_pk)
-    for user_id, candidate_id in renames.items():
-        session.execute(
-            update(Candidate)
-            .where(Candidate.test_pk == test_pk, Candidate.user_id == user_id)
-            .values(candidate_id=candidate_id, ingest_xid=stamp)
-        )
+    if session.get_bind().dialect.name == "postgresql":
+        # The ids and names as two arrays: one round trip (an executemany is one per row).
+        params = {"test_pk": test_pk, "user_ids": list(renames), "candidate_ids": list(renames.values())}
+        session.execute(_RENAME_CANDIDATES_PG, params)
+        return
+    stmt = (
+        update(Candidate)
+        .where(Candidate.test_pk == test_pk, Candidate.user_id == bindparam("renamed_user"))
+        .values(candidate_id=bindparam("new_candidate_id"), ingest_xid=change_stamp(session, test_pk))
+    )
+    session.flush()  # the connection's executemany (the ORM's would want primary keys)
+    session.connection().execute(
+        stmt,
+        [{"renamed_user": user_id, "new_candidate_id": name} for user_id, name in renames.items()],
+    )
 
 
 def _candidate_pk_statement() -> Select[int]:
@@ -231,6 +250,7 @@ class _PostgresEvents:
         INSERT INTO events (test_pk, candidate_pk, {_ROW_COLUMNS}, file_count, created_at, received_at)
         SELECT %(test_pk)s, %(candidate_pk)s, {_ROW_COLUMNS}, 0, %(created_at)s, %(received_at)s
         FROM {_STAGING}
+        ORDER BY event_id COLLATE "C"
         ON CONFLICT (test_pk, event_id) DO NOTHING
         RETURNING event_id
     """  # noqa: S608
@@ -258,6 +278,11 @@ class _PostgresEvents:
     ) -> set[str]:
         created_at = now.replace(tzinfo=None)
         received_at = to_epoch_ms(now)
+        # In event id order (code points, the index's "C" collation), as the staging move below
+        # and ``insert_keyed_events``: two batches sharing event ids take the unique index's
+        # entries in the same order, one waiting for the other, never each for the other (a
+        # deadlock, one answered 503).
+        rows = sorted(rows, key=lambda row: row[0])
         if len(rows) <= self._SMALL_BATCH:
             params = [
                 value for row in rows for value in (test_pk, candidate_pk, *row, created_at, received_at)

@@ -16,7 +16,8 @@ import orjson
 from sqlalchemy import ColumnElement, Select, case, exists, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from examtrail.core.schemas import is_ascii_digits
+from examtrail.core.db import contains_folded
+from examtrail.core.schemas import int64_of
 from examtrail.ingest.models import Attachment, Candidate, Event, Test
 from examtrail.ingest.read_model import AttachmentRef
 
@@ -158,9 +159,10 @@ def candidates_page(
     if event:
         conditions.append(exists().where(Event.candidate_pk == Candidate.id, Event.event == event))
     if candidate:
-        match = func.lower(Candidate.candidate_id).contains(candidate.lower(), autoescape=True)
-        if is_ascii_digits(candidate) and len(candidate) <= 18:
-            match = match | (Candidate.user_id == int(candidate))
+        match = contains_folded(Candidate.candidate_id, candidate)
+        user_id = int64_of(candidate)
+        if user_id is not None:
+            match = match | (Candidate.user_id == user_id)
         conditions.append(match)
     if flagged:
         conditions.append(exists().where(Event.candidate_pk == Candidate.id, Event.flag_type.is_not(None)))

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import Field
 
 from examtrail.auth.deps import ExportPrincipal
+from examtrail.core.body import JsonBodyRoute
 from examtrail.core.errors import ServiceUnavailable
 from examtrail.core.media import require_json
 from examtrail.core.pools import PoolFull, shared_pool
@@ -29,7 +30,7 @@ from examtrail.webhooks.schemas import (
     SubscriptionOut,
 )
 
-router = APIRouter(prefix="/v1/subscription", tags=["webhooks"])
+router = APIRouter(prefix="/v1/subscription", tags=["webhooks"], route_class=JsonBodyRoute)
 
 SubscriptionId = Annotated[
     str,
