@@ -115,3 +115,30 @@ def test_progress_bars_go_to_stderr(env: dict[str, str]) -> None:
 def test_clients_create_refuses_bad_tenant_names(migrated: dict[str, str], tenant: str, message: str) -> None:
     _refused(["clients", "create", "--tenant", tenant], migrated, message, status=2)
     assert json.loads(run_cli(["clients", "list", "--json"], migrated).stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "EXAMTRAIL_WORKER_THREADS=0",
+            "EXAMTRAIL_WORKER_THREADS: Input should be greater than or equal to 1",
+        ),
+        ("EXAMTRAIL_WEBHOOK_RETRY_SCHEDULE=a,b", "EXAMTRAIL_WEBHOOK_RETRY_SCHEDULE: "),
+        ("EXAMTRAIL_SECRET_KEYS=[not-json-secret", "EXAMTRAIL_SECRET_KEYS: a JSON list of secrets"),
+        ("EXAMTRAIL_LOG_LEVEL=BOGUS", "EXAMTRAIL_LOG_LEVEL: must be one of"),
+        ("EXAMTRAIL_DATABASE_URL=foo://x", "EXAMTRAIL_DATABASE_URL: must be a sqlite:///"),
+        ("EXAMTRAIL_BROKER_URL=bogus://x", "EXAMTRAIL_BROKER_URL: must be a redis://"),
+        ("EXAMTRAIL_S3_ENDPOINT_URL=::bad", "EXAMTRAIL_S3_ENDPOINT_URL: must be an http:// or https:// URL"),
+        ("EXAMTRAIL_PUBLIC_URL=notaurl", "EXAMTRAIL_PUBLIC_URL: must be an http:// or https:// URL"),
+        ("EXAMTRAIL_PUBLIC_URL=http://host:99999", "EXAMTRAIL_PUBLIC_URL: not a valid URL"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(tmp_path: Path, setting: str, message: str) -> None:
+    """Before anything starts: the variable and what is wrong, never a traceback or the value."""
+    name, value = setting.split("=", 1)
+    env = {"EXAMTRAIL_DATA_DIR": str(tmp_path / "var"), name: value}
+    for args in (["serve", "--port", "1"], ["db", "current"]):
+        _refused(args, env, message)
+        assert "not-json-secret" not in run_cli(args, env).stderr
+    assert not (tmp_path / "var").exists()  # nothing created

@@ -37,7 +37,8 @@ def test_audit_list_shows_a_query_value_with_brackets(
     http: TestClient, headers: dict[str, str], cli: None
 ) -> None:
     seed_test(http, headers, test_id=7002, candidates=1, events_per_candidate=1)
-    ordered = http.post("/v1/test/7002/events?candidateId=%5B/x%5D", headers=headers)
+    # An event-name filter is recorded as given (a candidateId filter only as a count).
+    ordered = http.post("/v1/test/7002/events?event=%5B/x%5D", headers=headers)
     assert ordered.status_code == 202, ordered.text
 
     listed = _run("audit", "list", "--tenant", "uni-a", "--action", "export.ordered")

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -82,6 +83,14 @@ def run(app: typer.Typer) -> None:
         app()
     except CliError as exc:
         typer.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        # One line per bad setting; never its value (it may be a secret).
+        for error in exc.errors(include_url=False, include_input=False):
+            name = f"EXAMTRAIL_{str(error['loc'][0]).upper()}" if error["loc"] else "settings"
+            typer.echo(f"Error: {name}: {error['msg'].removeprefix('Value error, ')}", err=True)
         sys.exit(1)
     except (OperationalError, DBAPIError) as exc:
         message = _first_line(exc)

@@ -6,9 +6,15 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The queue backends ``examtrail.queue.broker`` knows (an empty URL: in-process).
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "amqps")
+# What both Python's logging and uvicorn's ``--log-level`` take.
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
 class Settings(BaseSettings):
@@ -105,12 +111,55 @@ class Settings(BaseSettings):
     # Read once per process: the keys are on every request's path (tokens, links).
     _keyring: list[bytes] | None = PrivateAttr(default=None)
 
+    @field_validator("public_url", "s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Checked at start: a typo would otherwise surface as broken links handed to clients.
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises on a port that is not a number in range)
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://exams.example.org")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].split("+", 1)[0] if value else ""
+        if value and scheme not in ("sqlite", "postgresql"):
+            raise ValueError(
+                "must be a sqlite:/// or postgresql+psycopg:// URL (empty: SQLite in the data dir)"
+            )
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str) -> str:
+        if value and value.split("://", 1)[0] not in BROKER_SCHEMES:
+            raise ValueError("must be a redis://, rediss://, amqp:// or amqps:// URL (empty: in-process)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("secret_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: object) -> object:
         if isinstance(value, str):
             if value.strip().startswith("["):
-                return json.loads(value)
+                try:
+                    return json.loads(value)
+                except ValueError:  # never the error's text: it quotes the secrets
+                    raise ValueError("a JSON list of secrets that does not parse") from None
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
